@@ -1,0 +1,123 @@
+//! The WebAssembly component face of the ring: converts between the WIT
+//! types and [`Ring`]'s, and keeps the one log of this instance.
+
+use std::cell::RefCell;
+
+use crate::{Body, Channel, Config, Ending, Line, Outcome, ReadResult, Ring};
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "resume-policy",
+});
+
+use exports::execd::resume::log as wit;
+
+/// Whether this build is the `exclusive` flavour (one live reader).
+const EXCLUSIVE: bool = cfg!(feature = "exclusive");
+
+thread_local! {
+    // One instance serves one command, so one global log is the whole state.
+    static RING: RefCell<Ring> = RefCell::new(Ring::new(flavoured(Config::default())));
+}
+
+fn flavoured(config: Config) -> Config {
+    Config { exclusive: EXCLUSIVE, ..config }
+}
+
+struct Policy;
+
+impl wit::Guest for Policy {
+    fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
+        let config = Config::parse(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| e.0)?;
+        RING.with_borrow_mut(|ring| *ring = Ring::new(flavoured(config)));
+        Ok(())
+    }
+
+    fn append(batch: Vec<wit::Line>) -> Result<u64, String> {
+        let lines = batch
+            .into_iter()
+            .map(|l| Line {
+                channel: match l.channel {
+                    wit::Channel::Stdout => Channel::Stdout,
+                    wit::Channel::Stderr => Channel::Stderr,
+                },
+                text: l.text,
+                timestamp_ms: l.timestamp_ms,
+            })
+            .collect();
+        RING.with_borrow_mut(|ring| ring.append(lines))
+    }
+
+    fn finish(ending: wit::Ending) -> Result<u64, String> {
+        RING.with_borrow_mut(|ring| ring.finish(from_wit_ending(ending)))
+    }
+
+    fn read(after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
+        match RING.with_borrow(|ring| ring.read(after, max_events, max_bytes)) {
+            ReadResult::Events(events) => wit::ReadResult::Events(
+                events
+                    .into_iter()
+                    .map(|e| wit::Event {
+                        eid: e.eid,
+                        timestamp_ms: e.timestamp_ms,
+                        body: match e.body {
+                            Body::Stdout(t) => wit::Body::Stdout(t),
+                            Body::Stderr(t) => wit::Body::Stderr(t),
+                            Body::End(end) => wit::Body::End(to_wit_ending(end)),
+                        },
+                    })
+                    .collect(),
+            ),
+            ReadResult::Gap(g) => wit::ReadResult::Gap(wit::Gap {
+                from_eid: g.from_eid,
+                to_eid: g.to_eid,
+                dropped_bytes: g.dropped_bytes,
+            }),
+            ReadResult::Pending => wit::ReadResult::Pending,
+            ReadResult::Finished => wit::ReadResult::Finished,
+        }
+    }
+
+    fn attach(_reader: u64, live_readers: Vec<u64>) -> wit::Admission {
+        match RING.with_borrow(|ring| ring.admits(live_readers.len())) {
+            Ok(()) => wit::Admission::Accept,
+            Err(why) => wit::Admission::Conflict(why),
+        }
+    }
+
+    fn detach(_reader: u64) {}
+
+    fn retention_ms() -> u64 {
+        RING.with_borrow(|ring| ring.retention_ms())
+    }
+}
+
+fn from_wit_ending(e: wit::Ending) -> Ending {
+    Ending {
+        outcome: match e.outcome {
+            wit::Outcome::Completed => Outcome::Completed,
+            wit::Outcome::Failed(f) => Outcome::Failed {
+                exit_code: f.exit_code,
+                message: f.message,
+            },
+        },
+        execution_ms: e.execution_ms,
+        timestamp_ms: e.timestamp_ms,
+    }
+}
+
+fn to_wit_ending(e: Ending) -> wit::Ending {
+    wit::Ending {
+        outcome: match e.outcome {
+            Outcome::Completed => wit::Outcome::Completed,
+            Outcome::Failed { exit_code, message } => {
+                wit::Outcome::Failed(wit::Failure { exit_code, message })
+            }
+        },
+        execution_ms: e.execution_ms,
+        timestamp_ms: e.timestamp_ms,
+    }
+}
+
+export!(Policy);

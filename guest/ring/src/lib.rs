@@ -1,0 +1,17 @@
+//! `ring`: the default execd-host log policy.
+//!
+//! Keeps the newest events of a command in a ring bounded by `max-events`
+//! and `max-bytes`; what falls out is reported to late readers as a gap.
+//! Any number of readers may follow the log at once.
+//!
+//! The logic is plain Rust ([`Ring`]) so it also builds natively (as an
+//! rlib) for benchmarks; `component` wraps it as a WebAssembly component.
+
+mod config;
+mod ring;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+pub use config::{Config, ConfigError};
+pub use ring::{Body, Channel, Ending, Event, Gap, Line, Outcome, ReadResult, Ring};

@@ -1,0 +1,64 @@
+//! Builds the embedded policy components (`guest/ring`, in its `ring` and
+//! `exclusive` flavours) for wasm32-wasip2 and leaves them in OUT_DIR for
+//! `include_bytes!`.
+//!
+//! The nested cargo uses its own target directory, so it never waits on the
+//! lock of the build that runs this script.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.parent().expect("host/ sits in the workspace root");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    for watched in ["wit", "guest/ring/src", "guest/ring/Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let target_dir = root.join("target").join("guest");
+    build_guest(root, &target_dir, &[], &out_dir.join("ring.wasm"));
+    build_guest(
+        root,
+        &target_dir,
+        &["--features", "exclusive"],
+        &out_dir.join("exclusive.wasm"),
+    );
+}
+
+fn build_guest(root: &Path, target_dir: &Path, extra: &[&str], dest: &Path) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "--package", "execd-policy-ring", "--profile", "guest"])
+        .args(["--target", TARGET])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(extra);
+    // The outer build's flags are for the host target, not for wasm.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for the policy guest: {e}"));
+    if !status.success() {
+        panic!(
+            "building the embedded policy for {TARGET} failed. Is the target installed? \
+             Run `rustup toolchain install` in the repository (it reads rust-toolchain.toml)."
+        );
+    }
+    let built = target_dir
+        .join(TARGET)
+        .join("guest")
+        .join("execd_policy_ring.wasm");
+    std::fs::copy(&built, dest)
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), dest.display()));
+}

@@ -1,0 +1,51 @@
+//! Response bodies: a whole buffer, or a stream fed by a task through a
+//! bounded channel (the bound is the per-connection write buffering).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc;
+
+pub type ResponseBody = BoxBody<Bytes, Infallible>;
+
+pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).boxed()
+}
+
+pub fn empty() -> ResponseBody {
+    Empty::new().boxed()
+}
+
+/// Frames written by a producer task, which sees the client leave as its
+/// channel closing when hyper drops this body.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+/// Frames in flight per stream, beyond what hyper buffers itself.
+const IN_FLIGHT: usize = 2;
+
+pub fn channel() -> (mpsc::Sender<Bytes>, ResponseBody) {
+    let (tx, rx) = mpsc::channel(IN_FLIGHT);
+    (tx, ChannelBody { rx }.boxed())
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|frame| frame.map(|b| Ok(Frame::data(b))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}

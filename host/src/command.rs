@@ -1,0 +1,135 @@
+//! A command the host started: what was asked, its status, its log, and
+//! how to signal it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::log::Log;
+use crate::output::OutputFile;
+
+/// What `GET /command/status/{id}` reports.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    pub running: bool,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub finished_at: Option<SystemTime>,
+    /// The process group id, while the process may still be signalled.
+    pub pgid: Option<i32>,
+}
+
+pub struct Command {
+    pub id: String,
+    pub content: String,
+    pub background: bool,
+    pub started_at: SystemTime,
+    pub started: Instant,
+    pub log: Arc<Log>,
+    /// Raw combined output, kept for background commands' `/logs`.
+    pub output: Option<OutputFile>,
+    status: Mutex<Status>,
+    interrupts: AtomicU64,
+}
+
+#[derive(Serialize)]
+pub struct StatusBody<'a> {
+    id: &'a str,
+    content: &'a str,
+    running: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+}
+
+/// Grace between SIGTERM and SIGKILL on interrupt.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+
+impl Command {
+    pub fn new(
+        id: String,
+        content: String,
+        background: bool,
+        log: Arc<Log>,
+        output: Option<OutputFile>,
+    ) -> Command {
+        Command {
+            id,
+            content,
+            background,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            log,
+            output,
+            status: Mutex::new(Status { running: true, ..Status::default() }),
+            interrupts: AtomicU64::new(0),
+        }
+    }
+
+    pub fn status(&self) -> MutexGuard<'_, Status> {
+        // A poisoned lock only means a panic elsewhere; the status is plain data.
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn status_body(&self) -> StatusBody<'_> {
+        let status = self.status().clone();
+        StatusBody {
+            id: &self.id,
+            content: &self.content,
+            running: status.running,
+            exit_code: status.exit_code,
+            error: status.error,
+            started_at: rfc3339(self.started_at),
+            finished_at: status.finished_at.map(rfc3339),
+        }
+    }
+
+    /// Sends `signal` to the command's process group, if it still runs.
+    /// Checked under the status lock, which the pump takes when it reaps the
+    /// process, so a reaped group id (which the OS may reuse) is never hit.
+    pub fn signal(&self, signal: i32) -> bool {
+        let status = self.status();
+        match status.pgid {
+            Some(pgid) if status.running => {
+                // SAFETY: kill(2) with a negative pid signals a process
+                // group; it has no memory-safety preconditions.
+                unsafe { libc::kill(-pgid, signal) == 0 }
+            }
+            _ => false,
+        }
+    }
+
+    /// SIGTERM now, SIGKILL after [`KILL_GRACE`] if it still runs.
+    pub fn interrupt(self: &Arc<Self>) {
+        if !self.signal(libc::SIGTERM) {
+            return;
+        }
+        let round = self.interrupts.fetch_add(1, Ordering::Relaxed);
+        let command = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(KILL_GRACE).await;
+            if command.signal(libc::SIGKILL) {
+                tracing::info!(id = %command.id, round, "SIGKILL after interrupt grace");
+            }
+        });
+    }
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}

@@ -1,0 +1,221 @@
+//! Running a command: spawning it in its own process group, and the pump
+//! that reads both pipes, splits lines and appends them to the log.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, ChildStderr, ChildStdout};
+use tokio::time::{Instant, sleep_until};
+
+use crate::command::{Command, now_ms};
+use crate::lines::{LineSplitter, text_of};
+use crate::policy::wit::{Channel, Ending, Failure, Line, Outcome};
+use crate::request::RunRequest;
+
+/// How long an unterminated line may wait for its end before it is sent.
+const PARTIAL_FLUSH: Duration = Duration::from_millis(20);
+/// After the process exits, how long the pipes may stay quiet before we
+/// stop reading them (descendants may hold them open).
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+/// After the process exits, the most time spent draining its pipes.
+const DRAIN_MAX: Duration = Duration::from_secs(5);
+/// Bytes read from a pipe at a time: a full pipe buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The shell commands run under: `bash -c`, or `sh -c` where there is no bash.
+pub fn shell() -> PathBuf {
+    ["/bin/bash", "/usr/bin/bash"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/bin/sh"))
+}
+
+/// Starts the command in a new process group, stdin from `/dev/null`.
+pub fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Child> {
+    let mut cmd = tokio::process::Command::new(shell);
+    cmd.arg("-c")
+        .arg(&request.command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .envs(&request.envs);
+    if let Some(cwd) = &request.cwd {
+        cmd.current_dir(cwd);
+    }
+    if let Some(uid) = request.uid {
+        cmd.uid(uid);
+        cmd.gid(request.gid.or_else(|| primary_gid(uid)).unwrap_or(uid));
+    }
+    cmd.spawn()
+}
+
+/// The primary group of `uid` from the passwd database.
+fn primary_gid(uid: u32) -> Option<u32> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2)?.parse::<u32>().ok()? == uid).then(|| fields.get(3)?.parse().ok())?
+    })
+}
+
+/// One of the two pipes, with its splitter.
+struct Pipe<R> {
+    reader: Option<R>,
+    splitter: LineSplitter,
+    channel: Channel,
+    buf: Vec<u8>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
+    fn new(reader: Option<R>, channel: Channel) -> Self {
+        Pipe { reader, splitter: LineSplitter::default(), channel, buf: vec![0; READ_CHUNK] }
+    }
+
+    /// Reads one chunk; `Ok(0)` at end of file. Pends forever once closed,
+    /// so it can sit in a `select!` beside the other pipe.
+    async fn read(&mut self) -> std::io::Result<usize> {
+        match &mut self.reader {
+            Some(r) => r.read(&mut self.buf).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn lines(&mut self, n: usize, batch: &mut Vec<Line>) {
+        let (channel, ts) = (self.channel, now_ms());
+        self.splitter.push(&self.buf[..n], |line| {
+            batch.push(Line { channel, text: text_of(line), timestamp_ms: ts })
+        });
+    }
+
+    fn flush(&mut self, batch: &mut Vec<Line>) {
+        let (channel, ts) = (self.channel, now_ms());
+        self.splitter.flush(|line| {
+            batch.push(Line { channel, text: text_of(line), timestamp_ms: ts })
+        });
+    }
+}
+
+/// Reads the command's output into its log until the process has exited
+/// and its pipes are drained, then logs the terminal event.
+pub async fn pump(command: Arc<Command>, mut child: Child, timeout: Option<Duration>) {
+    let mut out = Pipe::<ChildStdout>::new(child.stdout.take(), Channel::Stdout);
+    let mut err = Pipe::<ChildStderr>::new(child.stderr.take(), Channel::Stderr);
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut timed_out = false;
+    let mut exit: Option<ExitStatus> = None;
+    let mut exited_at = Instant::now();
+    let mut quiet_until = Instant::now();
+    let mut partial_due: Option<Instant> = None;
+    let far = Instant::now() + Duration::from_secs(86400 * 365);
+
+    while out.reader.is_some() || err.reader.is_some() || exit.is_none() {
+        let mut batch = Vec::new();
+        tokio::select! {
+            read = out.read() => on_read(&command, &mut out, read, &mut batch),
+            read = err.read() => on_read(&command, &mut err, read, &mut batch),
+            status = child.wait(), if exit.is_none() => {
+                exit = Some(match status {
+                    Ok(status) => status,
+                    Err(e) => {
+                        tracing::error!(id = %command.id, "cannot wait for the command: {e}");
+                        ExitStatus::from_raw(libc::SIGKILL)
+                    }
+                });
+                // The group may be reused from now on: stop signalling it.
+                command.status().pgid = None;
+                exited_at = Instant::now();
+                quiet_until = exited_at + DRAIN_QUIET;
+            }
+            _ = sleep_until(deadline.unwrap_or(far)), if exit.is_none() && !timed_out && deadline.is_some() => {
+                timed_out = true;
+                command.signal(libc::SIGKILL);
+            }
+            _ = sleep_until(partial_due.unwrap_or(far)), if partial_due.is_some() => {
+                out.flush(&mut batch);
+                err.flush(&mut batch);
+            }
+            _ = sleep_until(quiet_until.min(exited_at + DRAIN_MAX)), if exit.is_some() => break,
+        }
+        if exit.is_some() && !batch.is_empty() {
+            quiet_until = Instant::now() + DRAIN_QUIET;
+        }
+        partial_due = match (out.splitter.has_partial() || err.splitter.has_partial(), partial_due) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now() + PARTIAL_FLUSH),
+            (true, due) => due,
+        };
+        command.log.append(batch).await;
+    }
+    let mut batch = Vec::new();
+    out.flush(&mut batch);
+    err.flush(&mut batch);
+    command.log.append(batch).await;
+
+    let status = exit.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL));
+    let (outcome, exit_code, error) = describe(status);
+    {
+        let mut s = command.status();
+        s.running = false;
+        s.exit_code = Some(exit_code);
+        s.error = error;
+        s.finished_at = Some(std::time::SystemTime::now());
+        s.pgid = None;
+    }
+    let execution_ms = command.started.elapsed().as_millis() as u64;
+    let ending = Ending { outcome, execution_ms, timestamp_ms: now_ms() };
+    command.log.finish(ending).await;
+}
+
+fn on_read<R>(command: &Command, pipe: &mut Pipe<R>, read: std::io::Result<usize>, batch: &mut Vec<Line>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    match read {
+        Ok(0) | Err(_) => {
+            pipe.reader = None;
+            pipe.flush(batch);
+        }
+        Ok(n) => {
+            if let Some(output) = &command.output {
+                output.append(&pipe.buf[..n]);
+            }
+            pipe.lines(n, batch);
+        }
+    }
+}
+
+/// The outcome, status exit code and status error text of an exit.
+fn describe(status: ExitStatus) -> (Outcome, i32, Option<String>) {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => (Outcome::Completed, 0, None),
+        (Some(code), _) => {
+            let message = format!("exit status {code}");
+            (Outcome::Failed(Failure { exit_code: code, message: message.clone() }), code, Some(message))
+        }
+        (None, signal) => {
+            let message = format!("signal: {}", signal_name(signal.unwrap_or(0)));
+            (Outcome::Failed(Failure { exit_code: -1, message: message.clone() }), -1, Some(message))
+        }
+    }
+}
+
+/// Go's names for signals, as execd reports them.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGHUP => "hangup".into(),
+        libc::SIGINT => "interrupt".into(),
+        libc::SIGQUIT => "quit".into(),
+        libc::SIGABRT => "aborted".into(),
+        libc::SIGKILL => "killed".into(),
+        libc::SIGSEGV => "segmentation fault".into(),
+        libc::SIGPIPE => "broken pipe".into(),
+        libc::SIGTERM => "terminated".into(),
+        other => format!("signal {other}"),
+    }
+}

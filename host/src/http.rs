@@ -1,0 +1,294 @@
+//! The HTTP API: routing, auth, and one handler per endpoint of the
+//! contract. Handlers return `Result<Response, ApiError>`; errors become
+//! the contract's JSON bodies in exactly one place, [`respond`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use subtle::ConstantTimeEq;
+
+use crate::body::{self, ResponseBody};
+use crate::command::now_ms;
+use crate::error::ApiError;
+use crate::log::AttachError;
+use crate::reader;
+use crate::registry::{Lookup, Registry};
+use crate::request::RunRequest;
+use crate::sse::{self, Framing};
+
+/// Everything a request handler needs.
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub access_token: Option<String>,
+    pub framing: Framing,
+    pub max_body_bytes: usize,
+}
+
+const TOKEN_HEADER: &str = "x-execd-access-token";
+const TAIL_CURSOR_HEADER: &str = "EXECD-COMMANDS-TAIL-CURSOR";
+
+/// Serves one request; never fails at the HTTP level.
+pub async fn respond(app: Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    Ok(match route(&app, req).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    })
+}
+
+pub fn error_response(error: &ApiError) -> Response<ResponseBody> {
+    let mut response = Response::new(body::full(error.body_json()));
+    *response.status_mut() = error.status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    authorize(app, &req)?;
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (segments.as_slice(), &method) {
+        (["ping"], &Method::GET) => Ok(Response::new(body::empty())),
+        (["command"], &Method::POST) => run(app, req).await,
+        (["command"], &Method::DELETE) => interrupt(app, &req),
+        (["command", "status", id], &Method::GET) => status(app, id),
+        (["command", id, "resume"], &Method::GET) => resume(app, id, &req).await,
+        (["command", id, "logs"], &Method::GET) => logs(app, id, &req),
+        (["ping"], _) | (["command"], _) | (["command", "status", _], _) | (["command", _, "resume" | "logs"], _) => {
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                format!("{method} is not allowed on {path}"),
+            ))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}"))),
+    }
+}
+
+/// Constant-time token check on every route, `/ping` included.
+fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(expected) = &app.access_token else {
+        return Ok(());
+    };
+    let given = req.headers().get(TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    // ct_eq on slices of different lengths is false without comparing
+    // contents; the length of the token is not a secret worth hiding.
+    if bool::from(given.ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            format!("missing or wrong {TOKEN_HEADER} header"),
+        ))
+    }
+}
+
+/// Value of query parameter `name`, percent-decoded.
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    let query = req.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn framing(app: &App, req: &Request<Incoming>) -> Result<Framing, ApiError> {
+    match query_param(req, "framing") {
+        None => Ok(app.framing),
+        Some(value) => Framing::parse(&value).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                format!("`framing` must be `standard` or `legacy`, not {value:?}"),
+            )
+        }),
+    }
+}
+
+fn event_stream(body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let framing = framing(app, &req)?;
+    let bytes = read_body(req, app.max_body_bytes).await?;
+    let request = RunRequest::parse(&bytes)?;
+    let background = request.background;
+    let command = app.registry.start(request).await?;
+    let mut prelude = Vec::new();
+    sse::init(&mut prelude, framing, &command.id, now_ms());
+    let (tx, body) = body::channel();
+    if background {
+        sse::spawned(&mut prelude, framing, now_ms());
+        let _ = tx.try_send(Bytes::from(prelude));
+        return Ok(event_stream(body));
+    }
+    // The first reader of a fresh log: admitted by every sane policy.
+    let reader = command.log.attach().await.map_err(attach_error)?;
+    let _ = tx.try_send(Bytes::from(prelude));
+    let log = Arc::clone(&command.log);
+    tokio::spawn(reader::follow(log, reader, 0, framing, tx));
+    Ok(event_stream(body))
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("request body is over the limit of {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_body(format!("cannot read the request body: {e}"))),
+    }
+}
+
+fn attach_error(e: AttachError) -> ApiError {
+    match e {
+        AttachError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "STREAM_CONFLICT", why),
+        AttachError::Failed(error) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "POLICY_FAILED",
+            format!("this command's log is gone: {error}"),
+        ),
+    }
+}
+
+/// Parses a cursor: a non-negative integer.
+fn cursor(value: &str, what: &str) -> Result<u64, ApiError> {
+    value.trim().parse::<u64>().map_err(|_| {
+        ApiError::bad_cursor(format!("{what} must be a non-negative integer, not {value:?}"))
+    })
+}
+
+async fn resume(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let framing = framing(app, req)?;
+    let after = match (query_param(req, "after_eid"), req.headers().get("last-event-id")) {
+        (Some(q), _) => cursor(&q, "`after_eid`")?,
+        (None, Some(h)) => cursor(
+            h.to_str().map_err(|_| ApiError::bad_cursor("Last-Event-ID is not text"))?,
+            "Last-Event-ID",
+        )?,
+        (None, None) => 0,
+    };
+    let command = match app.registry.lookup(id) {
+        Lookup::Live(command) => command,
+        Lookup::Expired(terminal) if after >= terminal && terminal > 0 => return Ok(no_content()),
+        Lookup::Expired(_) | Lookup::Unknown => return Err(ApiError::not_found(id)),
+    };
+    let progress = command.log.progress();
+    if progress.finished && after >= progress.newest {
+        return Ok(no_content());
+    }
+    let reader = command.log.attach().await.map_err(attach_error)?;
+    let (tx, body) = body::channel();
+    tokio::spawn(reader::follow(Arc::clone(&command.log), reader, after, framing, tx));
+    Ok(event_stream(body))
+}
+
+fn no_content() -> Response<ResponseBody> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+fn status(app: &App, id: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let command = app.registry.get(id).ok_or_else(|| ApiError::not_found(id))?;
+    let json = serde_json::to_vec(&command.status_body())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
+    let mut response = Response::new(body::full(json));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+fn interrupt(app: &App, req: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let id = query_param(req, "id").filter(|id| !id.is_empty()).ok_or_else(|| ApiError::missing_query("id"))?;
+    let command = app.registry.get(&id).ok_or_else(|| ApiError::not_found(&id))?;
+    command.interrupt();
+    Ok(Response::new(body::empty()))
+}
+
+/// Chunk size when streaming a background command's output file.
+const LOG_CHUNK: usize = 256 * 1024;
+
+fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+    let from = match query_param(req, "cursor") {
+        Some(value) => cursor(&value, "`cursor`")?,
+        None => 0,
+    };
+    let command = app.registry.get(id).ok_or_else(|| ApiError::not_found(id))?;
+    if command.output.is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "NOT_SUPPORTED",
+            "logs are kept for background commands only; resume the stream instead",
+        ));
+    }
+    let end = command.output.as_ref().map_or(0, |o| o.len());
+    let tail = end.max(from);
+    let (tx, body) = body::channel();
+    if from < end {
+        let command = Arc::clone(&command);
+        tokio::task::spawn_blocking(move || {
+            let Some(output) = &command.output else { return };
+            let mut offset = from;
+            while offset < end {
+                let mut chunk = vec![0; LOG_CHUNK.min((end - offset) as usize)];
+                match output.read_at(&mut chunk, offset) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        offset += n as u64;
+                        if tx.blocking_send(Bytes::from(chunk)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(TAIL_CURSOR_HEADER, HeaderValue::from(tail));
+    Ok(response)
+}

@@ -1,0 +1,25 @@
+//! execd-host: runs shell commands for a sandbox and streams their output
+//! as Server-Sent Events that survive disconnects.
+//!
+//! - [`exec`] spawns processes and pumps their pipes, split by [`lines`],
+//!   into a command's [`log`].
+//! - The log's content is kept by a [`policy`], a sandboxed WebAssembly
+//!   component: it assigns eids, bounds, evicts and admits readers.
+//! - [`reader`] streams a log from a cursor; [`http`] serves the API over
+//!   [`sse`] framing; [`registry`] knows every command by id.
+
+pub mod body;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod http;
+pub mod lines;
+pub mod log;
+pub mod output;
+pub mod policy;
+pub mod reader;
+pub mod registry;
+pub mod request;
+pub mod server;
+pub mod sse;

@@ -1,0 +1,193 @@
+//! Splitting a pipe's bytes into lines, as the contract defines them.
+//!
+//! `\n`, `\r\n` and `\r` each end a line and are dropped. A line longer than
+//! [`MAX_LINE`] is cut there (at a UTF-8 character boundary where one is
+//! near), and the pump may flush a partial line when the pipe goes idle or
+//! closes.
+
+/// Longest line sent as one event; longer ones are cut into pieces.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Incremental line splitter for one pipe.
+#[derive(Debug)]
+pub struct LineSplitter {
+    /// Bytes of the line not yet terminated.
+    partial: Vec<u8>,
+    /// The previous chunk ended in `\r`: a leading `\n` belongs to it.
+    after_cr: bool,
+    max_line: usize,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        Self::new(MAX_LINE)
+    }
+}
+
+impl LineSplitter {
+    pub fn new(max_line: usize) -> Self {
+        LineSplitter {
+            partial: Vec::new(),
+            after_cr: false,
+            max_line: max_line.max(4),
+        }
+    }
+
+    /// Feeds a chunk; `emit` gets every complete line, without terminator.
+    pub fn push(&mut self, mut chunk: &[u8], mut emit: impl FnMut(&[u8])) {
+        if self.after_cr && !chunk.is_empty() {
+            self.after_cr = false;
+            if chunk[0] == b'\n' {
+                chunk = &chunk[1..];
+            }
+        }
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
+            let (text, rest) = chunk.split_at(end);
+            if self.partial.is_empty() {
+                self.emit_cut(text, &mut emit);
+            } else {
+                self.partial.extend_from_slice(text);
+                let line = std::mem::take(&mut self.partial);
+                self.emit_cut(&line, &mut emit);
+                self.partial = line;
+                self.partial.clear();
+            }
+            let terminator = rest[0];
+            chunk = &rest[1..];
+            if terminator == b'\r' {
+                match chunk.first() {
+                    Some(b'\n') => chunk = &chunk[1..],
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+        }
+        self.partial.extend_from_slice(chunk);
+        while self.partial.len() >= self.max_line {
+            let cut = cut_point(&self.partial[..self.max_line]);
+            emit(&self.partial[..cut]);
+            self.partial.drain(..cut);
+        }
+    }
+
+    /// Emits `line` (a complete line), in pieces if it is over the limit.
+    fn emit_cut(&self, mut line: &[u8], emit: &mut impl FnMut(&[u8])) {
+        while line.len() > self.max_line {
+            let cut = cut_point(&line[..self.max_line]);
+            emit(&line[..cut]);
+            line = &line[cut..];
+        }
+        emit(line);
+    }
+
+    /// Whether bytes of an unterminated line are waiting.
+    pub fn has_partial(&self) -> bool {
+        !self.partial.is_empty()
+    }
+
+    /// Emits the unterminated line, if any (the pipe went idle or closed).
+    pub fn flush(&mut self, mut emit: impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            emit(&self.partial);
+            self.partial.clear();
+        }
+    }
+}
+
+/// Where to cut a full window so a multi-byte character is not split:
+/// before a trailing incomplete UTF-8 sequence, if there is one.
+fn cut_point(window: &[u8]) -> usize {
+    let len = window.len();
+    for back in 1..=3.min(len) {
+        let byte = window[len - back];
+        if byte & 0xC0 != 0x80 {
+            // A lead byte: does the sequence it starts fit in the window?
+            let need = match byte {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => return len,
+            };
+            return if need > back { len - back } else { len };
+        }
+    }
+    len
+}
+
+/// The event text for a line: lossy UTF-8, and `"\n"` for an empty line.
+pub fn text_of(line: &[u8]) -> String {
+    if line.is_empty() {
+        return "\n".to_string();
+    }
+    String::from_utf8_lossy(line).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], max: usize) -> Vec<Vec<u8>> {
+        let mut s = LineSplitter::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            s.push(c, |l| out.push(l.to_vec()));
+        }
+        s.flush(|l| out.push(l.to_vec()));
+        out
+    }
+
+    #[test]
+    fn all_terminators() {
+        let got = split(&[b"a\nb\r\nc\rd\n\ne"], 100);
+        let want: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"", b"e"];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn crlf_split_across_chunks() {
+        let got = split(&[b"a\r", b"\nb\r", b"", b"\n", b"\n"], 100);
+        let want: Vec<&[u8]> = vec![b"a", b"b", b""];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn lone_cr_then_text_across_chunks() {
+        let got = split(&[b"a\r", b"b\n"], 100);
+        let want: Vec<&[u8]> = vec![b"a", b"b"];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn partial_lines_join_across_chunks() {
+        let got = split(&[b"hel", b"lo\nwor", b"ld"], 100);
+        let want: Vec<&[u8]> = vec![b"hello", b"world"];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn long_lines_are_cut_at_the_limit() {
+        let got = split(&[&[b'x'; 10], b"\n"], 4);
+        let want: Vec<&[u8]> = vec![b"xxxx", b"xxxx", b"xx"];
+        assert_eq!(got, want);
+        let got = split(&[&[b'y'; 5], &[b'y'; 5]], 4);
+        assert_eq!(got.concat(), vec![b'y'; 10]);
+        assert!(got.iter().all(|l| l.len() <= 4));
+    }
+
+    #[test]
+    fn cuts_never_split_a_character() {
+        // "aé€" = 61 C3A9 E282AC; a 4-byte window would split the euro sign.
+        let text = "aé€😀".repeat(3);
+        let got = split(&[text.as_bytes()], 4);
+        for piece in &got {
+            assert!(std::str::from_utf8(piece).is_ok(), "{piece:?}");
+        }
+        assert_eq!(got.concat(), text.as_bytes());
+    }
+
+    #[test]
+    fn empty_line_text() {
+        assert_eq!(text_of(b""), "\n");
+        assert_eq!(text_of(b"\xffa"), "\u{fffd}a");
+    }
+}

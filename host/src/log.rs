@@ -1,0 +1,319 @@
+//! One command's event log: the policy instance behind a lock, the newest
+//! eid for readers to wait on, and what happens when the policy fails.
+//!
+//! Eids are assigned in exactly one place: the policy's `append`/`finish`,
+//! called only by the command's pump. The host checks every answer against
+//! the rules of `wit/`; a policy that traps, runs out of time or memory, or
+//! answers nonsense is dropped, and from then on the host continues the
+//! eids itself in a small buffer that only already-connected readers use.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Mutex, watch};
+
+use crate::policy::wit::{self, Admission, Body, Event, ReadResult};
+use crate::policy::{PolicyError, PolicyInstance};
+
+/// Where the log stands, as readers see it without taking the lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Eid of the newest logged event (0 before the first).
+    pub newest: u64,
+    /// The terminal event is logged.
+    pub finished: bool,
+}
+
+/// Why a reader may not attach.
+#[derive(Debug)]
+pub enum AttachError {
+    /// The policy refused (e.g. `exclusive` with a reader attached).
+    Conflict(String),
+    /// The policy failed earlier; the log is gone.
+    Failed(PolicyError),
+}
+
+/// Most events the host keeps for connected readers after a policy failure.
+const FALLBACK_EVENTS: usize = 4096;
+/// Most text bytes it keeps for them.
+const FALLBACK_BYTES: usize = 8 << 20;
+
+pub struct Log {
+    state: Mutex<State>,
+    progress: watch::Sender<Progress>,
+    next_reader: AtomicU64,
+}
+
+struct State {
+    backend: Backend,
+    newest: u64,
+    terminal: Option<u64>,
+    readers: Vec<u64>,
+}
+
+enum Backend {
+    Policy(PolicyInstance),
+    /// The policy failed; `recent` continues the log for connected readers.
+    Failed {
+        error: PolicyError,
+        recent: VecDeque<Event>,
+        recent_bytes: usize,
+    },
+}
+
+impl Log {
+    pub fn new(policy: PolicyInstance) -> Arc<Log> {
+        Arc::new(Log {
+            state: Mutex::new(State {
+                backend: Backend::Policy(policy),
+                newest: 0,
+                terminal: None,
+                readers: Vec::new(),
+            }),
+            progress: watch::Sender::new(Progress::default()),
+            next_reader: AtomicU64::new(1),
+        })
+    }
+
+    /// Receives every change of [`Progress`]; a wait on it cannot miss one.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    pub fn progress(&self) -> Progress {
+        *self.progress.borrow()
+    }
+
+    /// Logs a batch of lines in order. The pump is the only caller.
+    pub async fn append(&self, lines: Vec<wit::Line>) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock().await;
+        let expected = state.newest + lines.len() as u64;
+        if let Backend::Policy(policy) = &mut state.backend {
+            match policy.append(&lines).await {
+                Ok(last) if last == expected => {
+                    state.newest = last;
+                    drop(state);
+                    self.progress.send_modify(|p| p.newest = expected);
+                    return;
+                }
+                Ok(last) => state.fail(PolicyError::Nonsense(
+                    format!("appending {} lines should end at eid {expected}, it said {last}", lines.len()),
+                    "append",
+                )),
+                Err(e) => state.fail(e),
+            }
+        }
+        for line in lines {
+            let eid = state.newest + 1;
+            let body = match line.channel {
+                wit::Channel::Stdout => Body::Stdout(line.text),
+                wit::Channel::Stderr => Body::Stderr(line.text),
+            };
+            state.keep(Event { eid, timestamp_ms: line.timestamp_ms, body });
+        }
+        drop(state);
+        self.progress.send_modify(|p| p.newest = expected);
+    }
+
+    /// Logs the terminal event. The pump calls it once, last.
+    pub async fn finish(&self, ending: wit::Ending) {
+        let mut state = self.state.lock().await;
+        let expected = state.newest + 1;
+        if let Backend::Policy(policy) = &mut state.backend {
+            match policy.finish(ending.clone()).await {
+                Ok(eid) if eid == expected => {}
+                Ok(eid) => state.fail(PolicyError::Nonsense(
+                    format!("the terminal event should be eid {expected}, it said {eid}"),
+                    "finish",
+                )),
+                Err(e) => state.fail(e),
+            }
+        }
+        if matches!(state.backend, Backend::Failed { .. }) {
+            let timestamp_ms = ending.timestamp_ms;
+            state.keep(Event { eid: expected, timestamp_ms, body: Body::End(ending) });
+        }
+        state.newest = expected;
+        state.terminal = Some(expected);
+        drop(state);
+        self.progress.send_replace(Progress { newest: expected, finished: true });
+    }
+
+    /// Events after `after`, checked against the log's rules.
+    pub async fn read(&self, after: u64, max_events: u32, max_bytes: u32) -> ReadResult {
+        let mut state = self.state.lock().await;
+        if let Backend::Policy(policy) = &mut state.backend {
+            let result = policy.read(after, max_events, max_bytes).await;
+            match result.and_then(|r| state.check(after, r)) {
+                Ok(result) => return result,
+                Err(e) => state.fail(e),
+            }
+        }
+        state.read_recent(after, max_events)
+    }
+
+    /// Asks the policy whether a new reader may follow the log; returns the
+    /// reader's id, to hand back to [`Log::detach`].
+    pub async fn attach(&self) -> Result<u64, AttachError> {
+        let reader = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state.lock().await;
+        let live = state.readers.clone();
+        let admission = match &mut state.backend {
+            Backend::Policy(policy) => policy.attach(reader, &live).await,
+            Backend::Failed { error, .. } => return Err(AttachError::Failed(error.clone())),
+        };
+        match admission {
+            Ok(Admission::Accept) => {
+                state.readers.push(reader);
+                Ok(reader)
+            }
+            Ok(Admission::Conflict(why)) => Err(AttachError::Conflict(why)),
+            Err(e) => {
+                state.fail(e.clone());
+                Err(AttachError::Failed(e))
+            }
+        }
+    }
+
+    pub async fn detach(&self, reader: u64) {
+        let mut state = self.state.lock().await;
+        state.readers.retain(|r| *r != reader);
+        if let Backend::Policy(policy) = &mut state.backend {
+            if let Err(e) = policy.detach(reader).await {
+                state.fail(e);
+            }
+        }
+    }
+
+    /// How long the finished log should stay resumable; `None` once the
+    /// policy has failed.
+    pub async fn retention_ms(&self) -> Option<u64> {
+        let mut state = self.state.lock().await;
+        if let Backend::Policy(policy) = &mut state.backend {
+            match policy.retention_ms().await {
+                Ok(ms) => return Some(ms),
+                Err(e) => state.fail(e),
+            }
+        }
+        None
+    }
+
+    /// The policy's failure, if it failed.
+    pub async fn failure(&self) -> Option<PolicyError> {
+        match &self.state.lock().await.backend {
+            Backend::Failed { error, .. } => Some(error.clone()),
+            Backend::Policy(_) => None,
+        }
+    }
+
+    /// The terminal event's eid, once logged.
+    pub async fn terminal(&self) -> Option<u64> {
+        self.state.lock().await.terminal
+    }
+}
+
+impl State {
+    /// Drops the policy (and with it the whole log it held).
+    fn fail(&mut self, error: PolicyError) {
+        if let Backend::Failed { .. } = self.backend {
+            return;
+        }
+        tracing::error!("{error}; the command keeps running, its log is dropped");
+        self.backend = Backend::Failed { error, recent: VecDeque::new(), recent_bytes: 0 };
+    }
+
+    /// Keeps an event the host logged itself after a failure.
+    fn keep(&mut self, event: Event) {
+        if let Backend::Failed { recent, recent_bytes, .. } = &mut self.backend {
+            *recent_bytes += text_len(&event);
+            recent.push_back(event);
+            while recent.len() > FALLBACK_EVENTS || (*recent_bytes > FALLBACK_BYTES && recent.len() > 1) {
+                if let Some(old) = recent.pop_front() {
+                    *recent_bytes -= text_len(&old);
+                }
+            }
+        }
+    }
+
+    fn read_recent(&self, after: u64, max_events: u32) -> ReadResult {
+        let Backend::Failed { recent, .. } = &self.backend else {
+            return ReadResult::Pending;
+        };
+        if self.terminal.is_some_and(|t| after >= t) {
+            return ReadResult::Finished;
+        }
+        if after >= self.newest {
+            return ReadResult::Pending;
+        }
+        let first = recent.front().map_or(self.newest + 1, |e| e.eid);
+        if after + 1 < first {
+            // What the failed policy held is gone; say so, don't skip.
+            return ReadResult::Gap(wit::Gap {
+                from_eid: after + 1,
+                to_eid: first - 1,
+                dropped_bytes: 0,
+            });
+        }
+        let start = (after + 1 - first) as usize;
+        ReadResult::Events(recent.iter().skip(start).take(max_events.max(1) as usize).cloned().collect())
+    }
+
+    /// Holds the policy's answer to `read(after)` to the rules of `wit/`.
+    fn check(&self, after: u64, result: ReadResult) -> Result<ReadResult, PolicyError> {
+        let nonsense = |what: String| Err(PolicyError::Nonsense(what, "read"));
+        match &result {
+            ReadResult::Events(events) => {
+                let Some(first) = events.first() else {
+                    return nonsense("it returned an empty list of events".into());
+                };
+                if first.eid != after + 1 {
+                    return nonsense(format!("asked for events after {after}, it began at eid {}", first.eid));
+                }
+                for (i, event) in events.iter().enumerate() {
+                    let eid = after + 1 + i as u64;
+                    if event.eid != eid {
+                        return nonsense(format!("eid {} where {eid} was due", event.eid));
+                    }
+                    if eid > self.newest {
+                        return nonsense(format!("eid {eid} was never logged (newest is {})", self.newest));
+                    }
+                    let is_end = matches!(event.body, Body::End(_));
+                    if is_end != (Some(eid) == self.terminal) {
+                        return nonsense(format!("eid {eid} is not the terminal event it was given"));
+                    }
+                }
+            }
+            ReadResult::Gap(gap) => {
+                // The ring keeps the newest event, so a gap never reaches it.
+                if gap.from_eid != after + 1 || gap.to_eid < gap.from_eid || gap.to_eid >= self.newest {
+                    return nonsense(format!(
+                        "gap {}..={} does not start after the cursor {after} or covers the newest event",
+                        gap.from_eid, gap.to_eid
+                    ));
+                }
+            }
+            ReadResult::Pending => {
+                if after < self.newest || self.terminal.is_some() {
+                    return nonsense(format!("nothing after {after}, yet eid {} is logged", self.newest));
+                }
+            }
+            ReadResult::Finished => {
+                if self.terminal.is_none_or(|t| after < t) {
+                    return nonsense(format!("finished at cursor {after}, before the terminal event"));
+                }
+            }
+        }
+        Ok(result)
+    }
+}
+
+fn text_len(event: &Event) -> usize {
+    match &event.body {
+        Body::Stdout(t) | Body::Stderr(t) => t.len(),
+        Body::End(_) => 0,
+    }
+}

@@ -1,0 +1,91 @@
+//! The `execd-host` daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use execd_host::config::Config;
+use execd_host::http::App;
+use execd_host::policy::{Limits, PolicyEngine};
+use execd_host::registry::Registry;
+use execd_host::server;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EXECD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("execd-host: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("execd-host: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let limits = Limits { memory_mb: config.policy_memory_mb, call_ms: config.policy_call_ms };
+    let policy = PolicyEngine::load(&config.policy, config.policy_config.clone(), limits).await?;
+    let (state_dir, owned) = state_dir(config.state_dir.clone())?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let registry = Registry::new(policy.clone(), state_dir.clone());
+    let app = Arc::new(App {
+        registry: Arc::clone(&registry),
+        access_token: config.access_token.clone().filter(|t| !t.is_empty()),
+        framing: config.sse_framing,
+        max_body_bytes: config.max_body_bytes,
+    });
+    tracing::info!(policy = policy.origin(), state_dir = %state_dir.display(), "started");
+    // The one line on stdout: where to connect (port 0 picks one).
+    println!("listening on {addr}");
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+    };
+    server::serve(listener, app, shutdown).await;
+    tracing::info!("shutting down: stopping commands");
+    for command in registry.all() {
+        command.signal(libc::SIGKILL);
+    }
+    if owned {
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
+    Ok(())
+}
+
+/// The given state directory, or a fresh one under the system temp dir
+/// that the host owns and removes at exit.
+fn state_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, bool)> {
+    if let Some(dir) = given {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create --state-dir {}: {e}", dir.display()))?;
+        return Ok((dir, false));
+    }
+    let dir = std::env::temp_dir().join(format!("execd-host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the state dir {}: {e}", dir.display()))?;
+    Ok((dir, true))
+}

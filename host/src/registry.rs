@@ -1,0 +1,155 @@
+//! Every command the host knows: running ones, finished ones within their
+//! retention, and tombstones that remember where expired logs ended.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use crate::command::Command;
+use crate::error::ApiError;
+use crate::exec;
+use crate::log::Log;
+use crate::output::OutputFile;
+use crate::policy::PolicyEngine;
+use crate::request::RunRequest;
+use hyper::StatusCode;
+
+/// How many expired commands' terminal eids are remembered, so a resume at
+/// the end still gets its 204.
+const TOMBSTONES: usize = 100_000;
+/// Retention when the policy cannot say (it failed).
+const FALLBACK_RETENTION: Duration = Duration::from_secs(300);
+
+pub struct Registry {
+    commands: RwLock<HashMap<String, Arc<Command>>>,
+    tombstones: Mutex<Tombstones>,
+    policy: PolicyEngine,
+    shell: PathBuf,
+    state_dir: PathBuf,
+}
+
+#[derive(Default)]
+struct Tombstones {
+    terminal: HashMap<String, u64>,
+    order: VecDeque<String>,
+}
+
+/// What the registry knows of an id.
+pub enum Lookup {
+    Live(Arc<Command>),
+    /// Expired; its log ended at this eid.
+    Expired(u64),
+    Unknown,
+}
+
+impl Registry {
+    pub fn new(policy: PolicyEngine, state_dir: PathBuf) -> Arc<Registry> {
+        Arc::new(Registry {
+            commands: RwLock::default(),
+            tombstones: Mutex::default(),
+            policy,
+            shell: exec::shell(),
+            state_dir,
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Command>> {
+        self.commands.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    pub fn lookup(&self, id: &str) -> Lookup {
+        if let Some(command) = self.get(id) {
+            return Lookup::Live(command);
+        }
+        let tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+        match tombstones.terminal.get(id) {
+            Some(eid) => Lookup::Expired(*eid),
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Starts a command: a policy instance for its log, the process, and
+    /// the pump. The command is registered before this returns, so its id
+    /// never answers 404 while it runs.
+    pub async fn start(self: &Arc<Self>, request: RunRequest) -> Result<Arc<Command>, ApiError> {
+        let id = new_id();
+        let policy = self.policy.instantiate().await.map_err(|e| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "POLICY_FAILED", e.to_string())
+        })?;
+        let output = if request.background {
+            let path = self.state_dir.join(format!("{id}.out"));
+            Some(OutputFile::create(path).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "RUNTIME_ERROR",
+                    format!("cannot create the output file: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        let child = exec::spawn(&self.shell, &request).map_err(|e| {
+            ApiError::bad_body(format!("cannot start the command: {e}"))
+        })?;
+        let command = Arc::new(Command::new(
+            id.clone(),
+            request.command,
+            request.background,
+            Log::new(policy),
+            output,
+        ));
+        command.status().pgid = child.id().map(|pid| pid as i32);
+        self.commands
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::clone(&command));
+        let registry = Arc::clone(self);
+        let pumped = Arc::clone(&command);
+        let timeout = request.timeout;
+        tokio::spawn(async move {
+            exec::pump(Arc::clone(&pumped), child, timeout).await;
+            let retention = match pumped.log.retention_ms().await {
+                Some(ms) => Duration::from_millis(ms),
+                None => FALLBACK_RETENTION,
+            };
+            tokio::time::sleep(retention).await;
+            registry.expire(&pumped).await;
+        });
+        Ok(command)
+    }
+
+    async fn expire(&self, command: &Command) {
+        let terminal = command.log.terminal().await.unwrap_or(0);
+        self.commands
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&command.id);
+        let mut tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+        tombstones.terminal.insert(command.id.clone(), terminal);
+        tombstones.order.push_back(command.id.clone());
+        while tombstones.order.len() > TOMBSTONES {
+            if let Some(old) = tombstones.order.pop_front() {
+                tombstones.terminal.remove(&old);
+            }
+        }
+    }
+
+    /// Every command still known, for shutdown.
+    pub fn all(&self) -> Vec<Arc<Command>> {
+        self.commands.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
+/// A new command id: 128 random bits, hex.
+fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: fall back to time and a counter, still unique.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&crate::command::now_ms().to_le_bytes());
+        bytes[8..].copy_from_slice(&n.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

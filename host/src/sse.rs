@@ -1,0 +1,202 @@
+//! Encoding events for the wire: standard SSE framing, or execd's legacy
+//! bare-JSON framing.
+//!
+//! Encoders append to a caller's buffer, so a whole batch of events becomes
+//! one write with no allocation per event.
+
+use std::io::Write;
+
+use crate::policy::wit::{Body, Event, Gap, Outcome};
+
+/// How events are framed on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Framing {
+    /// WHATWG `text/event-stream`: `id:`, `event:`, `data:` lines.
+    Standard,
+    /// execd's: the bare JSON object and a blank line.
+    Legacy,
+}
+
+impl Framing {
+    /// Parses the `framing` query parameter.
+    pub fn parse(value: &str) -> Option<Framing> {
+        match value {
+            "standard" => Some(Framing::Standard),
+            "legacy" => Some(Framing::Legacy),
+            _ => None,
+        }
+    }
+}
+
+/// Writes the SSE lines before the JSON (`id:` only for logged events).
+fn open(buf: &mut Vec<u8>, framing: Framing, eid: Option<u64>, kind: &str) {
+    if framing == Framing::Standard {
+        if let Some(eid) = eid {
+            let _ = write!(buf, "id: {eid}\n");
+        }
+        buf.extend_from_slice(b"event: ");
+        buf.extend_from_slice(kind.as_bytes());
+        buf.extend_from_slice(b"\ndata: ");
+    }
+}
+
+fn close(buf: &mut Vec<u8>) {
+    buf.extend_from_slice(b"}\n\n");
+}
+
+/// Appends `text` as a JSON string literal.
+fn json_str(buf: &mut Vec<u8>, text: &str) {
+    // serde_json escapes every control character, so the result never
+    // holds a raw newline that would break SSE framing.
+    let _ = serde_json::to_writer(&mut *buf, text);
+}
+
+/// A logged event: stdout, stderr, or the terminal event.
+pub fn event(buf: &mut Vec<u8>, framing: Framing, event: &Event) {
+    let eid = event.eid;
+    let ts = event.timestamp_ms;
+    match &event.body {
+        Body::Stdout(text) | Body::Stderr(text) => {
+            let kind = if matches!(event.body, Body::Stdout(_)) {
+                "stdout"
+            } else {
+                "stderr"
+            };
+            open(buf, framing, Some(eid), kind);
+            let _ = write!(buf, "{{\"eid\":{eid},\"type\":\"{kind}\",\"text\":");
+            json_str(buf, text);
+            let _ = write!(buf, ",\"timestamp\":{ts}");
+        }
+        Body::End(ending) => {
+            let ms = ending.execution_ms;
+            match &ending.outcome {
+                Outcome::Completed => {
+                    open(buf, framing, Some(eid), "execution_complete");
+                    let _ = write!(
+                        buf,
+                        "{{\"eid\":{eid},\"type\":\"execution_complete\",\"timestamp\":{ts},\"execution_time\":{ms}"
+                    );
+                }
+                Outcome::Failed(failure) => {
+                    open(buf, framing, Some(eid), "error");
+                    let _ = write!(
+                        buf,
+                        "{{\"eid\":{eid},\"type\":\"error\",\"error\":{{\"ename\":\"CommandExecError\",\"evalue\":\"{}\",\"traceback\":[",
+                        failure.exit_code
+                    );
+                    json_str(buf, &failure.message);
+                    let _ = write!(buf, "]}},\"timestamp\":{ts},\"execution_time\":{ms}");
+                }
+            }
+        }
+    }
+    close(buf);
+}
+
+/// The `init` event that opens a command's first stream: no eid.
+pub fn init(buf: &mut Vec<u8>, framing: Framing, command_id: &str, ts: u64) {
+    open(buf, framing, None, "init");
+    buf.extend_from_slice(b"{\"type\":\"init\",\"text\":");
+    json_str(buf, command_id);
+    let _ = write!(buf, ",\"timestamp\":{ts}");
+    close(buf);
+}
+
+/// The `execution_complete` a background POST ends with: no eid.
+pub fn spawned(buf: &mut Vec<u8>, framing: Framing, ts: u64) {
+    open(buf, framing, None, "execution_complete");
+    let _ = write!(
+        buf,
+        "{{\"type\":\"execution_complete\",\"timestamp\":{ts},\"execution_time\":0"
+    );
+    close(buf);
+}
+
+/// A `gap`: events the reader can no longer get.
+pub fn gap(buf: &mut Vec<u8>, framing: Framing, gap: &Gap, ts: u64) {
+    open(buf, framing, None, "gap");
+    let _ = write!(
+        buf,
+        "{{\"type\":\"gap\",\"from_eid\":{},\"to_eid\":{},\"dropped_bytes\":{},\"timestamp\":{ts}",
+        gap.from_eid, gap.to_eid, gap.dropped_bytes
+    );
+    close(buf);
+}
+
+/// The keepalive: a comment in standard framing, execd's ping in legacy.
+pub fn keepalive(buf: &mut Vec<u8>, framing: Framing, ts: u64) {
+    match framing {
+        Framing::Standard => buf.extend_from_slice(b": ping\n\n"),
+        Framing::Legacy => {
+            let _ = write!(
+                buf,
+                "{{\"type\":\"ping\",\"text\":\"pong\",\"timestamp\":{ts}}}\n\n"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::wit::{Ending, Failure};
+
+    fn encode(framing: Framing, e: &Event) -> String {
+        let mut buf = Vec::new();
+        event(&mut buf, framing, e);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn stdout_standard_and_legacy() {
+        let e = Event {
+            eid: 7,
+            timestamp_ms: 1764000000000,
+            body: Body::Stdout("tick\"7\n\r".into()),
+        };
+        assert_eq!(
+            encode(Framing::Standard, &e),
+            "id: 7\nevent: stdout\ndata: {\"eid\":7,\"type\":\"stdout\",\"text\":\"tick\\\"7\\n\\r\",\"timestamp\":1764000000000}\n\n"
+        );
+        assert_eq!(
+            encode(Framing::Legacy, &e),
+            "{\"eid\":7,\"type\":\"stdout\",\"text\":\"tick\\\"7\\n\\r\",\"timestamp\":1764000000000}\n\n"
+        );
+    }
+
+    #[test]
+    fn error_event_is_valid_json() {
+        let e = Event {
+            eid: 3,
+            timestamp_ms: 5,
+            body: Body::End(Ending {
+                outcome: Outcome::Failed(Failure {
+                    exit_code: 2,
+                    message: "exit status 2".into(),
+                }),
+                execution_ms: 9,
+                timestamp_ms: 5,
+            }),
+        };
+        let text = encode(Framing::Legacy, &e);
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["error"]["evalue"], "2");
+        assert_eq!(v["error"]["traceback"][0], "exit status 2");
+        assert_eq!(v["execution_time"], 9);
+    }
+
+    #[test]
+    fn init_and_gap_carry_no_id() {
+        let mut buf = Vec::new();
+        init(&mut buf, Framing::Standard, "abc", 1);
+        gap(
+            &mut buf,
+            Framing::Standard,
+            &Gap { from_eid: 1, to_eid: 4, dropped_bytes: 10 },
+            2,
+        );
+        let text = String::from_utf8(buf).unwrap();
+        assert!(!text.contains("id:"), "{text}");
+        assert!(text.contains("event: gap\ndata: {\"type\":\"gap\",\"from_eid\":1,\"to_eid\":4,\"dropped_bytes\":10,\"timestamp\":2}\n\n"));
+    }
+}
