@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `execd-host` binary, real processes, the real
+//! compiled policy components, over loopback TCP.
+
+mod harness;
+
+mod api;
+mod errors;
+mod output;
+mod resume;
+mod startup;
