@@ -13,7 +13,9 @@ const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace root");
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace root");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     for watched in ["wit", "guest/ring/src", "guest/ring/Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -32,7 +34,13 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str], dest: &Path) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--package", "execd-policy-ring", "--profile", "guest"])
+        .args([
+            "build",
+            "--package",
+            "execd-policy-ring",
+            "--profile",
+            "guest",
+        ])
         .args(["--target", TARGET])
         .arg("--target-dir")
         .arg(target_dir)
@@ -48,7 +56,9 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str], dest: &Path) {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo for the policy guest: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo for the policy guest: {e}"));
     if !status.success() {
         panic!(
             "building the embedded policy for {TARGET} failed. Is the target installed? \

@@ -42,7 +42,9 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|frame| frame.map(|b| Ok(Frame::data(b))))
+        self.rx
+            .poll_recv(cx)
+            .map(|frame| frame.map(|b| Ok(Frame::data(b))))
     }
 
     fn size_hint(&self) -> SizeHint {

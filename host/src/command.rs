@@ -67,7 +67,10 @@ impl Command {
             started: Instant::now(),
             log,
             output,
-            status: Mutex::new(Status { running: true, ..Status::default() }),
+            status: Mutex::new(Status {
+                running: true,
+                ..Status::default()
+            }),
             interrupts: AtomicU64::new(0),
         }
     }

@@ -19,7 +19,11 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_body(message: impl Into<String>) -> ApiError {
@@ -47,7 +51,10 @@ impl ApiError {
     }
 
     pub fn body_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&ErrorBody { code: self.code, message: &self.message })
-            .unwrap_or_else(|_| b"{\"code\":\"UNKNOWN\",\"message\":\"\"}".to_vec())
+        serde_json::to_vec(&ErrorBody {
+            code: self.code,
+            message: &self.message,
+        })
+        .unwrap_or_else(|_| b"{\"code\":\"UNKNOWN\",\"message\":\"\"}".to_vec())
     }
 }

@@ -74,7 +74,12 @@ struct Pipe<R> {
 
 impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
     fn new(reader: Option<R>, channel: Channel) -> Self {
-        Pipe { reader, splitter: LineSplitter::default(), channel, buf: vec![0; READ_CHUNK] }
+        Pipe {
+            reader,
+            splitter: LineSplitter::default(),
+            channel,
+            buf: vec![0; READ_CHUNK],
+        }
     }
 
     /// Reads one chunk; `Ok(0)` at end of file. Pends forever once closed,
@@ -89,14 +94,22 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
     fn lines(&mut self, n: usize, batch: &mut Vec<Line>) {
         let (channel, ts) = (self.channel, now_ms());
         self.splitter.push(&self.buf[..n], |line| {
-            batch.push(Line { channel, text: text_of(line), timestamp_ms: ts })
+            batch.push(Line {
+                channel,
+                text: text_of(line),
+                timestamp_ms: ts,
+            })
         });
     }
 
     fn flush(&mut self, batch: &mut Vec<Line>) {
         let (channel, ts) = (self.channel, now_ms());
         self.splitter.flush(|line| {
-            batch.push(Line { channel, text: text_of(line), timestamp_ms: ts })
+            batch.push(Line {
+                channel,
+                text: text_of(line),
+                timestamp_ms: ts,
+            })
         });
     }
 }
@@ -145,7 +158,10 @@ pub async fn pump(command: Arc<Command>, mut child: Child, timeout: Option<Durat
         if exit.is_some() && !batch.is_empty() {
             quiet_until = Instant::now() + DRAIN_QUIET;
         }
-        partial_due = match (out.splitter.has_partial() || err.splitter.has_partial(), partial_due) {
+        partial_due = match (
+            out.splitter.has_partial() || err.splitter.has_partial(),
+            partial_due,
+        ) {
             (false, _) => None,
             (true, None) => Some(Instant::now() + PARTIAL_FLUSH),
             (true, due) => due,
@@ -168,12 +184,20 @@ pub async fn pump(command: Arc<Command>, mut child: Child, timeout: Option<Durat
         s.pgid = None;
     }
     let execution_ms = command.started.elapsed().as_millis() as u64;
-    let ending = Ending { outcome, execution_ms, timestamp_ms: now_ms() };
+    let ending = Ending {
+        outcome,
+        execution_ms,
+        timestamp_ms: now_ms(),
+    };
     command.log.finish(ending).await;
 }
 
-fn on_read<R>(command: &Command, pipe: &mut Pipe<R>, read: std::io::Result<usize>, batch: &mut Vec<Line>)
-where
+fn on_read<R>(
+    command: &Command,
+    pipe: &mut Pipe<R>,
+    read: std::io::Result<usize>,
+    batch: &mut Vec<Line>,
+) where
     R: tokio::io::AsyncRead + Unpin,
 {
     match read {
@@ -196,11 +220,25 @@ fn describe(status: ExitStatus) -> (Outcome, i32, Option<String>) {
         (Some(0), _) => (Outcome::Completed, 0, None),
         (Some(code), _) => {
             let message = format!("exit status {code}");
-            (Outcome::Failed(Failure { exit_code: code, message: message.clone() }), code, Some(message))
+            (
+                Outcome::Failed(Failure {
+                    exit_code: code,
+                    message: message.clone(),
+                }),
+                code,
+                Some(message),
+            )
         }
         (None, signal) => {
             let message = format!("signal: {}", signal_name(signal.unwrap_or(0)));
-            (Outcome::Failed(Failure { exit_code: -1, message: message.clone() }), -1, Some(message))
+            (
+                Outcome::Failed(Failure {
+                    exit_code: -1,
+                    message: message.clone(),
+                }),
+                -1,
+                Some(message),
+            )
         }
     }
 }

@@ -32,7 +32,10 @@ const TOKEN_HEADER: &str = "x-execd-access-token";
 const TAIL_CURSOR_HEADER: &str = "EXECD-COMMANDS-TAIL-CURSOR";
 
 /// Serves one request; never fails at the HTTP level.
-pub async fn respond(app: Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+pub async fn respond(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, std::convert::Infallible> {
     Ok(match route(&app, req).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
@@ -60,14 +63,19 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
         (["command", "status", id], &Method::GET) => status(app, id),
         (["command", id, "resume"], &Method::GET) => resume(app, id, &req).await,
         (["command", id, "logs"], &Method::GET) => logs(app, id, &req),
-        (["ping"], _) | (["command"], _) | (["command", "status", _], _) | (["command", _, "resume" | "logs"], _) => {
-            Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                format!("{method} is not allowed on {path}"),
-            ))
-        }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}"))),
+        (["ping"], _)
+        | (["command"], _)
+        | (["command", "status", _], _)
+        | (["command", _, "resume" | "logs"], _) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            format!("{method} is not allowed on {path}"),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no route {path}"),
+        )),
     }
 }
 
@@ -76,7 +84,11 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
     let Some(expected) = &app.access_token else {
         return Ok(());
     };
-    let given = req.headers().get(TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let given = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     // ct_eq on slices of different lengths is false without comparing
     // contents; the length of the token is not a secret worth hiding.
     if bool::from(given.ct_eq(expected.as_bytes())) {
@@ -106,16 +118,14 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push((hi * 16 + lo) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi * 16 + lo) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -171,12 +181,19 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            format!("request body is over the limit of {limit} bytes"),
-        )),
-        Err(e) => Err(ApiError::bad_body(format!("cannot read the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("request body is over the limit of {limit} bytes"),
+            ))
+        }
+        Err(e) => Err(ApiError::bad_body(format!(
+            "cannot read the request body: {e}"
+        ))),
     }
 }
 
@@ -194,16 +211,26 @@ fn attach_error(e: AttachError) -> ApiError {
 /// Parses a cursor: a non-negative integer.
 fn cursor(value: &str, what: &str) -> Result<u64, ApiError> {
     value.trim().parse::<u64>().map_err(|_| {
-        ApiError::bad_cursor(format!("{what} must be a non-negative integer, not {value:?}"))
+        ApiError::bad_cursor(format!(
+            "{what} must be a non-negative integer, not {value:?}"
+        ))
     })
 }
 
-async fn resume(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+async fn resume(
+    app: &Arc<App>,
+    id: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<ResponseBody>, ApiError> {
     let framing = framing(app, req)?;
-    let after = match (query_param(req, "after_eid"), req.headers().get("last-event-id")) {
+    let after = match (
+        query_param(req, "after_eid"),
+        req.headers().get("last-event-id"),
+    ) {
         (Some(q), _) => cursor(&q, "`after_eid`")?,
         (None, Some(h)) => cursor(
-            h.to_str().map_err(|_| ApiError::bad_cursor("Last-Event-ID is not text"))?,
+            h.to_str()
+                .map_err(|_| ApiError::bad_cursor("Last-Event-ID is not text"))?,
             "Last-Event-ID",
         )?,
         (None, None) => 0,
@@ -219,7 +246,13 @@ async fn resume(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Result<Res
     }
     let reader = command.log.attach().await.map_err(attach_error)?;
     let (tx, body) = body::channel();
-    tokio::spawn(reader::follow(Arc::clone(&command.log), reader, after, framing, tx));
+    tokio::spawn(reader::follow(
+        Arc::clone(&command.log),
+        reader,
+        after,
+        framing,
+        tx,
+    ));
     Ok(event_stream(body))
 }
 
@@ -230,7 +263,10 @@ fn no_content() -> Response<ResponseBody> {
 }
 
 fn status(app: &App, id: &str) -> Result<Response<ResponseBody>, ApiError> {
-    let command = app.registry.get(id).ok_or_else(|| ApiError::not_found(id))?;
+    let command = app
+        .registry
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(id))?;
     let json = serde_json::to_vec(&command.status_body())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
     let mut response = Response::new(body::full(json));
@@ -241,8 +277,13 @@ fn status(app: &App, id: &str) -> Result<Response<ResponseBody>, ApiError> {
 }
 
 fn interrupt(app: &App, req: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
-    let id = query_param(req, "id").filter(|id| !id.is_empty()).ok_or_else(|| ApiError::missing_query("id"))?;
-    let command = app.registry.get(&id).ok_or_else(|| ApiError::not_found(&id))?;
+    let id = query_param(req, "id")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::missing_query("id"))?;
+    let command = app
+        .registry
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(&id))?;
     command.interrupt();
     Ok(Response::new(body::empty()))
 }
@@ -255,7 +296,10 @@ fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<Respons
         Some(value) => cursor(&value, "`cursor`")?,
         None => 0,
     };
-    let command = app.registry.get(id).ok_or_else(|| ApiError::not_found(id))?;
+    let command = app
+        .registry
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(id))?;
     if command.output.is_none() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -263,13 +307,15 @@ fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<Respons
             "logs are kept for background commands only; resume the stream instead",
         ));
     }
-    let end = command.output.as_ref().map_or(0, |o| o.len());
+    let end = command.output.as_ref().map_or(0, |o| o.tail());
     let tail = end.max(from);
     let (tx, body) = body::channel();
     if from < end {
         let command = Arc::clone(&command);
         tokio::task::spawn_blocking(move || {
-            let Some(output) = &command.output else { return };
+            let Some(output) = &command.output else {
+                return;
+            };
             let mut offset = from;
             while offset < end {
                 let mut chunk = vec![0; LOG_CHUNK.min((end - offset) as usize)];
@@ -288,7 +334,10 @@ fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<Respons
     }
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(TAIL_CURSOR_HEADER, HeaderValue::from(tail));
     Ok(response)
 }

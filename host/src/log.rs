@@ -101,7 +101,10 @@ impl Log {
                     return;
                 }
                 Ok(last) => state.fail(PolicyError::Nonsense(
-                    format!("appending {} lines should end at eid {expected}, it said {last}", lines.len()),
+                    format!(
+                        "appending {} lines should end at eid {expected}, it said {last}",
+                        lines.len()
+                    ),
                     "append",
                 )),
                 Err(e) => state.fail(e),
@@ -113,7 +116,11 @@ impl Log {
                 wit::Channel::Stdout => Body::Stdout(line.text),
                 wit::Channel::Stderr => Body::Stderr(line.text),
             };
-            state.keep(Event { eid, timestamp_ms: line.timestamp_ms, body });
+            state.keep(Event {
+                eid,
+                timestamp_ms: line.timestamp_ms,
+                body,
+            });
         }
         drop(state);
         self.progress.send_modify(|p| p.newest = expected);
@@ -135,12 +142,19 @@ impl Log {
         }
         if matches!(state.backend, Backend::Failed { .. }) {
             let timestamp_ms = ending.timestamp_ms;
-            state.keep(Event { eid: expected, timestamp_ms, body: Body::End(ending) });
+            state.keep(Event {
+                eid: expected,
+                timestamp_ms,
+                body: Body::End(ending),
+            });
         }
         state.newest = expected;
         state.terminal = Some(expected);
         drop(state);
-        self.progress.send_replace(Progress { newest: expected, finished: true });
+        self.progress.send_replace(Progress {
+            newest: expected,
+            finished: true,
+        });
     }
 
     /// Events after `after`, checked against the log's rules.
@@ -182,10 +196,10 @@ impl Log {
     pub async fn detach(&self, reader: u64) {
         let mut state = self.state.lock().await;
         state.readers.retain(|r| *r != reader);
-        if let Backend::Policy(policy) = &mut state.backend {
-            if let Err(e) = policy.detach(reader).await {
-                state.fail(e);
-            }
+        if let Backend::Policy(policy) = &mut state.backend
+            && let Err(e) = policy.detach(reader).await
+        {
+            state.fail(e);
         }
     }
 
@@ -223,15 +237,26 @@ impl State {
             return;
         }
         tracing::error!("{error}; the command keeps running, its log is dropped");
-        self.backend = Backend::Failed { error, recent: VecDeque::new(), recent_bytes: 0 };
+        self.backend = Backend::Failed {
+            error,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+        };
     }
 
     /// Keeps an event the host logged itself after a failure.
     fn keep(&mut self, event: Event) {
-        if let Backend::Failed { recent, recent_bytes, .. } = &mut self.backend {
+        if let Backend::Failed {
+            recent,
+            recent_bytes,
+            ..
+        } = &mut self.backend
+        {
             *recent_bytes += text_len(&event);
             recent.push_back(event);
-            while recent.len() > FALLBACK_EVENTS || (*recent_bytes > FALLBACK_BYTES && recent.len() > 1) {
+            while recent.len() > FALLBACK_EVENTS
+                || (*recent_bytes > FALLBACK_BYTES && recent.len() > 1)
+            {
                 if let Some(old) = recent.pop_front() {
                     *recent_bytes -= text_len(&old);
                 }
@@ -259,7 +284,14 @@ impl State {
             });
         }
         let start = (after + 1 - first) as usize;
-        ReadResult::Events(recent.iter().skip(start).take(max_events.max(1) as usize).cloned().collect())
+        ReadResult::Events(
+            recent
+                .iter()
+                .skip(start)
+                .take(max_events.max(1) as usize)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Holds the policy's answer to `read(after)` to the rules of `wit/`.
@@ -271,7 +303,10 @@ impl State {
                     return nonsense("it returned an empty list of events".into());
                 };
                 if first.eid != after + 1 {
-                    return nonsense(format!("asked for events after {after}, it began at eid {}", first.eid));
+                    return nonsense(format!(
+                        "asked for events after {after}, it began at eid {}",
+                        first.eid
+                    ));
                 }
                 for (i, event) in events.iter().enumerate() {
                     let eid = after + 1 + i as u64;
@@ -279,17 +314,25 @@ impl State {
                         return nonsense(format!("eid {} where {eid} was due", event.eid));
                     }
                     if eid > self.newest {
-                        return nonsense(format!("eid {eid} was never logged (newest is {})", self.newest));
+                        return nonsense(format!(
+                            "eid {eid} was never logged (newest is {})",
+                            self.newest
+                        ));
                     }
                     let is_end = matches!(event.body, Body::End(_));
                     if is_end != (Some(eid) == self.terminal) {
-                        return nonsense(format!("eid {eid} is not the terminal event it was given"));
+                        return nonsense(format!(
+                            "eid {eid} is not the terminal event it was given"
+                        ));
                     }
                 }
             }
             ReadResult::Gap(gap) => {
                 // The ring keeps the newest event, so a gap never reaches it.
-                if gap.from_eid != after + 1 || gap.to_eid < gap.from_eid || gap.to_eid >= self.newest {
+                if gap.from_eid != after + 1
+                    || gap.to_eid < gap.from_eid
+                    || gap.to_eid >= self.newest
+                {
                     return nonsense(format!(
                         "gap {}..={} does not start after the cursor {after} or covers the newest event",
                         gap.from_eid, gap.to_eid
@@ -298,12 +341,17 @@ impl State {
             }
             ReadResult::Pending => {
                 if after < self.newest || self.terminal.is_some() {
-                    return nonsense(format!("nothing after {after}, yet eid {} is logged", self.newest));
+                    return nonsense(format!(
+                        "nothing after {after}, yet eid {} is logged",
+                        self.newest
+                    ));
                 }
             }
             ReadResult::Finished => {
                 if self.terminal.is_none_or(|t| after < t) {
-                    return nonsense(format!("finished at cursor {after}, before the terminal event"));
+                    return nonsense(format!(
+                        "finished at cursor {after}, before the terminal event"
+                    ));
                 }
             }
         }

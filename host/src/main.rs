@@ -39,7 +39,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let limits = Limits { memory_mb: config.policy_memory_mb, call_ms: config.policy_call_ms };
+    let limits = Limits {
+        memory_mb: config.policy_memory_mb,
+        call_ms: config.policy_call_ms,
+    };
     let policy = PolicyEngine::load(&config.policy, config.policy_config.clone(), limits).await?;
     let (state_dir, owned) = state_dir(config.state_dir.clone())?;
     let listener = TcpListener::bind(config.listen)

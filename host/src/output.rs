@@ -22,7 +22,11 @@ impl OutputFile {
             .read(true)
             .append(true)
             .open(&path)?;
-        Ok(OutputFile { path, file: Mutex::new(file), len: AtomicU64::new(0) })
+        Ok(OutputFile {
+            path,
+            file: Mutex::new(file),
+            len: AtomicU64::new(0),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -41,7 +45,7 @@ impl OutputFile {
     }
 
     /// Bytes written so far: the tail cursor.
-    pub fn len(&self) -> u64 {
+    pub fn tail(&self) -> u64 {
         self.len.load(Ordering::Acquire)
     }
 

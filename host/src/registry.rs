@@ -55,7 +55,11 @@ impl Registry {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Command>> {
-        self.commands.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.commands
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub fn lookup(&self, id: &str) -> Lookup {
@@ -75,7 +79,11 @@ impl Registry {
     pub async fn start(self: &Arc<Self>, request: RunRequest) -> Result<Arc<Command>, ApiError> {
         let id = new_id();
         let policy = self.policy.instantiate().await.map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "POLICY_FAILED", e.to_string())
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "POLICY_FAILED",
+                e.to_string(),
+            )
         })?;
         let output = if request.background {
             let path = self.state_dir.join(format!("{id}.out"));
@@ -89,9 +97,8 @@ impl Registry {
         } else {
             None
         };
-        let child = exec::spawn(&self.shell, &request).map_err(|e| {
-            ApiError::bad_body(format!("cannot start the command: {e}"))
-        })?;
+        let child = exec::spawn(&self.shell, &request)
+            .map_err(|e| ApiError::bad_body(format!("cannot start the command: {e}")))?;
         let command = Arc::new(Command::new(
             id.clone(),
             request.command,
@@ -137,7 +144,12 @@ impl Registry {
 
     /// Every command still known, for shutdown.
     pub fn all(&self) -> Vec<Arc<Command>> {
-        self.commands.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.commands
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 

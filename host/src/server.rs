@@ -10,7 +10,11 @@ use tokio::net::TcpListener;
 use crate::http::{App, respond};
 
 /// Serves connections until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {

@@ -32,7 +32,7 @@ impl Framing {
 fn open(buf: &mut Vec<u8>, framing: Framing, eid: Option<u64>, kind: &str) {
     if framing == Framing::Standard {
         if let Some(eid) = eid {
-            let _ = write!(buf, "id: {eid}\n");
+            let _ = writeln!(buf, "id: {eid}");
         }
         buf.extend_from_slice(b"event: ");
         buf.extend_from_slice(kind.as_bytes());
@@ -192,7 +192,11 @@ mod tests {
         gap(
             &mut buf,
             Framing::Standard,
-            &Gap { from_eid: 1, to_eid: 4, dropped_bytes: 10 },
+            &Gap {
+                from_eid: 1,
+                to_eid: 4,
+                dropped_bytes: 10,
+            },
             2,
         );
         let text = String::from_utf8(buf).unwrap();

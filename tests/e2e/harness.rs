@@ -2,6 +2,9 @@
 //! port, and talks to it over raw TCP as an HTTP/1.1 client would, so tests
 //! can read streams event by event and drop connections at any point.
 
+// Helpers serve many test modules; not every one uses each of them.
+#![allow(dead_code)]
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -22,7 +25,9 @@ pub struct Host {
 
 impl Host {
     pub async fn start(args: &[&str]) -> Host {
-        Host::try_start(args).await.unwrap_or_else(|e| panic!("host did not start: {e}"))
+        Host::try_start(args)
+            .await
+            .unwrap_or_else(|e| panic!("host did not start: {e}"))
     }
 
     /// Starts a host; `Err` carries its stderr when it exits instead.
@@ -40,14 +45,19 @@ impl Host {
             .map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
-        let read = tokio::time::timeout(PATIENCE, BufReader::new(stdout).read_line(&mut line)).await;
+        let read =
+            tokio::time::timeout(PATIENCE, BufReader::new(stdout).read_line(&mut line)).await;
         match line.strip_prefix("listening on ") {
             Some(addr) if matches!(read, Ok(Ok(_))) => {
                 let token = args
                     .windows(2)
                     .find(|w| w[0] == "--access-token")
                     .map(|w| w[1].to_string());
-                Ok(Host { addr: addr.trim().to_string(), child, token })
+                Ok(Host {
+                    addr: addr.trim().to_string(),
+                    child,
+                    token,
+                })
             }
             _ => {
                 let status = tokio::time::timeout(PATIENCE, child.wait()).await;
@@ -61,43 +71,74 @@ impl Host {
     }
 
     /// Sends a request; `headers` are extra lines like `("Last-Event-ID", "3")`.
-    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Stream {
-        let mut stream = TcpStream::connect(&self.addr).await.expect("connect to host");
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
-        if let Some(token) = &self.token {
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("x-execd-access-token")) {
-                head.push_str(&format!("X-EXECD-ACCESS-TOKEN: {token}\r\n"));
-            }
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Stream {
+        let mut stream = TcpStream::connect(&self.addr)
+            .await
+            .expect("connect to host");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(token) = &self.token
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("x-execd-access-token"))
+        {
+            head.push_str(&format!("X-EXECD-ACCESS-TOKEN: {token}\r\n"));
         }
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         if !body.is_empty() || method == "POST" {
-            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
         }
         head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.expect("write request");
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("write request");
         stream.write_all(body).await.expect("write body");
         Stream::open(stream).await
     }
 
     /// A whole request/response.
     pub async fn call(&self, method: &str, path: &str, body: &str) -> Response {
-        self.send(method, path, &[], body.as_bytes()).await.finish().await
+        self.send(method, path, &[], body.as_bytes())
+            .await
+            .finish()
+            .await
     }
 
     /// `POST /command` with a JSON body, returning the open stream.
     pub async fn run(&self, body: Value) -> Stream {
-        self.send("POST", "/command", &[], body.to_string().as_bytes()).await
+        self.send("POST", "/command", &[], body.to_string().as_bytes())
+            .await
     }
 
     /// Opens `GET /command/{id}/resume?after_eid=N`.
     pub async fn resume(&self, id: &str, after: u64) -> Stream {
-        self.send("GET", &format!("/command/{id}/resume?after_eid={after}"), &[], b"").await
+        self.send(
+            "GET",
+            &format!("/command/{id}/resume?after_eid={after}"),
+            &[],
+            b"",
+        )
+        .await
     }
 
     pub async fn status(&self, id: &str) -> Value {
-        self.call("GET", &format!("/command/status/{id}"), "").await.json()
+        self.call("GET", &format!("/command/status/{id}"), "")
+            .await
+            .json()
     }
 
     /// Waits until the command reports `running: false`.
@@ -108,7 +149,10 @@ impl Host {
             if status["running"] == false {
                 return status;
             }
-            assert!(tokio::time::Instant::now() < deadline, "command {id} still running: {status}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "command {id} still running: {status}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -147,8 +191,12 @@ impl Response {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn text(&self) -> String {
@@ -161,7 +209,10 @@ impl Response {
         assert_eq!(self.header("content-type"), Some("application/json"));
         let json = self.json();
         assert_eq!(json["code"], code, "{json}");
-        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
+        assert!(
+            json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{json}"
+        );
     }
 }
 
@@ -211,7 +262,11 @@ impl Stream {
             .await
             .expect("status line in time")
             .expect("read status line");
-        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut headers = Vec::new();
         loop {
             line.clear();
@@ -224,7 +279,12 @@ impl Stream {
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
-        let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         let chunked = find("transfer-encoding").is_some_and(|v| v.contains("chunked"));
         let content_left = find("content-length").and_then(|v| v.parse().ok());
         let done = status == 204 || content_left == Some(0);
@@ -243,7 +303,10 @@ impl Stream {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The next piece of body, or `None` at its end.
@@ -297,10 +360,17 @@ impl Stream {
     /// Reads the rest of the body.
     pub async fn finish(mut self) -> Response {
         let mut body = std::mem::take(&mut self.pending);
-        while let Some(piece) = tokio::time::timeout(PATIENCE, self.read_some()).await.expect("body in time") {
+        while let Some(piece) = tokio::time::timeout(PATIENCE, self.read_some())
+            .await
+            .expect("body in time")
+        {
             body.extend_from_slice(&piece);
         }
-        Response { status: self.status, headers: self.headers, body }
+        Response {
+            status: self.status,
+            headers: self.headers,
+            body,
+        }
     }
 
     /// The next SSE event, or `None` when the stream ends. Keepalive
@@ -329,10 +399,18 @@ impl Stream {
                     }
                 }
                 let Some(data) = data else { continue };
-                let data: Value = serde_json::from_str(&data).unwrap_or_else(|e| panic!("bad JSON {data:?}: {e}"));
-                return Some(Event { id, event, data, comments });
+                let data: Value = serde_json::from_str(&data)
+                    .unwrap_or_else(|e| panic!("bad JSON {data:?}: {e}"));
+                return Some(Event {
+                    id,
+                    event,
+                    data,
+                    comments,
+                });
             }
-            let piece = tokio::time::timeout(PATIENCE, self.read_some()).await.expect("event in time")?;
+            let piece = tokio::time::timeout(PATIENCE, self.read_some())
+                .await
+                .expect("event in time")?;
             self.pending.extend_from_slice(&piece);
         }
     }
@@ -355,14 +433,26 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// events (those with an eid): `id:` equals `eid`, eids consecutive from
 /// `after + 1`, exactly one terminal event, last. Gaps are not allowed here.
 pub fn logged(events: &[Event], after: u64) -> Vec<Event> {
-    let logged: Vec<Event> = events.iter().filter(|e| e.eid().is_some()).cloned().collect();
+    let logged: Vec<Event> = events
+        .iter()
+        .filter(|e| e.eid().is_some())
+        .cloned()
+        .collect();
     for (i, e) in logged.iter().enumerate() {
-        assert_eq!(e.eid(), Some(after + 1 + i as u64), "eids consecutive: {:?}", e.data);
+        assert_eq!(
+            e.eid(),
+            Some(after + 1 + i as u64),
+            "eids consecutive: {:?}",
+            e.data
+        );
         assert_eq!(e.id, e.eid(), "SSE id equals eid");
     }
     let terminals = logged.iter().filter(|e| e.is_terminal()).count();
     assert_eq!(terminals, 1, "exactly one terminal event");
-    assert!(logged.last().is_some_and(Event::is_terminal), "terminal event last");
+    assert!(
+        logged.last().is_some_and(Event::is_terminal),
+        "terminal event last"
+    );
     logged
 }
 

@@ -12,13 +12,21 @@ async fn run_to_end(host: &Host, command: &str) -> Vec<Event> {
 }
 
 fn texts<'a>(events: &'a [Event], kind: &str) -> Vec<&'a str> {
-    events.iter().filter(|e| e.kind() == kind).map(Event::text).collect()
+    events
+        .iter()
+        .filter(|e| e.kind() == kind)
+        .map(Event::text)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interleaved_pipes_keep_consecutive_eids_and_per_pipe_order() {
     let host = Host::start(&[]).await;
-    let events = run_to_end(&host, "for i in $(seq 1 5000); do echo out $i; echo err $i >&2; done").await;
+    let events = run_to_end(
+        &host,
+        "for i in $(seq 1 5000); do echo out $i; echo err $i >&2; done",
+    )
+    .await;
     assert_eq!(events.len(), 10_001);
     let want_out: Vec<String> = (1..=5000).map(|i| format!("out {i}")).collect();
     let want_err: Vec<String> = (1..=5000).map(|i| format!("err {i}")).collect();
@@ -32,7 +40,10 @@ async fn a_200kb_line_without_newline_arrives_whole_in_64k_pieces() {
     let host = Host::start(&[]).await;
     let events = run_to_end(&host, "head -c 200000 /dev/zero | tr '\\0' x").await;
     let pieces = texts(&events, "stdout");
-    assert!(pieces.iter().all(|p| p.len() <= 64 * 1024), "no piece over 64 KiB");
+    assert!(
+        pieces.iter().all(|p| p.len() <= 64 * 1024),
+        "no piece over 64 KiB"
+    );
     assert!(pieces.len() >= 4, "200 kB is at least 4 pieces");
     let whole: String = pieces.concat();
     assert_eq!(whole.len(), 200_000);
@@ -43,7 +54,10 @@ async fn a_200kb_line_without_newline_arrives_whole_in_64k_pieces() {
 async fn invalid_utf8_terminators_and_empty_lines() {
     let host = Host::start(&[]).await;
     let events = run_to_end(&host, r"printf 'a\377b\n\nc\r\nd\re\n'; printf tail").await;
-    assert_eq!(texts(&events, "stdout"), ["a\u{fffd}b", "\n", "c", "d", "e", "tail"]);
+    assert_eq!(
+        texts(&events, "stdout"),
+        ["a\u{fffd}b", "\n", "c", "d", "e", "tail"]
+    );
     // JSON escapes keep control characters out of the SSE framing.
     let events = run_to_end(&host, r"printf 'x\033[1my\tz\000w\n'").await;
     assert_eq!(texts(&events, "stdout"), ["x\u{1b}[1my\tz\u{0}w"]);
@@ -76,7 +90,9 @@ async fn a_hundred_concurrent_commands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_are_pushed_while_the_command_runs() {
     let host = Host::start(&[]).await;
-    let mut stream = host.run(json!({ "command": "echo first; sleep 3; echo second" })).await;
+    let mut stream = host
+        .run(json!({ "command": "echo first; sleep 3; echo second" }))
+        .await;
     let id = init_id(&mut stream).await;
     let first = stream.next_event().await.expect("first line");
     assert_eq!(first.text(), "first");

@@ -12,14 +12,25 @@ use crate::harness::*;
 async fn reopen(host: &Host, id: &str, after: u64, by_header: bool) -> Stream {
     if by_header {
         let after = after.to_string();
-        host.send("GET", &format!("/command/{id}/resume"), &[("Last-Event-ID", &after)], b"").await
+        host.send(
+            "GET",
+            &format!("/command/{id}/resume"),
+            &[("Last-Event-ID", &after)],
+            b"",
+        )
+        .await
     } else {
         host.resume(id, after).await
     }
 }
 
 /// Reads a command to its end through many short-lived connections.
-async fn read_with_disconnects(host: &Host, mut stream: Stream, id: &str, max_per_conn: usize) -> (Vec<Event>, usize) {
+async fn read_with_disconnects(
+    host: &Host,
+    mut stream: Stream,
+    id: &str,
+    max_per_conn: usize,
+) -> (Vec<Event>, usize) {
     let mut rng = rand::rng();
     let mut all: Vec<Event> = Vec::new();
     let mut reconnects = 0;
@@ -45,7 +56,7 @@ async fn read_with_disconnects(host: &Host, mut stream: Stream, id: &str, max_pe
         }
         drop(stream);
         reconnects += 1;
-        let after = all.iter().filter_map(Event::eid).last().unwrap_or(0);
+        let after = all.iter().filter_map(Event::eid).next_back().unwrap_or(0);
         stream = reopen(host, id, after, reconnects % 2 == 0).await;
         assert_eq!(stream.status, 200, "resume after {after}");
     }
@@ -64,10 +75,21 @@ async fn random_disconnects_deliver_every_event_exactly_once() {
         let (events, reconnects) = read_with_disconnects(&host, stream, &id, 150).await;
         total_reconnects += reconnects;
         let logged = logged(&events, 0);
-        let stdout: Vec<&str> = logged.iter().filter(|e| e.kind() == "stdout").map(Event::text).collect();
-        let stderr: Vec<&str> = logged.iter().filter(|e| e.kind() == "stderr").map(Event::text).collect();
+        let stdout: Vec<&str> = logged
+            .iter()
+            .filter(|e| e.kind() == "stdout")
+            .map(Event::text)
+            .collect();
+        let stderr: Vec<&str> = logged
+            .iter()
+            .filter(|e| e.kind() == "stderr")
+            .map(Event::text)
+            .collect();
         let want_out: Vec<String> = (1..=3000).map(|i| format!("o{i}")).collect();
-        let want_err: Vec<String> = (1..=3000).filter(|i| i % 7 == 0).map(|i| format!("e{i}")).collect();
+        let want_err: Vec<String> = (1..=3000)
+            .filter(|i| i % 7 == 0)
+            .map(|i| format!("e{i}"))
+            .collect();
         assert_eq!(stdout, want_out);
         assert_eq!(stderr, want_err);
         let end = logged.last().expect("terminal");
@@ -84,21 +106,38 @@ async fn last_event_id_and_query_precedence() {
     let id = init_id(&mut stream).await;
     logged(&stream.events().await, 0);
 
-    let mut s = host.send("GET", &format!("/command/{id}/resume"), &[("Last-Event-ID", "2")], b"").await;
+    let mut s = host
+        .send(
+            "GET",
+            &format!("/command/{id}/resume"),
+            &[("Last-Event-ID", "2")],
+            b"",
+        )
+        .await;
     let events = s.events().await;
     assert_eq!(events[0].eid(), Some(3));
     logged(&events, 2);
 
     let path = format!("/command/{id}/resume?after_eid=4");
-    let mut s = host.send("GET", &path, &[("Last-Event-ID", "1")], b"").await;
+    let mut s = host
+        .send("GET", &path, &[("Last-Event-ID", "1")], b"")
+        .await;
     let events = s.events().await;
     assert_eq!(events[0].eid(), Some(5), "the query wins over the header");
     logged(&events, 4);
 
     // Neither: everything retained.
-    let mut s = host.send("GET", &format!("/command/{id}/resume"), &[], b"").await;
+    let mut s = host
+        .send("GET", &format!("/command/{id}/resume"), &[], b"")
+        .await;
     let events = s.events().await;
-    assert_eq!(events.iter().filter_map(Event::text_if_stdout).collect::<Vec<_>>(), ["1", "2", "3", "4", "5", "6"]);
+    assert_eq!(
+        events
+            .iter()
+            .filter_map(Event::text_if_stdout)
+            .collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5", "6"]
+    );
 }
 
 trait TextIfStdout {
@@ -123,7 +162,7 @@ async fn resume_racing_completion_reads_to_the_end() {
         }
         drop(stream);
         // The command is finishing (or finished) while this resume replays.
-        let after = got.iter().filter_map(Event::eid).last().unwrap_or(0);
+        let after = got.iter().filter_map(Event::eid).next_back().unwrap_or(0);
         let mut resumed = host.resume(&id, after).await;
         assert_eq!(resumed.status, 200);
         got.extend(resumed.events().await);
@@ -157,7 +196,9 @@ async fn slow_reader_does_not_slow_the_command_or_other_readers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_reports_a_gap_with_the_exact_range() {
     let host = Host::start(&["--policy-config", "max-events=10"]).await;
-    let mut stream = host.run(json!({ "command": "seq 1 100", "background": true })).await;
+    let mut stream = host
+        .run(json!({ "command": "seq 1 100", "background": true }))
+        .await;
     let id = init_id(&mut stream).await;
     host.wait_finished(&id).await;
     // 100 lines and the terminal event: eids 1..=101; the ring keeps 92..=101.
@@ -178,7 +219,13 @@ async fn eviction_reports_a_gap_with_the_exact_range() {
     assert_eq!(logged(&events, 95).len(), 6);
     // From inside the evicted window: a gap from the cursor on.
     let events = host.resume(&id, 50).await.events().await;
-    assert_eq!((events[0].data["from_eid"].as_u64(), events[0].data["to_eid"].as_u64()), (Some(51), Some(91)));
+    assert_eq!(
+        (
+            events[0].data["from_eid"].as_u64(),
+            events[0].data["to_eid"].as_u64()
+        ),
+        (Some(51), Some(91))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,18 +234,42 @@ async fn retention_expiry_answers_404_and_the_terminal_cursor_204() {
     let mut stream = host.run(json!({ "command": "echo hi" })).await;
     let id = init_id(&mut stream).await;
     let events = stream.events().await;
-    let terminal = logged(&events, 0).last().and_then(Event::eid).expect("terminal eid");
+    let terminal = logged(&events, 0)
+        .last()
+        .and_then(Event::eid)
+        .expect("terminal eid");
     assert_eq!(terminal, 2);
     // Retained: replay works, and a cursor at or past the end gets 204.
-    assert_eq!(logged(&host.resume(&id, 0).await.events().await, 0).len(), 2);
+    assert_eq!(
+        logged(&host.resume(&id, 0).await.events().await, 0).len(),
+        2
+    );
     assert_eq!(host.resume(&id, 2).await.status, 204);
     assert_eq!(host.resume(&id, 7).await.status, 204);
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    host.resume(&id, 0).await.finish().await.assert_error(404, "COMMAND_NOT_FOUND");
-    host.resume(&id, 1).await.finish().await.assert_error(404, "COMMAND_NOT_FOUND");
-    assert_eq!(host.resume(&id, 2).await.status, 204, "EventSource stops on 204");
-    host.call("GET", &format!("/command/status/{id}"), "").await.assert_error(404, "COMMAND_NOT_FOUND");
-    host.resume("0123456789abcdef", 0).await.finish().await.assert_error(404, "COMMAND_NOT_FOUND");
+    host.resume(&id, 0)
+        .await
+        .finish()
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
+    host.resume(&id, 1)
+        .await
+        .finish()
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
+    assert_eq!(
+        host.resume(&id, 2).await.status,
+        204,
+        "EventSource stops on 204"
+    );
+    host.call("GET", &format!("/command/status/{id}"), "")
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
+    host.resume("0123456789abcdef", 0)
+        .await
+        .finish()
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +277,11 @@ async fn exclusive_policy_admits_one_live_reader() {
     let host = Host::start(&["--policy", "exclusive"]).await;
     let mut primary = host.run(json!({ "command": "sleep 2; echo done" })).await;
     let id = init_id(&mut primary).await;
-    host.resume(&id, 0).await.finish().await.assert_error(409, "STREAM_CONFLICT");
+    host.resume(&id, 0)
+        .await
+        .finish()
+        .await
+        .assert_error(409, "STREAM_CONFLICT");
     drop(primary);
     // The drop is noticed from the body going away, not a timer.
     let started = tokio::time::Instant::now();
@@ -215,7 +290,10 @@ async fn exclusive_policy_admits_one_live_reader() {
         if s.status == 200 {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(1), "drop not noticed within a second");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "drop not noticed within a second"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let events = resumed.events().await;

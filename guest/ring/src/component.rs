@@ -21,7 +21,10 @@ thread_local! {
 }
 
 fn flavoured(config: Config) -> Config {
-    Config { exclusive: EXCLUSIVE, ..config }
+    Config {
+        exclusive: EXCLUSIVE,
+        ..config
+    }
 }
 
 struct Policy;

@@ -47,9 +47,7 @@ impl Config {
             match key {
                 "max-events" => config.max_events = positive(key, value)?,
                 "max-bytes" => config.max_bytes = positive(key, value)?,
-                "retention-secs" => {
-                    config.retention_ms = number(key, value)?.saturating_mul(1000)
-                }
+                "retention-secs" => config.retention_ms = number(key, value)?.saturating_mul(1000),
                 _ => {
                     return Err(ConfigError(format!(
                         "unknown setting `{key}` (known: max-events, max-bytes, retention-secs)"
@@ -62,11 +60,10 @@ impl Config {
 }
 
 fn number(key: &str, value: &str) -> Result<u64, ConfigError> {
-    value.trim().parse::<u64>().map_err(|_| {
-        ConfigError(format!(
-            "`{key}` must be a whole number, not `{value}`"
-        ))
-    })
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| ConfigError(format!("`{key}` must be a whole number, not `{value}`")))
 }
 
 fn positive(key: &str, value: &str) -> Result<u64, ConfigError> {
@@ -89,8 +86,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        assert!(Config::parse([("max-events", "0")]).unwrap_err().0.contains("at least 1"));
-        assert!(Config::parse([("max-bytes", "x")]).unwrap_err().0.contains("whole number"));
-        assert!(Config::parse([("colour", "red")]).unwrap_err().0.contains("unknown setting `colour`"));
+        assert!(
+            Config::parse([("max-events", "0")])
+                .unwrap_err()
+                .0
+                .contains("at least 1")
+        );
+        assert!(
+            Config::parse([("max-bytes", "x")])
+                .unwrap_err()
+                .0
+                .contains("whole number")
+        );
+        assert!(
+            Config::parse([("colour", "red")])
+                .unwrap_err()
+                .0
+                .contains("unknown setting `colour`")
+        );
     }
 }

@@ -148,7 +148,11 @@ impl Ring {
         let eid = self.next_eid;
         self.next_eid += 1;
         self.slots.push_back(Slot {
-            event: Event { eid, timestamp_ms, body },
+            event: Event {
+                eid,
+                timestamp_ms,
+                body,
+            },
             offset: self.logged_bytes,
         });
         self.logged_bytes += text_len;
@@ -163,7 +167,9 @@ impl Ring {
             && (self.slots.len() as u64 > self.config.max_events
                 || self.retained_bytes > self.config.max_bytes)
         {
-            let Some(slot) = self.slots.pop_front() else { break };
+            let Some(slot) = self.slots.pop_front() else {
+                break;
+            };
             self.retained_bytes -= charge(&slot.event);
             self.evicted_offsets.push_back(slot.offset);
             if self.evicted_offsets.len() as u64 > self.config.max_events {
@@ -247,11 +253,19 @@ mod tests {
     use super::*;
 
     fn line(text: &str) -> Line {
-        Line { channel: Channel::Stdout, text: text.into(), timestamp_ms: 1 }
+        Line {
+            channel: Channel::Stdout,
+            text: text.into(),
+            timestamp_ms: 1,
+        }
     }
 
     fn ending() -> Ending {
-        Ending { outcome: Outcome::Completed, execution_ms: 5, timestamp_ms: 2 }
+        Ending {
+            outcome: Outcome::Completed,
+            execution_ms: 5,
+            timestamp_ms: 2,
+        }
     }
 
     fn eids(result: ReadResult) -> Vec<u64> {
@@ -285,7 +299,8 @@ mod tests {
     #[test]
     fn read_limits_events_and_bytes() {
         let mut ring = Ring::new(Config::default());
-        ring.append((0..10).map(|_| line("0123456789")).collect()).unwrap();
+        ring.append((0..10).map(|_| line("0123456789")).collect())
+            .unwrap();
         assert_eq!(eids(ring.read(0, 3, 1 << 20)), vec![1, 2, 3]);
         // 42 bytes a line: the first always comes, the second crosses 50.
         assert_eq!(eids(ring.read(0, 100, 50)), vec![1, 2]);
@@ -294,30 +309,55 @@ mod tests {
 
     #[test]
     fn eviction_reports_exact_gap() {
-        let config = Config { max_events: 3, ..Config::default() };
+        let config = Config {
+            max_events: 3,
+            ..Config::default()
+        };
         let mut ring = Ring::new(config);
-        ring.append((0..10).map(|i| line(&"x".repeat(i))).collect()).unwrap();
+        ring.append((0..10).map(|i| line(&"x".repeat(i))).collect())
+            .unwrap();
         // Kept: eids 8, 9, 10 (texts of 7, 8, 9 bytes).
-        let gap = Gap { from_eid: 1, to_eid: 7, dropped_bytes: (0..7).sum() };
+        let gap = Gap {
+            from_eid: 1,
+            to_eid: 7,
+            dropped_bytes: (0..7).sum(),
+        };
         assert_eq!(ring.read(0, 10, 1 << 20), ReadResult::Gap(gap));
-        let gap = Gap { from_eid: 5, to_eid: 7, dropped_bytes: 4 + 5 + 6 };
+        let gap = Gap {
+            from_eid: 5,
+            to_eid: 7,
+            dropped_bytes: 4 + 5 + 6,
+        };
         assert_eq!(ring.read(4, 10, 1 << 20), ReadResult::Gap(gap));
         assert_eq!(eids(ring.read(7, 10, 1 << 20)), vec![8, 9, 10]);
     }
 
     #[test]
     fn terminal_event_survives_byte_bound() {
-        let config = Config { max_bytes: 1, ..Config::default() };
+        let config = Config {
+            max_bytes: 1,
+            ..Config::default()
+        };
         let mut ring = Ring::new(config);
         ring.append(vec![line("hello"), line("world")]).unwrap();
         assert_eq!(ring.finish(ending()), Ok(3));
-        assert!(matches!(ring.read(0, 10, 10), ReadResult::Gap(Gap { from_eid: 1, to_eid: 2, .. })));
+        assert!(matches!(
+            ring.read(0, 10, 10),
+            ReadResult::Gap(Gap {
+                from_eid: 1,
+                to_eid: 2,
+                ..
+            })
+        ));
         assert_eq!(eids(ring.read(2, 10, 10)), vec![3]);
     }
 
     #[test]
     fn exclusive_admits_one_reader_while_running() {
-        let mut ring = Ring::new(Config { exclusive: true, ..Config::default() });
+        let mut ring = Ring::new(Config {
+            exclusive: true,
+            ..Config::default()
+        });
         assert!(ring.admits(0).is_ok());
         assert!(ring.admits(1).is_err());
         ring.finish(ending()).unwrap();

@@ -22,10 +22,7 @@ pub enum LoadError {
     #[error("policy {origin} rejected its configuration: {reason}")]
     Config { origin: String, reason: String },
     #[error("policy {origin} failed while starting: {source}")]
-    Failed {
-        origin: String,
-        source: PolicyError,
-    },
+    Failed { origin: String, source: PolicyError },
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
 }
