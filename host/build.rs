@@ -1,6 +1,6 @@
 //! Builds the embedded policy components (`guest/ring`, in its `ring` and
-//! `exclusive` flavours) for wasm32-wasip2 and leaves them in OUT_DIR for
-//! `include_bytes!`.
+//! `exclusive` flavours, and `guest/spill`) for wasm32-wasip2 and leaves
+//! them in OUT_DIR for `include_bytes!`.
 //!
 //! The nested cargo uses its own target directory, so it never waits on the
 //! lock of the build that runs this script.
@@ -17,20 +17,31 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace root");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    for watched in ["wit", "guest/ring/src", "guest/ring/Cargo.toml"] {
+    for watched in [
+        "wit",
+        "guest/ring/src",
+        "guest/ring/Cargo.toml",
+        "guest/spill/src",
+        "guest/spill/Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = root.join("target").join("guest");
-    build_guest(root, &target_dir, &[], &out_dir.join("ring.wasm"));
+    let ring = "execd-policy-ring";
+    build_guest(root, &target_dir, ring, &[], &out_dir.join("ring.wasm"));
+    let exclusive = ["--features", "exclusive"];
     build_guest(
         root,
         &target_dir,
-        &["--features", "exclusive"],
+        ring,
+        &exclusive,
         &out_dir.join("exclusive.wasm"),
     );
+    let spill = "execd-policy-spill";
+    build_guest(root, &target_dir, spill, &[], &out_dir.join("spill.wasm"));
 }
 
-fn build_guest(root: &Path, target_dir: &Path, extra: &[&str], dest: &Path) {
+fn build_guest(root: &Path, target_dir: &Path, package: &str, extra: &[&str], dest: &Path) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -68,7 +79,7 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str], dest: &Path) {
     let built = target_dir
         .join(TARGET)
         .join("guest")
-        .join("execd_policy_ring.wasm");
+        .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::copy(&built, dest)
         .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), dest.display()));
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::log::Log;
 use crate::output::OutputFile;
+use crate::scratch::ScratchDir;
 
 /// What `GET /command/status/{id}` reports.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +31,8 @@ pub struct Command {
     pub log: Arc<Log>,
     /// Raw combined output, kept for background commands' `/logs`.
     pub output: Option<OutputFile>,
+    /// The policy's directory for this command's log, if it wanted one.
+    pub scratch: Option<ScratchDir>,
     status: Mutex<Status>,
     interrupts: AtomicU64,
 }
@@ -58,6 +61,7 @@ impl Command {
         background: bool,
         log: Arc<Log>,
         output: Option<OutputFile>,
+        scratch: Option<ScratchDir>,
     ) -> Command {
         Command {
             id,
@@ -67,6 +71,7 @@ impl Command {
             started: Instant::now(),
             log,
             output,
+            scratch,
             status: Mutex::new(Status {
                 running: true,
                 ..Status::default()
@@ -105,6 +110,17 @@ impl Command {
                 unsafe { libc::kill(-pgid, signal) == 0 }
             }
             _ => false,
+        }
+    }
+
+    /// Deletes the files kept for this command (at host exit; otherwise
+    /// they go when the command is dropped).
+    pub fn remove_files(&self) {
+        if let Some(output) = &self.output {
+            output.remove();
+        }
+        if let Some(scratch) = &self.scratch {
+            scratch.remove();
         }
     }
 

@@ -16,8 +16,10 @@ use crate::lines::{LineSplitter, text_of};
 use crate::policy::wit::{Channel, Ending, Failure, Line, Outcome};
 use crate::request::RunRequest;
 
-/// How long an unterminated line may wait for its end before it is sent.
-const PARTIAL_FLUSH: Duration = Duration::from_millis(20);
+/// How long an unterminated line may wait for its end before it is sent
+/// as it is (prompts, progress dots). Counted from when that line began, so
+/// a steady stream of whole lines is never cut.
+const PARTIAL_FLUSH: Duration = Duration::from_millis(50);
 /// After the process exits, how long the pipes may stay quiet before we
 /// stop reading them (descendants may hold them open).
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
@@ -70,6 +72,8 @@ struct Pipe<R> {
     splitter: LineSplitter,
     channel: Channel,
     buf: Vec<u8>,
+    /// When the unterminated line now held began arriving.
+    partial_since: Option<Instant>,
 }
 
 impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
@@ -79,6 +83,7 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
             splitter: LineSplitter::default(),
             channel,
             buf: vec![0; READ_CHUNK],
+            partial_since: None,
         }
     }
 
@@ -93,6 +98,7 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
 
     fn lines(&mut self, n: usize, batch: &mut Vec<Line>) {
         let (channel, ts) = (self.channel, now_ms());
+        let before = batch.len();
         self.splitter.push(&self.buf[..n], |line| {
             batch.push(Line {
                 channel,
@@ -100,9 +106,21 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
                 timestamp_ms: ts,
             })
         });
+        let completed_a_line = batch.len() > before;
+        self.partial_since = match (self.splitter.has_partial(), self.partial_since) {
+            (false, _) => None,
+            (true, Some(since)) if !completed_a_line => Some(since),
+            (true, _) => Some(Instant::now()),
+        };
+    }
+
+    /// When the held partial line is due to be sent as it is.
+    fn partial_due(&self) -> Option<Instant> {
+        self.partial_since.map(|since| since + PARTIAL_FLUSH)
     }
 
     fn flush(&mut self, batch: &mut Vec<Line>) {
+        self.partial_since = None;
         let (channel, ts) = (self.channel, now_ms());
         self.splitter.flush(|line| {
             batch.push(Line {
@@ -124,11 +142,14 @@ pub async fn pump(command: Arc<Command>, mut child: Child, timeout: Option<Durat
     let mut exit: Option<ExitStatus> = None;
     let mut exited_at = Instant::now();
     let mut quiet_until = Instant::now();
-    let mut partial_due: Option<Instant> = None;
     let far = Instant::now() + Duration::from_secs(86400 * 365);
 
     while out.reader.is_some() || err.reader.is_some() || exit.is_none() {
         let mut batch = Vec::new();
+        let partial_due = match (out.partial_due(), err.partial_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             read = out.read() => on_read(&command, &mut out, read, &mut batch),
             read = err.read() => on_read(&command, &mut err, read, &mut batch),
@@ -150,22 +171,19 @@ pub async fn pump(command: Arc<Command>, mut child: Child, timeout: Option<Durat
                 command.signal(libc::SIGKILL);
             }
             _ = sleep_until(partial_due.unwrap_or(far)), if partial_due.is_some() => {
-                out.flush(&mut batch);
-                err.flush(&mut batch);
+                let now = Instant::now();
+                if out.partial_due().is_some_and(|due| due <= now) {
+                    out.flush(&mut batch);
+                }
+                if err.partial_due().is_some_and(|due| due <= now) {
+                    err.flush(&mut batch);
+                }
             }
             _ = sleep_until(quiet_until.min(exited_at + DRAIN_MAX)), if exit.is_some() => break,
         }
         if exit.is_some() && !batch.is_empty() {
             quiet_until = Instant::now() + DRAIN_QUIET;
         }
-        partial_due = match (
-            out.splitter.has_partial() || err.splitter.has_partial(),
-            partial_due,
-        ) {
-            (false, _) => None,
-            (true, None) => Some(Instant::now() + PARTIAL_FLUSH),
-            (true, due) => due,
-        };
         command.log.append(batch).await;
     }
     let mut batch = Vec::new();

@@ -21,5 +21,6 @@ pub mod policy;
 pub mod reader;
 pub mod registry;
 pub mod request;
+pub mod scratch;
 pub mod server;
 pub mod sse;

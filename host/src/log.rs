@@ -40,6 +40,8 @@ const FALLBACK_EVENTS: usize = 4096;
 const FALLBACK_BYTES: usize = 8 << 20;
 
 pub struct Log {
+    /// The command id, for the log line a failure gets.
+    command: String,
     state: Mutex<State>,
     progress: watch::Sender<Progress>,
     next_reader: AtomicU64,
@@ -63,8 +65,9 @@ enum Backend {
 }
 
 impl Log {
-    pub fn new(policy: PolicyInstance) -> Arc<Log> {
+    pub fn new(command: String, policy: PolicyInstance) -> Arc<Log> {
         Arc::new(Log {
+            command,
             state: Mutex::new(State {
                 backend: Backend::Policy(policy),
                 newest: 0,
@@ -100,18 +103,22 @@ impl Log {
                     self.progress.send_modify(|p| p.newest = expected);
                     return;
                 }
-                Ok(last) => state.fail(PolicyError::Nonsense(
-                    format!(
-                        "appending {} lines should end at eid {expected}, it said {last}",
-                        lines.len()
+                Ok(last) => state.fail(
+                    &self.command,
+                    PolicyError::Nonsense(
+                        format!(
+                            "appending {} lines should end at eid {expected}, it said {last}",
+                            lines.len()
+                        ),
+                        "append",
                     ),
-                    "append",
-                )),
-                Err(e) => state.fail(e),
+                ),
+                Err(e) => state.fail(&self.command, e),
             }
         }
         for line in lines {
             let eid = state.newest + 1;
+            state.newest = eid;
             let body = match line.channel {
                 wit::Channel::Stdout => Body::Stdout(line.text),
                 wit::Channel::Stderr => Body::Stderr(line.text),
@@ -133,11 +140,14 @@ impl Log {
         if let Backend::Policy(policy) = &mut state.backend {
             match policy.finish(ending.clone()).await {
                 Ok(eid) if eid == expected => {}
-                Ok(eid) => state.fail(PolicyError::Nonsense(
-                    format!("the terminal event should be eid {expected}, it said {eid}"),
-                    "finish",
-                )),
-                Err(e) => state.fail(e),
+                Ok(eid) => state.fail(
+                    &self.command,
+                    PolicyError::Nonsense(
+                        format!("the terminal event should be eid {expected}, it said {eid}"),
+                        "finish",
+                    ),
+                ),
+                Err(e) => state.fail(&self.command, e),
             }
         }
         if matches!(state.backend, Backend::Failed { .. }) {
@@ -164,7 +174,7 @@ impl Log {
             let result = policy.read(after, max_events, max_bytes).await;
             match result.and_then(|r| state.check(after, r)) {
                 Ok(result) => return result,
-                Err(e) => state.fail(e),
+                Err(e) => state.fail(&self.command, e),
             }
         }
         state.read_recent(after, max_events)
@@ -187,7 +197,7 @@ impl Log {
             }
             Ok(Admission::Conflict(why)) => Err(AttachError::Conflict(why)),
             Err(e) => {
-                state.fail(e.clone());
+                state.fail(&self.command, e.clone());
                 Err(AttachError::Failed(e))
             }
         }
@@ -199,7 +209,7 @@ impl Log {
         if let Backend::Policy(policy) = &mut state.backend
             && let Err(e) = policy.detach(reader).await
         {
-            state.fail(e);
+            state.fail(&self.command, e);
         }
     }
 
@@ -210,7 +220,7 @@ impl Log {
         if let Backend::Policy(policy) = &mut state.backend {
             match policy.retention_ms().await {
                 Ok(ms) => return Some(ms),
-                Err(e) => state.fail(e),
+                Err(e) => state.fail(&self.command, e),
             }
         }
         None
@@ -232,11 +242,14 @@ impl Log {
 
 impl State {
     /// Drops the policy (and with it the whole log it held).
-    fn fail(&mut self, error: PolicyError) {
+    fn fail(&mut self, command: &str, error: PolicyError) {
         if let Backend::Failed { .. } = self.backend {
             return;
         }
-        tracing::error!("{error}; the command keeps running, its log is dropped");
+        tracing::error!(
+            command,
+            "{error}; the command keeps running, its log is dropped"
+        );
         self.backend = Backend::Failed {
             error,
             recent: VecDeque::new(),

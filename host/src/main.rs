@@ -72,6 +72,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: stopping commands");
     for command in registry.all() {
         command.signal(libc::SIGKILL);
+        command.remove_files();
     }
     if owned {
         let _ = std::fs::remove_dir_all(&state_dir);

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,10 +29,6 @@ impl OutputFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends bytes as read from either pipe.
     pub fn append(&self, bytes: &[u8]) {
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
@@ -54,10 +50,15 @@ impl OutputFile {
         let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         file.read_at(buf, offset)
     }
+
+    /// Removes the file; reads already under way keep their handle.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Drop for OutputFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.remove();
     }
 }

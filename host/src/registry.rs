@@ -13,6 +13,7 @@ use crate::log::Log;
 use crate::output::OutputFile;
 use crate::policy::PolicyEngine;
 use crate::request::RunRequest;
+use crate::scratch::ScratchDir;
 use hyper::StatusCode;
 
 /// How many expired commands' terminal eids are remembered, so a resume at
@@ -78,7 +79,20 @@ impl Registry {
     /// never answers 404 while it runs.
     pub async fn start(self: &Arc<Self>, request: RunRequest) -> Result<Arc<Command>, ApiError> {
         let id = new_id();
-        let policy = self.policy.instantiate().await.map_err(|e| {
+        let scratch = if self.policy.needs_directory() {
+            let path = self.state_dir.join(format!("{id}.log"));
+            Some(ScratchDir::create(path).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "RUNTIME_ERROR",
+                    format!("cannot create the policy directory: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        let dir = scratch.as_ref().map(|s| s.path());
+        let policy = self.policy.instantiate(dir).await.map_err(|e| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "POLICY_FAILED",
@@ -103,8 +117,9 @@ impl Registry {
             id.clone(),
             request.command,
             request.background,
-            Log::new(policy),
+            Log::new(id.clone(), policy),
             output,
+            scratch,
         ));
         command.status().pgid = child.id().map(|pid| pid as i32);
         self.commands

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,11 +17,22 @@ use tokio::process::{Child, Command};
 /// Upper bound for any single wait in a test; a hang fails, not blocks CI.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A running host, killed (by its own pid) when dropped.
+/// A running host, sent SIGTERM (by its own pid) when dropped, so it stops
+/// its commands and removes its state directory.
 pub struct Host {
     pub addr: String,
     child: Child,
     pub token: Option<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signalling the child we spawned, by its pid.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
 }
 
 impl Host {
@@ -40,7 +52,6 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -53,10 +64,24 @@ impl Host {
                     .windows(2)
                     .find(|w| w[0] == "--access-token")
                     .map(|w| w[1].to_string());
+                // Drain stderr as it comes, so the host never blocks on it.
+                let stderr = Arc::new(Mutex::new(String::new()));
+                if let Some(pipe) = child.stderr.take() {
+                    let sink = Arc::clone(&stderr);
+                    tokio::spawn(async move {
+                        let mut lines = BufReader::new(pipe).lines();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
+                            text.push_str(&line);
+                            text.push('\n');
+                        }
+                    });
+                }
                 Ok(Host {
                     addr: addr.trim().to_string(),
                     child,
                     token,
+                    stderr,
                 })
             }
             _ => {
@@ -159,6 +184,25 @@ impl Host {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// What the host has logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The host's resident memory, from /proc, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("host running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("host status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -463,4 +507,51 @@ pub async fn init_id(stream: &mut Stream) -> String {
     assert_eq!(init.kind(), "init");
     assert_eq!(init.id, None, "init carries no id");
     init.text().to_string()
+}
+
+/// Builds a policy crate of this workspace for wasm32-wasip2 (with
+/// `feature`, if any) and returns the path of a copy of its component, named
+/// after the feature. Builds are serialized: one cargo target dir, one output
+/// name per package.
+pub async fn build_policy(package: &str, feature: Option<&str>) -> std::path::PathBuf {
+    static BUILDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _serial = BUILDS.lock().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target_dir = root.join("target").join("guest");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            package,
+            "--profile",
+            "guest",
+        ])
+        .args(["--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir);
+    if let Some(feature) = feature {
+        cmd.args(["--features", feature]);
+    }
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(600), cmd.status())
+        .await
+        .expect("policy build in time")
+        .expect("run cargo");
+    assert!(status.success(), "building {package} {feature:?} failed");
+    let built = target_dir
+        .join("wasm32-wasip2/guest")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    let copies = root.join("target").join("test-policies");
+    std::fs::create_dir_all(&copies).expect("create test-policies dir");
+    let copy = copies.join(format!("{package}-{}.wasm", feature.unwrap_or("default")));
+    std::fs::copy(&built, &copy).expect("copy built policy");
+    copy
 }

@@ -6,5 +6,6 @@ mod harness;
 mod api;
 mod errors;
 mod output;
+mod policies;
 mod resume;
 mod startup;

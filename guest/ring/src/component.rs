@@ -30,6 +30,10 @@ fn flavoured(config: Config) -> Config {
 struct Policy;
 
 impl wit::Guest for Policy {
+    fn needs_directory() -> bool {
+        false
+    }
+
     fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
         let config = Config::parse(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(|e| e.0)?;

@@ -10,7 +10,7 @@
 mod config;
 mod ring;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
 
 pub use config::{Config, ConfigError};

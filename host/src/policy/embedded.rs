@@ -11,6 +11,10 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
         "exclusive",
         include_bytes!(concat!(env!("OUT_DIR"), "/exclusive.wasm")),
     ),
+    (
+        "spill",
+        include_bytes!(concat!(env!("OUT_DIR"), "/spill.wasm")),
+    ),
 ];
 
 /// The component named `name`, if one is embedded.

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
-use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::bindings::ResumePolicyPre;
 use super::embedded;
 use super::instance::{PolicyInstance, PolicyState};
+use super::native::NativeRing;
 use super::{LoadError, PolicyError};
 
 /// How often the epoch ticks; CPU deadlines are whole ticks.
@@ -32,12 +33,22 @@ pub struct PolicyEngine {
 }
 
 struct Inner {
-    engine: Engine,
-    pre: ResumePolicyPre<PolicyState>,
+    /// `None` for `native-ring`.
+    compiled: Option<Compiled>,
     settings: Vec<(String, String)>,
     limits: Limits,
     origin: String,
+    /// The policy asked for a scratch directory per command.
+    needs_directory: bool,
 }
+
+struct Compiled {
+    engine: Engine,
+    pre: ResumePolicyPre<PolicyState>,
+}
+
+/// The name that picks the unsandboxed, compiled-in ring.
+pub const NATIVE_RING: &str = "native-ring";
 
 impl PolicyEngine {
     /// Loads `policy` (an embedded name, or a path to a `.wasm` component),
@@ -48,6 +59,24 @@ impl PolicyEngine {
         settings: Vec<(String, String)>,
         limits: Limits,
     ) -> Result<PolicyEngine, LoadError> {
+        if policy == NATIVE_RING {
+            let engine = PolicyEngine {
+                inner: Arc::new(Inner {
+                    compiled: None,
+                    settings,
+                    limits,
+                    origin: "`native-ring` (compiled in, not sandboxed)".into(),
+                    needs_directory: false,
+                }),
+            };
+            return match NativeRing::new(&engine.inner.settings) {
+                Ok(_) => Ok(engine),
+                Err(reason) => Err(LoadError::Config {
+                    origin: engine.inner.origin.clone(),
+                    reason,
+                }),
+            };
+        }
         let (origin, bytes) = read_source(policy)?;
         let mut config = Config::new();
         config.epoch_interruption(true);
@@ -69,19 +98,31 @@ impl PolicyEngine {
                 reason: format!("{e:#}"),
             })?;
         start_epoch_ticker(&engine);
-        let engine = PolicyEngine {
+        let mut engine = PolicyEngine {
             inner: Arc::new(Inner {
-                engine,
-                pre,
+                compiled: Some(Compiled { engine, pre }),
                 settings,
                 limits,
                 origin: origin.clone(),
+                needs_directory: false,
             }),
         };
-        // Configure one instance now, so a bad setting stops the host at
-        // start rather than failing every command.
-        match engine.instantiate().await {
-            Ok(_) => Ok(engine),
+        // One probe instance: does it want a directory, and does it accept
+        // its settings? A bad setting stops the host here rather than
+        // failing every command.
+        let checked = async {
+            let mut probe = engine.instantiate_bare(None).await?;
+            let needs_directory = probe.needs_directory().await?;
+            probe.configure(&engine.inner.settings).await?;
+            Ok::<_, PolicyError>(needs_directory)
+        };
+        match checked.await {
+            Ok(needs_directory) => {
+                if let Some(inner) = Arc::get_mut(&mut engine.inner) {
+                    inner.needs_directory = needs_directory;
+                }
+                Ok(engine)
+            }
             Err(PolicyError::Refused(reason, "configure")) => {
                 Err(LoadError::Config { origin, reason })
             }
@@ -94,11 +135,35 @@ impl PolicyEngine {
         &self.inner.origin
     }
 
-    /// A fresh, configured instance for one command.
-    pub async fn instantiate(&self) -> Result<PolicyInstance, PolicyError> {
+    /// Whether each command's instance gets a scratch directory.
+    pub fn needs_directory(&self) -> bool {
+        self.inner.needs_directory
+    }
+
+    /// A fresh, configured instance for one command; `dir` is its scratch
+    /// directory when [`PolicyEngine::needs_directory`].
+    pub async fn instantiate(&self, dir: Option<&Path>) -> Result<PolicyInstance, PolicyError> {
+        let mut instance = self.instantiate_bare(dir).await?;
+        instance.configure(&self.inner.settings).await?;
+        Ok(instance)
+    }
+
+    async fn instantiate_bare(&self, dir: Option<&Path>) -> Result<PolicyInstance, PolicyError> {
         let inner = &self.inner;
+        let Some(compiled) = &inner.compiled else {
+            let ring = NativeRing::new(&inner.settings)
+                .map_err(|r| PolicyError::Refused(r, "configure"))?;
+            return Ok(PolicyInstance::native(ring));
+        };
+        let mut wasi = WasiCtx::builder();
+        if let Some(dir) = dir {
+            wasi.preopened_dir(dir, "/log", FsPerms::ReadWrite)
+                .map_err(|e| {
+                    PolicyError::Instantiate(format!("cannot open {}: {e:#}", dir.display()))
+                })?;
+        }
         let state = PolicyState {
-            wasi: WasiCtx::builder().build(),
+            wasi: wasi.build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(mib_to_bytes(inner.limits.memory_mb))
@@ -106,19 +171,17 @@ impl PolicyEngine {
                 .instances(4)
                 .build(),
         };
-        let mut store = Store::new(&inner.engine, state);
+        let mut store = Store::new(&compiled.engine, state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();
         let ticks = inner.limits.call_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
         store.set_epoch_deadline(ticks);
-        let bindings = inner
+        let bindings = compiled
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| PolicyError::Instantiate(format!("{e:#}")))?;
-        let mut instance = PolicyInstance::new(store, bindings, inner.limits, ticks);
-        instance.configure(&inner.settings).await?;
-        Ok(instance)
+        Ok(PolicyInstance::wasm(store, bindings, inner.limits, ticks))
     }
 }
 

@@ -6,6 +6,7 @@ use wasmtime::{Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::ResumePolicy;
+use super::native::NativeRing;
 use super::wit;
 use super::{Limits, PolicyError};
 
@@ -28,6 +29,16 @@ impl WasiView for PolicyState {
 
 /// A live policy instance. Dropping it frees the whole log.
 pub struct PolicyInstance {
+    kind: Kind,
+}
+
+enum Kind {
+    Wasm(Box<Wasm>),
+    Native(NativeRing),
+}
+
+/// A sandboxed component instance.
+struct Wasm {
     store: Store<PolicyState>,
     bindings: ResumePolicy,
     limits: Limits,
@@ -35,64 +46,79 @@ pub struct PolicyInstance {
 }
 
 impl PolicyInstance {
-    pub(super) fn new(
+    pub(super) fn wasm(
         store: Store<PolicyState>,
         bindings: ResumePolicy,
         limits: Limits,
         deadline_ticks: u64,
     ) -> Self {
-        PolicyInstance {
+        let wasm = Wasm {
             store,
             bindings,
             limits,
             deadline_ticks,
+        };
+        PolicyInstance {
+            kind: Kind::Wasm(Box::new(wasm)),
         }
     }
 
-    /// Resets the CPU deadline; every call gets the whole budget.
-    fn arm(&mut self) {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+    pub(super) fn native(ring: NativeRing) -> Self {
+        PolicyInstance {
+            kind: Kind::Native(ring),
+        }
     }
 
-    fn explain(&self, error: wasmtime::Error, call: &'static str) -> PolicyError {
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => PolicyError::Deadline(self.limits.call_ms, call),
-            Some(Trap::OutOfFuel) => PolicyError::Deadline(self.limits.call_ms, call),
-            _ if format!("{error:#}").contains("forcing trap when growing memory") => {
-                PolicyError::Memory(self.limits.memory_mb, call)
-            }
-            _ => PolicyError::Trap(format!("{error:#}"), call),
-        }
+    pub async fn needs_directory(&mut self) -> Result<bool, PolicyError> {
+        let Kind::Wasm(w) = &mut self.kind else {
+            return Ok(false);
+        };
+        w.arm();
+        let log = w.bindings.execd_resume_log();
+        log.call_needs_directory(&mut w.store)
+            .await
+            .map_err(|e| w.explain(e, "needs-directory"))
     }
 
     pub async fn configure(&mut self, settings: &[(String, String)]) -> Result<(), PolicyError> {
-        self.arm();
-        let log = self.bindings.execd_resume_log();
-        match log.call_configure(&mut self.store, settings).await {
+        let Kind::Wasm(w) = &mut self.kind else {
+            return Ok(());
+        };
+        w.arm();
+        let log = w.bindings.execd_resume_log();
+        match log.call_configure(&mut w.store, settings).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(PolicyError::Refused(reason, "configure")),
-            Err(e) => Err(self.explain(e, "configure")),
+            Err(e) => Err(w.explain(e, "configure")),
         }
     }
 
     pub async fn append(&mut self, batch: &[wit::Line]) -> Result<u64, PolicyError> {
-        self.arm();
-        let log = self.bindings.execd_resume_log();
-        match log.call_append(&mut self.store, batch).await {
-            Ok(Ok(eid)) => Ok(eid),
-            Ok(Err(reason)) => Err(PolicyError::Refused(reason, "append")),
-            Err(e) => Err(self.explain(e, "append")),
-        }
+        let result = match &mut self.kind {
+            Kind::Native(ring) => ring.append(batch),
+            Kind::Wasm(w) => {
+                w.arm();
+                let log = w.bindings.execd_resume_log();
+                log.call_append(&mut w.store, batch)
+                    .await
+                    .map_err(|e| w.explain(e, "append"))?
+            }
+        };
+        result.map_err(|reason| PolicyError::Refused(reason, "append"))
     }
 
     pub async fn finish(&mut self, ending: wit::Ending) -> Result<u64, PolicyError> {
-        self.arm();
-        let log = self.bindings.execd_resume_log();
-        match log.call_finish(&mut self.store, &ending).await {
-            Ok(Ok(eid)) => Ok(eid),
-            Ok(Err(reason)) => Err(PolicyError::Refused(reason, "finish")),
-            Err(e) => Err(self.explain(e, "finish")),
-        }
+        let result = match &mut self.kind {
+            Kind::Native(ring) => ring.finish(ending),
+            Kind::Wasm(w) => {
+                w.arm();
+                let log = w.bindings.execd_resume_log();
+                log.call_finish(&mut w.store, &ending)
+                    .await
+                    .map_err(|e| w.explain(e, "finish"))?
+            }
+        };
+        result.map_err(|reason| PolicyError::Refused(reason, "finish"))
     }
 
     pub async fn read(
@@ -101,11 +127,16 @@ impl PolicyInstance {
         max_events: u32,
         max_bytes: u32,
     ) -> Result<wit::ReadResult, PolicyError> {
-        self.arm();
-        let log = self.bindings.execd_resume_log();
-        log.call_read(&mut self.store, after, max_events, max_bytes)
-            .await
-            .map_err(|e| self.explain(e, "read"))
+        match &mut self.kind {
+            Kind::Native(ring) => Ok(ring.read(after, max_events, max_bytes)),
+            Kind::Wasm(w) => {
+                w.arm();
+                let log = w.bindings.execd_resume_log();
+                log.call_read(&mut w.store, after, max_events, max_bytes)
+                    .await
+                    .map_err(|e| w.explain(e, "read"))
+            }
+        }
     }
 
     pub async fn attach(
@@ -113,26 +144,58 @@ impl PolicyInstance {
         reader: u64,
         live_readers: &[u64],
     ) -> Result<wit::Admission, PolicyError> {
-        self.arm();
-        let log = self.bindings.execd_resume_log();
-        log.call_attach(&mut self.store, reader, live_readers)
-            .await
-            .map_err(|e| self.explain(e, "attach"))
+        match &mut self.kind {
+            Kind::Native(ring) => Ok(ring.attach(live_readers)),
+            Kind::Wasm(w) => {
+                w.arm();
+                let log = w.bindings.execd_resume_log();
+                log.call_attach(&mut w.store, reader, live_readers)
+                    .await
+                    .map_err(|e| w.explain(e, "attach"))
+            }
+        }
     }
 
     pub async fn detach(&mut self, reader: u64) -> Result<(), PolicyError> {
-        self.arm();
-        let log = self.bindings.execd_resume_log();
-        log.call_detach(&mut self.store, reader)
-            .await
-            .map_err(|e| self.explain(e, "detach"))
+        match &mut self.kind {
+            Kind::Native(_) => Ok(()),
+            Kind::Wasm(w) => {
+                w.arm();
+                let log = w.bindings.execd_resume_log();
+                log.call_detach(&mut w.store, reader)
+                    .await
+                    .map_err(|e| w.explain(e, "detach"))
+            }
+        }
     }
 
     pub async fn retention_ms(&mut self) -> Result<u64, PolicyError> {
-        self.arm();
-        let log = self.bindings.execd_resume_log();
-        log.call_retention_ms(&mut self.store)
-            .await
-            .map_err(|e| self.explain(e, "retention-ms"))
+        match &mut self.kind {
+            Kind::Native(ring) => Ok(ring.retention_ms()),
+            Kind::Wasm(w) => {
+                w.arm();
+                let log = w.bindings.execd_resume_log();
+                log.call_retention_ms(&mut w.store)
+                    .await
+                    .map_err(|e| w.explain(e, "retention-ms"))
+            }
+        }
+    }
+}
+
+impl Wasm {
+    /// Resets the CPU deadline; every call gets the whole budget.
+    fn arm(&mut self) {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+    }
+
+    fn explain(&self, error: wasmtime::Error, call: &'static str) -> PolicyError {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => PolicyError::Deadline(self.limits.call_ms, call),
+            _ if format!("{error:#}").contains("forcing trap when growing memory") => {
+                PolicyError::Memory(self.limits.memory_mb, call)
+            }
+            _ => PolicyError::Trap(format!("{error:#}"), call),
+        }
     }
 }

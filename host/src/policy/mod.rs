@@ -10,6 +10,7 @@ mod embedded;
 mod engine;
 mod error;
 mod instance;
+mod native;
 
 pub use bindings::wit;
 pub use engine::{Limits, PolicyEngine};

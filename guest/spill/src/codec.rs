@@ -1,0 +1,93 @@
+//! The on-disk form of events: little-endian, length-prefixed.
+
+use crate::wit::{Body, Ending, Event, Failure, Outcome};
+
+pub fn encode(event: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(&event.eid.to_le_bytes());
+    out.extend_from_slice(&event.timestamp_ms.to_le_bytes());
+    match &event.body {
+        Body::Stdout(text) | Body::Stderr(text) => {
+            out.push(if matches!(event.body, Body::Stdout(_)) {
+                0
+            } else {
+                1
+            });
+            put_str(out, text);
+        }
+        Body::End(end) => {
+            out.push(2);
+            match &end.outcome {
+                Outcome::Completed => out.push(0),
+                Outcome::Failed(f) => {
+                    out.push(1);
+                    out.extend_from_slice(&f.exit_code.to_le_bytes());
+                    put_str(out, &f.message);
+                }
+            }
+            out.extend_from_slice(&end.execution_ms.to_le_bytes());
+            out.extend_from_slice(&end.timestamp_ms.to_le_bytes());
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Decodes every event of a chunk; `Err` if the bytes are damaged.
+pub fn decode_all(mut bytes: &[u8]) -> Result<Vec<Event>, String> {
+    let mut events = Vec::new();
+    while !bytes.is_empty() {
+        events.push(decode(&mut bytes).ok_or("damaged spill chunk")?);
+    }
+    Ok(events)
+}
+
+fn decode(bytes: &mut &[u8]) -> Option<Event> {
+    let eid = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
+    let timestamp_ms = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
+    let body = match take(bytes, 1)?[0] {
+        0 => Body::Stdout(get_str(bytes)?),
+        1 => Body::Stderr(get_str(bytes)?),
+        2 => {
+            let outcome = match take(bytes, 1)?[0] {
+                0 => Outcome::Completed,
+                _ => {
+                    let exit_code = i32::from_le_bytes(take(bytes, 4)?.try_into().ok()?);
+                    Outcome::Failed(Failure {
+                        exit_code,
+                        message: get_str(bytes)?,
+                    })
+                }
+            };
+            let execution_ms = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
+            let timestamp_ms = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
+            Body::End(Ending {
+                outcome,
+                execution_ms,
+                timestamp_ms,
+            })
+        }
+        _ => return None,
+    };
+    Some(Event {
+        eid,
+        timestamp_ms,
+        body,
+    })
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if bytes.len() < n {
+        return None;
+    }
+    let (head, tail) = bytes.split_at(n);
+    *bytes = tail;
+    Some(head)
+}
+
+fn get_str(bytes: &mut &[u8]) -> Option<String> {
+    let len = u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?) as usize;
+    String::from_utf8(take(bytes, len)?.to_vec()).ok()
+}

@@ -1,0 +1,76 @@
+//! `spill`: a lossless execd-host log policy.
+//!
+//! Every event of a command is kept, however long the output: the newest
+//! up to `memory-bytes` in memory, older ones in chunk files in the
+//! command's private directory (`/log`, preopened by the host). A reader
+//! never sees a gap.
+//!
+//! Settings: `memory-bytes` (default 1 MiB), `retention-secs` (300).
+
+#![cfg(target_arch = "wasm32")]
+
+mod codec;
+mod store;
+
+use std::cell::RefCell;
+
+use store::Store;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "resume-policy",
+});
+
+use exports::execd::resume::log as wit;
+
+thread_local! {
+    // One instance serves one command: one log.
+    static STORE: RefCell<Store> = RefCell::new(Store::new(store::Settings::default()));
+}
+
+struct Policy;
+
+impl wit::Guest for Policy {
+    fn needs_directory() -> bool {
+        true
+    }
+
+    fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
+        let settings = store::Settings::parse(&settings)?;
+        STORE.with_borrow_mut(|s| *s = Store::new(settings));
+        Ok(())
+    }
+
+    fn append(batch: Vec<wit::Line>) -> Result<u64, String> {
+        STORE.with_borrow_mut(|s| {
+            for line in batch {
+                let body = match line.channel {
+                    wit::Channel::Stdout => wit::Body::Stdout(line.text),
+                    wit::Channel::Stderr => wit::Body::Stderr(line.text),
+                };
+                s.push(line.timestamp_ms, body)?;
+            }
+            Ok(s.newest())
+        })
+    }
+
+    fn finish(ending: wit::Ending) -> Result<u64, String> {
+        STORE.with_borrow_mut(|s| s.finish(ending))
+    }
+
+    fn read(after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
+        STORE.with_borrow_mut(|s| s.read(after, max_events, max_bytes))
+    }
+
+    fn attach(_reader: u64, _live_readers: Vec<u64>) -> wit::Admission {
+        wit::Admission::Accept
+    }
+
+    fn detach(_reader: u64) {}
+
+    fn retention_ms() -> u64 {
+        STORE.with_borrow(|s| s.retention_ms())
+    }
+}
+
+export!(Policy);

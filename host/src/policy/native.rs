@@ -1,0 +1,94 @@
+//! The `ring` policy compiled into the host, unsandboxed (`--policy
+//! native-ring`). It exists to measure what the sandbox costs: the same
+//! logic, behind the same interface, without wasm.
+
+use execd_policy_ring as ring;
+
+use super::wit;
+
+pub struct NativeRing(ring::Ring);
+
+impl NativeRing {
+    pub fn new(settings: &[(String, String)]) -> Result<NativeRing, String> {
+        let config = ring::Config::parse(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| e.0)?;
+        Ok(NativeRing(ring::Ring::new(config)))
+    }
+
+    pub fn append(&mut self, batch: &[wit::Line]) -> Result<u64, String> {
+        let lines = batch
+            .iter()
+            .map(|l| ring::Line {
+                channel: match l.channel {
+                    wit::Channel::Stdout => ring::Channel::Stdout,
+                    wit::Channel::Stderr => ring::Channel::Stderr,
+                },
+                // The wasm boundary copies the text too: a fair comparison.
+                text: l.text.clone(),
+                timestamp_ms: l.timestamp_ms,
+            })
+            .collect();
+        self.0.append(lines)
+    }
+
+    pub fn finish(&mut self, ending: wit::Ending) -> Result<u64, String> {
+        self.0.finish(ring::Ending {
+            outcome: match ending.outcome {
+                wit::Outcome::Completed => ring::Outcome::Completed,
+                wit::Outcome::Failed(f) => ring::Outcome::Failed {
+                    exit_code: f.exit_code,
+                    message: f.message,
+                },
+            },
+            execution_ms: ending.execution_ms,
+            timestamp_ms: ending.timestamp_ms,
+        })
+    }
+
+    pub fn read(&self, after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
+        match self.0.read(after, max_events, max_bytes) {
+            ring::ReadResult::Events(events) => {
+                wit::ReadResult::Events(events.into_iter().map(to_wit_event).collect())
+            }
+            ring::ReadResult::Gap(g) => wit::ReadResult::Gap(wit::Gap {
+                from_eid: g.from_eid,
+                to_eid: g.to_eid,
+                dropped_bytes: g.dropped_bytes,
+            }),
+            ring::ReadResult::Pending => wit::ReadResult::Pending,
+            ring::ReadResult::Finished => wit::ReadResult::Finished,
+        }
+    }
+
+    pub fn attach(&self, live_readers: &[u64]) -> wit::Admission {
+        match self.0.admits(live_readers.len()) {
+            Ok(()) => wit::Admission::Accept,
+            Err(why) => wit::Admission::Conflict(why),
+        }
+    }
+
+    pub fn retention_ms(&self) -> u64 {
+        self.0.retention_ms()
+    }
+}
+
+fn to_wit_event(e: ring::Event) -> wit::Event {
+    wit::Event {
+        eid: e.eid,
+        timestamp_ms: e.timestamp_ms,
+        body: match e.body {
+            ring::Body::Stdout(t) => wit::Body::Stdout(t),
+            ring::Body::Stderr(t) => wit::Body::Stderr(t),
+            ring::Body::End(end) => wit::Body::End(wit::Ending {
+                outcome: match end.outcome {
+                    ring::Outcome::Completed => wit::Outcome::Completed,
+                    ring::Outcome::Failed { exit_code, message } => {
+                        wit::Outcome::Failed(wit::Failure { exit_code, message })
+                    }
+                },
+                execution_ms: end.execution_ms,
+                timestamp_ms: end.timestamp_ms,
+            }),
+        },
+    }
+}
