@@ -50,6 +50,20 @@ pub struct Config {
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
 
+    /// Most commands running at once (503 TOO_MANY_COMMANDS beyond).
+    #[arg(long, default_value_t = 1024)]
+    pub max_commands: usize,
+
+    /// Most readers following one command at once (503 TOO_MANY_READERS
+    /// beyond), the first `POST /command` stream included.
+    #[arg(long, default_value_t = 64)]
+    pub max_readers: usize,
+
+    /// Longest line sent as one event, in bytes; longer lines arrive in
+    /// pieces of this size (cut at a UTF-8 character boundary).
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
+    pub max_line_bytes: u32,
+
     /// Directory for background commands' raw output. Default: a fresh
     /// temporary directory, removed when the host exits.
     #[arg(long)]

@@ -77,10 +77,10 @@ struct Pipe<R> {
 }
 
 impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
-    fn new(reader: Option<R>, channel: Channel) -> Self {
+    fn new(reader: Option<R>, channel: Channel, max_line: usize) -> Self {
         Pipe {
             reader,
-            splitter: LineSplitter::default(),
+            splitter: LineSplitter::new(max_line),
             channel,
             buf: vec![0; READ_CHUNK],
             partial_since: None,
@@ -134,9 +134,14 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
 
 /// Reads the command's output into its log until the process has exited
 /// and its pipes are drained, then logs the terminal event.
-pub async fn pump(command: Arc<Command>, mut child: Child, timeout: Option<Duration>) {
-    let mut out = Pipe::<ChildStdout>::new(child.stdout.take(), Channel::Stdout);
-    let mut err = Pipe::<ChildStderr>::new(child.stderr.take(), Channel::Stderr);
+pub async fn pump(
+    command: Arc<Command>,
+    mut child: Child,
+    timeout: Option<Duration>,
+    max_line: usize,
+) {
+    let mut out = Pipe::<ChildStdout>::new(child.stdout.take(), Channel::Stdout, max_line);
+    let mut err = Pipe::<ChildStderr>::new(child.stderr.take(), Channel::Stderr, max_line);
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut timed_out = false;
     let mut exit: Option<ExitStatus> = None;

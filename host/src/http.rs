@@ -26,6 +26,9 @@ pub struct App {
     pub access_token: Option<String>,
     pub framing: Framing,
     pub max_body_bytes: usize,
+    pub max_readers: usize,
+    /// Turns true when the host shuts down: streams end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 const TOKEN_HEADER: &str = "x-execd-access-token";
@@ -171,10 +174,21 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
         return Ok(event_stream(body));
     }
     // The first reader of a fresh log: admitted by every sane policy.
-    let reader = command.log.attach().await.map_err(attach_error)?;
+    let reader = command
+        .log
+        .attach(app.max_readers)
+        .await
+        .map_err(attach_error)?;
     let _ = tx.try_send(Bytes::from(prelude));
     let log = Arc::clone(&command.log);
-    tokio::spawn(reader::follow(log, reader, 0, framing, tx));
+    tokio::spawn(reader::follow(
+        log,
+        reader,
+        0,
+        framing,
+        tx,
+        app.shutdown.clone(),
+    ));
     Ok(event_stream(body))
 }
 
@@ -200,6 +214,13 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
 fn attach_error(e: AttachError) -> ApiError {
     match e {
         AttachError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "STREAM_CONFLICT", why),
+        AttachError::TooMany(max) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TOO_MANY_READERS",
+            format!(
+                "{max} readers follow this command already, the most this host allows (--max-readers)"
+            ),
+        ),
         AttachError::Failed(error) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "POLICY_FAILED",
@@ -244,7 +265,11 @@ async fn resume(
     if progress.finished && after >= progress.newest {
         return Ok(no_content());
     }
-    let reader = command.log.attach().await.map_err(attach_error)?;
+    let reader = command
+        .log
+        .attach(app.max_readers)
+        .await
+        .map_err(attach_error)?;
     let (tx, body) = body::channel();
     tokio::spawn(reader::follow(
         Arc::clone(&command.log),
@@ -252,6 +277,7 @@ async fn resume(
         after,
         framing,
         tx,
+        app.shutdown.clone(),
     ));
     Ok(event_stream(body))
 }

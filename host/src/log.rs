@@ -32,6 +32,8 @@ pub enum AttachError {
     Conflict(String),
     /// The policy failed earlier; the log is gone.
     Failed(PolicyError),
+    /// As many readers as the host allows follow this command already.
+    TooMany(usize),
 }
 
 /// Most events the host keeps for connected readers after a policy failure.
@@ -182,9 +184,12 @@ impl Log {
 
     /// Asks the policy whether a new reader may follow the log; returns the
     /// reader's id, to hand back to [`Log::detach`].
-    pub async fn attach(&self) -> Result<u64, AttachError> {
+    pub async fn attach(&self, max_readers: usize) -> Result<u64, AttachError> {
         let reader = self.next_reader.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock().await;
+        if state.readers.len() >= max_readers {
+            return Err(AttachError::TooMany(max_readers));
+        }
         let live = state.readers.clone();
         let admission = match &mut state.backend {
             Backend::Policy(policy) => policy.attach(reader, &live).await,

@@ -3,15 +3,18 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use execd_host::command::KILL_GRACE;
 use execd_host::config::Config;
 use execd_host::http::App;
 use execd_host::policy::{Limits, PolicyEngine};
-use execd_host::registry::Registry;
+use execd_host::registry::{Bounds, Registry};
 use execd_host::server;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -49,12 +52,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let registry = Registry::new(policy.clone(), state_dir.clone());
+    let bounds = Bounds {
+        max_commands: config.max_commands,
+        max_line_bytes: config.max_line_bytes as usize,
+    };
+    let registry = Registry::new(policy.clone(), state_dir.clone(), bounds);
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let app = Arc::new(App {
         registry: Arc::clone(&registry),
         access_token: config.access_token.clone().filter(|t| !t.is_empty()),
         framing: config.sse_framing,
         max_body_bytes: config.max_body_bytes,
+        max_readers: config.max_readers,
+        shutdown: shutdown_rx,
     });
     tracing::info!(policy = policy.origin(), state_dir = %state_dir.display(), "started");
     // The one line on stdout: where to connect (port 0 picks one).
@@ -62,22 +72,47 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let shutdown = async move {
+    let stop = async move {
         tokio::select! {
             _ = terminate.recv() => {},
             _ = interrupt.recv() => {},
         }
     };
-    server::serve(listener, app, shutdown).await;
+    let draining = server::serve(listener, app, stop).await;
     tracing::info!("shutting down: stopping commands");
+    stop_commands(&registry).await;
+    // Streams of finished commands have ended with their terminal event;
+    // the rest (waiting on nothing now) end here.
+    let _ = shutdown.send(true);
+    draining.wait(Duration::from_secs(5)).await;
     for command in registry.all() {
-        command.signal(libc::SIGKILL);
         command.remove_files();
     }
     if owned {
         let _ = std::fs::remove_dir_all(&state_dir);
     }
     Ok(())
+}
+
+/// SIGTERM to every running command's process group, SIGKILL to those
+/// still running after the grace, and a moment for the pumps to log their
+/// terminal events, so connected readers get them.
+async fn stop_commands(registry: &Registry) {
+    let commands = registry.all();
+    for command in &commands {
+        command.signal(libc::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + KILL_GRACE;
+    while registry.running() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for command in &commands {
+        command.signal(libc::SIGKILL);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while registry.running() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The given state directory, or a fresh one under the system temp dir

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::command::now_ms;
 use crate::log::Log;
@@ -31,6 +31,7 @@ pub async fn follow(
     mut cursor: u64,
     framing: Framing,
     tx: mpsc::Sender<Bytes>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let mut progress = log.subscribe();
     let mut buf = Vec::with_capacity(64 * 1024);
@@ -40,11 +41,15 @@ pub async fn follow(
             break;
         }
         if cursor >= now.newest {
+            if *shutdown.borrow() {
+                break;
+            }
             // Caught up: wait for the next append, the client leaving, or
             // the keepalive tick.
             tokio::select! {
                 changed = progress.changed() => if changed.is_err() { break },
                 _ = tx.closed() => break,
+                _ = shutdown.changed() => break,
                 _ = tokio::time::sleep(KEEPALIVE) => {
                     sse::keepalive(&mut buf, framing, now_ms());
                     if !send(&tx, &mut buf).await { break }

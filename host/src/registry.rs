@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -22,8 +23,20 @@ const TOMBSTONES: usize = 100_000;
 /// Retention when the policy cannot say (it failed).
 const FALLBACK_RETENTION: Duration = Duration::from_secs(300);
 
+/// Bounds on what requests may start.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// Most commands running at once.
+    pub max_commands: usize,
+    /// Longest line sent as one event.
+    pub max_line_bytes: usize,
+}
+
 pub struct Registry {
     commands: RwLock<HashMap<String, Arc<Command>>>,
+    /// Commands whose pump has not finished.
+    running: AtomicUsize,
+    bounds: Bounds,
     tombstones: Mutex<Tombstones>,
     policy: PolicyEngine,
     shell: PathBuf,
@@ -45,9 +58,11 @@ pub enum Lookup {
 }
 
 impl Registry {
-    pub fn new(policy: PolicyEngine, state_dir: PathBuf) -> Arc<Registry> {
+    pub fn new(policy: PolicyEngine, state_dir: PathBuf, bounds: Bounds) -> Arc<Registry> {
         Arc::new(Registry {
             commands: RwLock::default(),
+            running: AtomicUsize::new(0),
+            bounds,
             tombstones: Mutex::default(),
             policy,
             shell: exec::shell(),
@@ -78,6 +93,7 @@ impl Registry {
     /// the pump. The command is registered before this returns, so its id
     /// never answers 404 while it runs.
     pub async fn start(self: &Arc<Self>, request: RunRequest) -> Result<Arc<Command>, ApiError> {
+        let slot = RunningSlot::take(self)?;
         let id = new_id();
         let scratch = if self.policy.needs_directory() {
             let path = self.state_dir.join(format!("{id}.log"));
@@ -129,8 +145,10 @@ impl Registry {
         let registry = Arc::clone(self);
         let pumped = Arc::clone(&command);
         let timeout = request.timeout;
+        let max_line = self.bounds.max_line_bytes;
         tokio::spawn(async move {
-            exec::pump(Arc::clone(&pumped), child, timeout).await;
+            exec::pump(Arc::clone(&pumped), child, timeout, max_line).await;
+            drop(slot);
             let retention = match pumped.log.retention_ms().await {
                 Some(ms) => Duration::from_millis(ms),
                 None => FALLBACK_RETENTION,
@@ -157,6 +175,11 @@ impl Registry {
         }
     }
 
+    /// How many commands are running.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
     /// Every command still known, for shutdown.
     pub fn all(&self) -> Vec<Arc<Command>> {
         self.commands
@@ -165,6 +188,36 @@ impl Registry {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+/// One of the `max_commands` places, held until the command's pump ends.
+struct RunningSlot(Arc<Registry>);
+
+impl RunningSlot {
+    fn take(registry: &Arc<Registry>) -> Result<RunningSlot, ApiError> {
+        let max = registry.bounds.max_commands;
+        registry
+            .running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "TOO_MANY_COMMANDS",
+                    format!(
+                        "{max} commands are running, the most this host allows (--max-commands)"
+                    ),
+                )
+            })?;
+        Ok(RunningSlot(Arc::clone(registry)))
+    }
+}
+
+impl Drop for RunningSlot {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

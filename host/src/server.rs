@@ -1,21 +1,25 @@
-//! Accepting connections and shutting down cleanly.
+//! Accepting connections, and letting them finish when the host stops.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::http::{App, respond};
 
-/// Serves connections until `shutdown` resolves.
+/// Serves connections until `stop` resolves, then returns a handle that
+/// waits for the open connections to end.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
+    stop: impl std::future::Future<Output = ()>,
+) -> Draining {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -23,22 +27,39 @@ pub async fn serve(
                 Err(e) => {
                     // Out of fds and the like: back off rather than spin.
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
-            _ = &mut shutdown => return,
+            _ = &mut stop => return Draining(graceful),
         };
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
+        let service = service_fn(move |req| respond(Arc::clone(&app), req));
+        let conn = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let service = service_fn(move |req| respond(Arc::clone(&app), req));
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
             }
         });
+    }
+}
+
+/// The connections still open after the listener closed.
+pub struct Draining(GracefulShutdown);
+
+impl Draining {
+    /// Asks idle keep-alive connections to close and waits, at most
+    /// `limit`, for responses in flight to finish.
+    pub async fn wait(self, limit: Duration) {
+        if tokio::time::timeout(limit, self.0.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {limit:?}; closing them");
+        }
     }
 }
