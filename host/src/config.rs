@@ -23,14 +23,16 @@ pub struct Config {
     #[arg(long, env = "EXECD_ACCESS_TOKEN", hide_env_values = true)]
     pub access_token: Option<String>,
 
-    /// Log policy: an embedded name (`ring`, `exclusive`) or a path to a
-    /// `.wasm` component built against `wit/`.
+    /// Log policy: an embedded name (`ring`, `exclusive`, `spill`), a path
+    /// to a `.wasm` component built against `wit/`, or `native-ring` (the
+    /// ring compiled in, unsandboxed: for measuring the sandbox's cost).
     #[arg(long, default_value = "ring")]
     pub policy: String,
 
     /// A setting handed to the policy, `KEY=VALUE`; repeatable. The policy
     /// rejects unknown keys and bad values, and the host then exits.
-    /// `ring`: max-events (65536), max-bytes (67108864), retention-secs (300).
+    /// `ring`/`exclusive`: max-events (65536), max-bytes (67108864),
+    /// retention-secs (300). `spill`: memory-bytes (1048576), retention-secs.
     #[arg(long = "policy-config", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub policy_config: Vec<(String, String)>,
 
@@ -64,8 +66,9 @@ pub struct Config {
     #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
     pub max_line_bytes: u32,
 
-    /// Directory for background commands' raw output. Default: a fresh
-    /// temporary directory, removed when the host exits.
+    /// Directory for background commands' raw output and the policy's
+    /// per-command directories. Default: a fresh temporary directory,
+    /// removed when the host exits.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
 }

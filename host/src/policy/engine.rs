@@ -155,7 +155,10 @@ impl PolicyEngine {
                 .map_err(|r| PolicyError::Refused(r, "configure"))?;
             return Ok(PolicyInstance::native(ring));
         };
+        // No env, args, stdin or preopens, stdout/stderr discarded, and no
+        // sockets at all: what is left is clocks and random numbers.
         let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         if let Some(dir) = dir {
             wasi.preopened_dir(dir, "/log", FsPerms::ReadWrite)
                 .map_err(|e| {
