@@ -10,8 +10,14 @@ use execd_host::policy::{Limits, PolicyEngine};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
-    let limits = Limits { memory_mb: 256, call_ms: 1000 };
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2000);
+    let limits = Limits {
+        memory_mb: 256,
+        call_ms: 1000,
+    };
     println!("| policy | compile at start | instantiate + configure, per command |");
     println!("|---|---|---|");
     for name in ["ring", "exclusive", "spill", "native-ring"] {
@@ -31,7 +37,11 @@ async fn main() -> anyhow::Result<()> {
         }
         let per = started.elapsed() / n;
         std::fs::remove_dir_all(&dir)?;
-        println!("| {name} | {:.1} ms | {:.1} µs |", compile.as_secs_f64() * 1e3, per.as_secs_f64() * 1e6);
+        println!(
+            "| {name} | {:.1} ms | {:.1} µs |",
+            compile.as_secs_f64() * 1e3,
+            per.as_secs_f64() * 1e6
+        );
     }
     Ok(())
 }

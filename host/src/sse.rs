@@ -32,7 +32,9 @@ impl Framing {
 fn open(buf: &mut Vec<u8>, framing: Framing, eid: Option<u64>, kind: &str) {
     if framing == Framing::Standard {
         if let Some(eid) = eid {
-            let _ = writeln!(buf, "id: {eid}");
+            buf.extend_from_slice(b"id: ");
+            number(buf, eid);
+            buf.push(b'\n');
         }
         buf.extend_from_slice(b"event: ");
         buf.extend_from_slice(kind.as_bytes());
@@ -44,11 +46,50 @@ fn close(buf: &mut Vec<u8>) {
     buf.extend_from_slice(b"}\n\n");
 }
 
-/// Appends `text` as a JSON string literal.
+/// Appends a decimal number.
+fn number(buf: &mut Vec<u8>, n: impl itoa::Integer) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Appends `text` as a JSON string literal. Every control character is
+/// escaped, so the result never holds a raw `\r` or `\n` that would break
+/// SSE framing. Runs of plain bytes are copied whole: most text has none to
+/// escape.
 fn json_str(buf: &mut Vec<u8>, text: &str) {
-    // serde_json escapes every control character, so the result never
-    // holds a raw newline that would break SSE framing.
-    let _ = serde_json::to_writer(&mut *buf, text);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    buf.reserve(bytes.len() + 2);
+    buf.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            buf.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+        } else {
+            buf.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+    buf.push(b'"');
 }
 
 /// A logged event: stdout, stderr, or the terminal event.
@@ -63,9 +104,14 @@ pub fn event(buf: &mut Vec<u8>, framing: Framing, event: &Event) {
                 "stderr"
             };
             open(buf, framing, Some(eid), kind);
-            let _ = write!(buf, "{{\"eid\":{eid},\"type\":\"{kind}\",\"text\":");
+            buf.extend_from_slice(b"{\"eid\":");
+            number(buf, eid);
+            buf.extend_from_slice(b",\"type\":\"");
+            buf.extend_from_slice(kind.as_bytes());
+            buf.extend_from_slice(b"\",\"text\":");
             json_str(buf, text);
-            let _ = write!(buf, ",\"timestamp\":{ts}");
+            buf.extend_from_slice(b",\"timestamp\":");
+            number(buf, ts);
         }
         Body::End(ending) => {
             let ms = ending.execution_ms;
@@ -183,6 +229,19 @@ mod tests {
         assert_eq!(v["error"]["evalue"], "2");
         assert_eq!(v["error"]["traceback"][0], "exit status 2");
         assert_eq!(v["execution_time"], 9);
+    }
+
+    #[test]
+    fn json_strings_round_trip_every_character() {
+        let text: String = (0u8..0x80)
+            .map(char::from)
+            .chain("é€😀\u{2028}\u{fffd}".chars())
+            .collect();
+        let mut buf = Vec::new();
+        json_str(&mut buf, &text);
+        assert!(!buf.contains(&b'\n') && !buf.contains(&b'\r'));
+        let back: String = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(back, text);
     }
 
     #[test]

@@ -158,7 +158,9 @@ impl PolicyEngine {
         // No env, args, stdin or preopens, stdout/stderr discarded, and no
         // sockets at all: what is left is clocks and random numbers.
         let mut wasi = WasiCtx::builder();
-        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if let Some(dir) = dir {
             wasi.preopened_dir(dir, "/log", FsPerms::ReadWrite)
                 .map_err(|e| {
