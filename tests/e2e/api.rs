@@ -3,28 +3,9 @@
 
 use crate::harness::*;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-
-/// A per-test temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("execd-test-{}-{}", name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Reads every event of `stream`, failing if it takes longer than `limit`.
 async fn events_within(stream: &mut Stream, limit: Duration) -> Vec<Event> {
@@ -154,20 +135,8 @@ async fn foreground_nonzero_exit_is_error_event() {
     let logged = logged(&events, 0);
     assert_eq!(stdout_lines(&events), ["x"]);
     let end = logged.last().unwrap();
-    assert_eq!(end.kind(), "error", "{:?}", end.data);
+    assert_failed(end, "3", "exit status 3");
     assert_eq!(end.event.as_deref(), Some("error"));
-    assert_eq!(
-        end.data["error"]["ename"], "CommandExecError",
-        "{:?}",
-        end.data
-    );
-    assert_eq!(end.data["error"]["evalue"], "3", "{:?}", end.data);
-    assert_eq!(
-        end.data["error"]["traceback"],
-        json!(["exit status 3"]),
-        "{:?}",
-        end.data
-    );
     assert!(end.data["timestamp"].is_u64());
 
     let status = host.wait_finished(&id).await;
@@ -323,19 +292,7 @@ async fn delete_interrupts_with_sigterm() {
     let events = events_within(&mut stream, Duration::from_secs(5)).await;
     let logged = logged(&events, 0);
     let end = logged.last().unwrap();
-    assert_eq!(end.kind(), "error", "{:?}", end.data);
-    assert_eq!(
-        end.data["error"]["ename"], "CommandExecError",
-        "{:?}",
-        end.data
-    );
-    assert_eq!(end.data["error"]["evalue"], "-1", "{:?}", end.data);
-    assert_eq!(
-        end.data["error"]["traceback"],
-        json!(["signal: terminated"]),
-        "{:?}",
-        end.data
-    );
+    assert_failed(end, "-1", "signal: terminated");
 
     let status = host.wait_finished(&id).await;
     assert_eq!(status["exit_code"], -1, "{status}");
@@ -360,14 +317,7 @@ async fn delete_escalates_to_sigkill_after_grace() {
     );
     let logged = logged(&events, 0);
     let end = logged.last().unwrap();
-    assert_eq!(end.kind(), "error", "{:?}", end.data);
-    assert_eq!(end.data["error"]["evalue"], "-1", "{:?}", end.data);
-    assert_eq!(
-        end.data["error"]["traceback"],
-        json!(["signal: killed"]),
-        "{:?}",
-        end.data
-    );
+    assert_failed(end, "-1", "signal: killed");
     let status = host.wait_finished(&id).await;
     assert_eq!(status["exit_code"], -1, "{status}");
 }
@@ -399,14 +349,7 @@ async fn timeout_kills_the_command() {
     );
     let logged = logged(&events, 0);
     let end = logged.last().unwrap();
-    assert_eq!(end.kind(), "error", "{:?}", end.data);
-    assert_eq!(end.data["error"]["evalue"], "-1", "{:?}", end.data);
-    assert_eq!(
-        end.data["error"]["traceback"],
-        json!(["signal: killed"]),
-        "{:?}",
-        end.data
-    );
+    assert_failed(end, "-1", "signal: killed");
     let status = host.wait_finished(&id).await;
     assert_eq!(status["exit_code"], -1, "{status}");
 }

@@ -4,28 +4,9 @@
 
 use crate::harness::*;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-
-/// A per-test temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("execd-test-{}-{}", name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn post(host: &Host, path: &str, body: &[u8]) -> Response {
     host.send("POST", path, &[], body).await.finish().await

@@ -509,6 +509,42 @@ pub async fn init_id(stream: &mut Stream) -> String {
     init.text().to_string()
 }
 
+/// A per-test temporary directory, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("execd-test-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Asserts a terminal `error` event as execd sends it: `CommandExecError`,
+/// the exit code (or -1 for a signal) as `evalue`, and one traceback line.
+pub fn assert_failed(end: &Event, evalue: &str, traceback: &str) {
+    assert_eq!(end.kind(), "error", "{:?}", end.data);
+    assert_eq!(
+        end.data["error"]["ename"], "CommandExecError",
+        "{:?}",
+        end.data
+    );
+    assert_eq!(end.data["error"]["evalue"], evalue, "{:?}", end.data);
+    assert_eq!(
+        end.data["error"]["traceback"],
+        serde_json::json!([traceback]),
+        "{:?}",
+        end.data
+    );
+}
+
 /// Builds a policy crate of this workspace for wasm32-wasip2 (with
 /// `feature`, if any) and returns the path of a copy of its component, named
 /// after the feature. Builds are serialized: one cargo target dir, one output
