@@ -12,8 +12,8 @@ use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::time::{Instant, sleep_until};
 
 use crate::command::{Command, now_ms};
-use crate::lines::{LineSplitter, text_of};
-use crate::policy::wit::{Channel, Ending, Failure, Line, Outcome};
+use crate::lines::{LineSplitter, append_text};
+use crate::policy::wit::{Batch, Channel, Ending, Failure, Line, Outcome};
 use crate::request::RunRequest;
 
 /// How long an unterminated line may wait for its end before it is sent
@@ -96,17 +96,12 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
         }
     }
 
-    fn lines(&mut self, n: usize, batch: &mut Vec<Line>) {
+    fn lines(&mut self, n: usize, batch: &mut Batch) {
         let (channel, ts) = (self.channel, now_ms());
-        let before = batch.len();
-        self.splitter.push(&self.buf[..n], |line| {
-            batch.push(Line {
-                channel,
-                text: text_of(line),
-                timestamp_ms: ts,
-            })
-        });
-        let completed_a_line = batch.len() > before;
+        let before = batch.lines.len();
+        self.splitter
+            .push(&self.buf[..n], |line| add_line(batch, channel, ts, line));
+        let completed_a_line = batch.lines.len() > before;
         self.partial_since = match (self.splitter.has_partial(), self.partial_since) {
             (false, _) => None,
             (true, Some(since)) if !completed_a_line => Some(since),
@@ -119,16 +114,31 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
         self.partial_since.map(|since| since + PARTIAL_FLUSH)
     }
 
-    fn flush(&mut self, batch: &mut Vec<Line>) {
+    fn flush(&mut self, batch: &mut Batch) {
         self.partial_since = None;
         let (channel, ts) = (self.channel, now_ms());
-        self.splitter.flush(|line| {
-            batch.push(Line {
-                channel,
-                text: text_of(line),
-                timestamp_ms: ts,
-            })
-        });
+        self.splitter
+            .flush(|line| add_line(batch, channel, ts, line));
+    }
+}
+
+/// Adds a line to a batch: its text, as the contract wants it, appended to
+/// the batch's one text buffer.
+fn add_line(batch: &mut Batch, channel: Channel, timestamp_ms: u64, line: &[u8]) {
+    let before = batch.text.len();
+    append_text(&mut batch.text, line);
+    let len = (batch.text.len() - before) as u32;
+    batch.lines.push(Line {
+        channel,
+        len,
+        timestamp_ms,
+    });
+}
+
+fn new_batch() -> Batch {
+    Batch {
+        lines: Vec::new(),
+        text: Vec::new(),
     }
 }
 
@@ -150,7 +160,7 @@ pub async fn pump(
     let far = Instant::now() + Duration::from_secs(86400 * 365);
 
     while out.reader.is_some() || err.reader.is_some() || exit.is_none() {
-        let mut batch = Vec::new();
+        let mut batch = new_batch();
         let partial_due = match (out.partial_due(), err.partial_due()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -186,12 +196,12 @@ pub async fn pump(
             }
             _ = sleep_until(quiet_until.min(exited_at + DRAIN_MAX)), if exit.is_some() => break,
         }
-        if exit.is_some() && !batch.is_empty() {
+        if exit.is_some() && !batch.lines.is_empty() {
             quiet_until = Instant::now() + DRAIN_QUIET;
         }
         command.log.append(batch).await;
     }
-    let mut batch = Vec::new();
+    let mut batch = new_batch();
     out.flush(&mut batch);
     err.flush(&mut batch);
     command.log.append(batch).await;
@@ -219,7 +229,7 @@ fn on_read<R>(
     command: &Command,
     pipe: &mut Pipe<R>,
     read: std::io::Result<usize>,
-    batch: &mut Vec<Line>,
+    batch: &mut Batch,
 ) where
     R: tokio::io::AsyncRead + Unpin,
 {

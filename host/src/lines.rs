@@ -116,10 +116,24 @@ fn cut_point(window: &[u8]) -> usize {
 
 /// The event text for a line: lossy UTF-8, and `"\n"` for an empty line.
 pub fn text_of(line: &[u8]) -> String {
+    let mut text = Vec::new();
+    append_text(&mut text, line);
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// Appends a line's event text to `out` (see [`text_of`]) without an
+/// allocation of its own: valid UTF-8, the common case, is copied as is.
+pub fn append_text(out: &mut Vec<u8>, line: &[u8]) {
     if line.is_empty() {
-        return "\n".to_string();
+        out.push(b'\n');
+        return;
     }
-    String::from_utf8_lossy(line).into_owned()
+    for chunk in line.utf8_chunks() {
+        out.extend_from_slice(chunk.valid().as_bytes());
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, watch};
 
-use crate::policy::wit::{self, Admission, Body, Event, ReadResult};
+use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
 
 /// Where the log stands, as readers see it without taking the lock.
@@ -53,6 +53,9 @@ struct State {
     backend: Backend,
     newest: u64,
     terminal: Option<u64>,
+    /// The terminal event, kept by the host too for connected readers
+    /// should the policy fail.
+    ending: Option<wit::Ending>,
     readers: Vec<u64>,
 }
 
@@ -61,9 +64,16 @@ enum Backend {
     /// The policy failed; `recent` continues the log for connected readers.
     Failed {
         error: PolicyError,
-        recent: VecDeque<Event>,
+        recent: VecDeque<Kept>,
         recent_bytes: usize,
     },
+}
+
+/// A line the host logged itself after a policy failure.
+struct Kept {
+    eid: u64,
+    line: wit::Line,
+    text: Vec<u8>,
 }
 
 impl Log {
@@ -74,6 +84,7 @@ impl Log {
                 backend: Backend::Policy(policy),
                 newest: 0,
                 terminal: None,
+                ending: None,
                 readers: Vec::new(),
             }),
             progress: watch::Sender::new(Progress::default()),
@@ -91,14 +102,14 @@ impl Log {
     }
 
     /// Logs a batch of lines in order. The pump is the only caller.
-    pub async fn append(&self, lines: Vec<wit::Line>) {
-        if lines.is_empty() {
+    pub async fn append(&self, batch: wit::Batch) {
+        if batch.lines.is_empty() {
             return;
         }
         let mut state = self.state.lock().await;
-        let expected = state.newest + lines.len() as u64;
+        let expected = state.newest + batch.lines.len() as u64;
         if let Backend::Policy(policy) = &mut state.backend {
-            match policy.append(&lines).await {
+            match policy.append(&batch).await {
                 Ok(last) if last == expected => {
                     state.newest = last;
                     drop(state);
@@ -110,7 +121,7 @@ impl Log {
                     PolicyError::Nonsense(
                         format!(
                             "appending {} lines should end at eid {expected}, it said {last}",
-                            lines.len()
+                            batch.lines.len()
                         ),
                         "append",
                     ),
@@ -118,18 +129,14 @@ impl Log {
                 Err(e) => state.fail(&self.command, e),
             }
         }
-        for line in lines {
-            let eid = state.newest + 1;
-            state.newest = eid;
-            let body = match line.channel {
-                wit::Channel::Stdout => Body::Stdout(line.text),
-                wit::Channel::Stderr => Body::Stderr(line.text),
-            };
-            state.keep(Event {
-                eid,
-                timestamp_ms: line.timestamp_ms,
-                body,
-            });
+        let mut at = 0;
+        for line in batch.lines {
+            let end = at + line.len as usize;
+            let text = batch.text.get(at..end).unwrap_or_default().to_vec();
+            at = end;
+            state.newest += 1;
+            let eid = state.newest;
+            state.keep(Kept { eid, line, text });
         }
         drop(state);
         self.progress.send_modify(|p| p.newest = expected);
@@ -152,16 +159,9 @@ impl Log {
                 Err(e) => state.fail(&self.command, e),
             }
         }
-        if matches!(state.backend, Backend::Failed { .. }) {
-            let timestamp_ms = ending.timestamp_ms;
-            state.keep(Event {
-                eid: expected,
-                timestamp_ms,
-                body: Body::End(ending),
-            });
-        }
         state.newest = expected;
         state.terminal = Some(expected);
+        state.ending = Some(ending);
         drop(state);
         self.progress.send_replace(Progress {
             newest: expected,
@@ -262,21 +262,21 @@ impl State {
         };
     }
 
-    /// Keeps an event the host logged itself after a failure.
-    fn keep(&mut self, event: Event) {
+    /// Keeps a line the host logged itself after a failure.
+    fn keep(&mut self, kept: Kept) {
         if let Backend::Failed {
             recent,
             recent_bytes,
             ..
         } = &mut self.backend
         {
-            *recent_bytes += text_len(&event);
-            recent.push_back(event);
+            *recent_bytes += kept.text.len();
+            recent.push_back(kept);
             while recent.len() > FALLBACK_EVENTS
                 || (*recent_bytes > FALLBACK_BYTES && recent.len() > 1)
             {
                 if let Some(old) = recent.pop_front() {
-                    *recent_bytes -= text_len(&old);
+                    *recent_bytes -= old.text.len();
                 }
             }
         }
@@ -292,7 +292,9 @@ impl State {
         if after >= self.newest {
             return ReadResult::Pending;
         }
-        let first = recent.front().map_or(self.newest + 1, |e| e.eid);
+        let first = recent.front().map_or(self.newest + 1, |k| k.eid);
+        // The terminal event is always there; lines may be gone.
+        let first = first.min(self.terminal.unwrap_or(u64::MAX));
         if after + 1 < first {
             // What the failed policy held is gone; say so, don't skip.
             return ReadResult::Gap(wit::Gap {
@@ -301,15 +303,30 @@ impl State {
                 dropped_bytes: 0,
             });
         }
-        let start = (after + 1 - first) as usize;
-        ReadResult::Events(
-            recent
-                .iter()
-                .skip(start)
-                .take(max_events.max(1) as usize)
-                .cloned()
-                .collect(),
-        )
+        let mut events = wit::Events {
+            first_eid: after + 1,
+            batch: wit::Batch {
+                lines: Vec::new(),
+                text: Vec::new(),
+            },
+            ending: None,
+        };
+        let take = max_events.max(1) as usize;
+        for kept in recent.iter().filter(|k| k.eid > after).take(take) {
+            events.batch.lines.push(kept.line);
+            events.batch.text.extend_from_slice(&kept.text);
+        }
+        if events.batch.lines.len() < take
+            && self
+                .terminal
+                .is_some_and(|t| t == after + 1 + events.batch.lines.len() as u64)
+        {
+            events.ending = self.ending.clone();
+        }
+        if events.batch.lines.is_empty() && events.ending.is_none() {
+            return ReadResult::Pending;
+        }
+        ReadResult::Events(events)
     }
 
     /// Holds the policy's answer to `read(after)` to the rules of `wit/`.
@@ -317,32 +334,32 @@ impl State {
         let nonsense = |what: String| Err(PolicyError::Nonsense(what, "read"));
         match &result {
             ReadResult::Events(events) => {
-                let Some(first) = events.first() else {
-                    return nonsense("it returned an empty list of events".into());
-                };
-                if first.eid != after + 1 {
+                let count = events.batch.lines.len() as u64 + u64::from(events.ending.is_some());
+                if count == 0 {
+                    return nonsense("it returned no events".into());
+                }
+                if events.first_eid != after + 1 {
                     return nonsense(format!(
                         "asked for events after {after}, it began at eid {}",
-                        first.eid
+                        events.first_eid
                     ));
                 }
-                for (i, event) in events.iter().enumerate() {
-                    let eid = after + 1 + i as u64;
-                    if event.eid != eid {
-                        return nonsense(format!("eid {} where {eid} was due", event.eid));
-                    }
-                    if eid > self.newest {
-                        return nonsense(format!(
-                            "eid {eid} was never logged (newest is {})",
-                            self.newest
-                        ));
-                    }
-                    let is_end = matches!(event.body, Body::End(_));
-                    if is_end != (Some(eid) == self.terminal) {
-                        return nonsense(format!(
-                            "eid {eid} is not the terminal event it was given"
-                        ));
-                    }
+                let last = events.first_eid + count - 1;
+                if last > self.newest {
+                    return nonsense(format!(
+                        "eid {last} was never logged (newest is {})",
+                        self.newest
+                    ));
+                }
+                if events.ending.is_some() != (Some(last) == self.terminal) {
+                    return nonsense(format!("eid {last} is not the terminal event it was given"));
+                }
+                let text_len: u64 = events.batch.lines.iter().map(|l| u64::from(l.len)).sum();
+                if text_len != events.batch.text.len() as u64 {
+                    return nonsense(format!(
+                        "line lengths add up to {text_len}, the text has {} bytes",
+                        events.batch.text.len()
+                    ));
                 }
             }
             ReadResult::Gap(gap) => {
@@ -374,12 +391,5 @@ impl State {
             }
         }
         Ok(result)
-    }
-}
-
-fn text_len(event: &Event) -> usize {
-    match &event.body {
-        Body::Stdout(t) | Body::Stderr(t) => t.len(),
-        Body::End(_) => 0,
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::command::now_ms;
 use crate::log::Log;
-use crate::policy::wit::{Body, ReadResult};
+use crate::policy::wit::ReadResult;
 use crate::sse::{self, Framing};
 
 /// SSE comment / ping interval while a stream waits.
@@ -59,12 +59,9 @@ pub async fn follow(
         }
         match log.read(cursor, BATCH_EVENTS, BATCH_BYTES).await {
             ReadResult::Events(events) => {
-                let mut ended = false;
-                for event in &events {
-                    sse::event(&mut buf, framing, event);
-                    ended |= matches!(event.body, Body::End(_));
-                }
-                cursor = events.last().map_or(cursor, |e| e.eid);
+                let ended = sse::events(&mut buf, framing, &events);
+                let count = events.batch.lines.len() as u64 + u64::from(ended);
+                cursor = events.first_eid + count - 1;
                 if !send(&tx, &mut buf).await || ended {
                     break 'stream;
                 }

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use crate::policy::wit::{Body, Event, Gap, Outcome};
+use crate::policy::wit::{Channel, Ending, Events, Gap, Line, Outcome};
 
 /// How events are framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -92,48 +92,68 @@ fn json_str(buf: &mut Vec<u8>, text: &str) {
     buf.push(b'"');
 }
 
-/// A logged event: stdout, stderr, or the terminal event.
-pub fn event(buf: &mut Vec<u8>, framing: Framing, event: &Event) {
-    let eid = event.eid;
-    let ts = event.timestamp_ms;
-    match &event.body {
-        Body::Stdout(text) | Body::Stderr(text) => {
-            let kind = if matches!(event.body, Body::Stdout(_)) {
-                "stdout"
-            } else {
-                "stderr"
-            };
-            open(buf, framing, Some(eid), kind);
-            buf.extend_from_slice(b"{\"eid\":");
-            number(buf, eid);
-            buf.extend_from_slice(b",\"type\":\"");
-            buf.extend_from_slice(kind.as_bytes());
-            buf.extend_from_slice(b"\",\"text\":");
-            json_str(buf, text);
-            buf.extend_from_slice(b",\"timestamp\":");
-            number(buf, ts);
+/// A run of logged events: output lines, and the terminal event if it is
+/// among them. Returns whether it was.
+pub fn events(buf: &mut Vec<u8>, framing: Framing, events: &Events) -> bool {
+    let mut eid = events.first_eid;
+    let mut at = 0;
+    for head in &events.batch.lines {
+        let end = at + head.len as usize;
+        let bytes = events.batch.text.get(at..end).unwrap_or_default();
+        at = end;
+        // The host checked the lengths; the policy vouches for the UTF-8,
+        // and a policy that lies gets U+FFFD, not a broken stream.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => line(buf, framing, eid, head, text),
+            Err(_) => line(buf, framing, eid, head, &String::from_utf8_lossy(bytes)),
         }
-        Body::End(ending) => {
-            let ms = ending.execution_ms;
-            match &ending.outcome {
-                Outcome::Completed => {
-                    open(buf, framing, Some(eid), "execution_complete");
-                    let _ = write!(
-                        buf,
-                        "{{\"eid\":{eid},\"type\":\"execution_complete\",\"timestamp\":{ts},\"execution_time\":{ms}"
-                    );
-                }
-                Outcome::Failed(failure) => {
-                    open(buf, framing, Some(eid), "error");
-                    let _ = write!(
-                        buf,
-                        "{{\"eid\":{eid},\"type\":\"error\",\"error\":{{\"ename\":\"CommandExecError\",\"evalue\":\"{}\",\"traceback\":[",
-                        failure.exit_code
-                    );
-                    json_str(buf, &failure.message);
-                    let _ = write!(buf, "]}},\"timestamp\":{ts},\"execution_time\":{ms}");
-                }
-            }
+        eid += 1;
+    }
+    if let Some(ending) = &events.ending {
+        end(buf, framing, eid, ending);
+    }
+    events.ending.is_some()
+}
+
+/// An output line.
+fn line(buf: &mut Vec<u8>, framing: Framing, eid: u64, head: &Line, text: &str) {
+    let kind = match head.channel {
+        Channel::Stdout => "stdout",
+        Channel::Stderr => "stderr",
+    };
+    open(buf, framing, Some(eid), kind);
+    buf.extend_from_slice(b"{\"eid\":");
+    number(buf, eid);
+    buf.extend_from_slice(b",\"type\":\"");
+    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(b"\",\"text\":");
+    json_str(buf, text);
+    buf.extend_from_slice(b",\"timestamp\":");
+    number(buf, head.timestamp_ms);
+    close(buf);
+}
+
+/// The terminal event: `execution_complete`, or `error` as execd sends it.
+fn end(buf: &mut Vec<u8>, framing: Framing, eid: u64, ending: &Ending) {
+    let ts = ending.timestamp_ms;
+    let ms = ending.execution_ms;
+    match &ending.outcome {
+        Outcome::Completed => {
+            open(buf, framing, Some(eid), "execution_complete");
+            let _ = write!(
+                buf,
+                "{{\"eid\":{eid},\"type\":\"execution_complete\",\"timestamp\":{ts},\"execution_time\":{ms}"
+            );
+        }
+        Outcome::Failed(failure) => {
+            open(buf, framing, Some(eid), "error");
+            let _ = write!(
+                buf,
+                "{{\"eid\":{eid},\"type\":\"error\",\"error\":{{\"ename\":\"CommandExecError\",\"evalue\":\"{}\",\"traceback\":[",
+                failure.exit_code
+            );
+            json_str(buf, &failure.message);
+            let _ = write!(buf, "]}},\"timestamp\":{ts},\"execution_time\":{ms}");
         }
     }
     close(buf);
@@ -185,21 +205,32 @@ pub fn keepalive(buf: &mut Vec<u8>, framing: Framing, ts: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::wit::{Ending, Failure};
+    use crate::policy::wit::{Batch, Failure};
 
-    fn encode(framing: Framing, e: &Event) -> String {
+    fn one_line(eid: u64, text: &str, ending: Option<Ending>) -> Events {
+        Events {
+            first_eid: eid,
+            batch: Batch {
+                lines: vec![Line {
+                    channel: Channel::Stdout,
+                    len: text.len() as u32,
+                    timestamp_ms: 1764000000000,
+                }],
+                text: text.as_bytes().to_vec(),
+            },
+            ending,
+        }
+    }
+
+    fn encode(framing: Framing, e: &Events) -> String {
         let mut buf = Vec::new();
-        event(&mut buf, framing, e);
+        events(&mut buf, framing, e);
         String::from_utf8(buf).unwrap()
     }
 
     #[test]
     fn stdout_standard_and_legacy() {
-        let e = Event {
-            eid: 7,
-            timestamp_ms: 1764000000000,
-            body: Body::Stdout("tick\"7\n\r".into()),
-        };
+        let e = one_line(7, "tick\"7\n\r", None);
         assert_eq!(
             encode(Framing::Standard, &e),
             "id: 7\nevent: stdout\ndata: {\"eid\":7,\"type\":\"stdout\",\"text\":\"tick\\\"7\\n\\r\",\"timestamp\":1764000000000}\n\n"
@@ -211,24 +242,31 @@ mod tests {
     }
 
     #[test]
-    fn error_event_is_valid_json() {
-        let e = Event {
-            eid: 3,
-            timestamp_ms: 5,
-            body: Body::End(Ending {
-                outcome: Outcome::Failed(Failure {
-                    exit_code: 2,
-                    message: "exit status 2".into(),
-                }),
-                execution_ms: 9,
-                timestamp_ms: 5,
+    fn error_event_follows_the_lines_and_is_valid_json() {
+        let ending = Ending {
+            outcome: Outcome::Failed(Failure {
+                exit_code: 2,
+                message: "exit status 2".into(),
             }),
+            execution_ms: 9,
+            timestamp_ms: 5,
         };
-        let text = encode(Framing::Legacy, &e);
-        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        let text = encode(Framing::Legacy, &one_line(2, "x", Some(ending)));
+        let mut parts = text.split("\n\n");
+        let first: serde_json::Value = serde_json::from_str(parts.next().unwrap()).unwrap();
+        assert_eq!(first["eid"], 2);
+        let v: serde_json::Value = serde_json::from_str(parts.next().unwrap()).unwrap();
+        assert_eq!(v["eid"], 3);
         assert_eq!(v["error"]["evalue"], "2");
         assert_eq!(v["error"]["traceback"][0], "exit status 2");
         assert_eq!(v["execution_time"], 9);
+    }
+
+    #[test]
+    fn invalid_utf8_from_a_policy_becomes_replacement_characters() {
+        let mut e = one_line(1, "ab", None);
+        e.batch.text = vec![b'a', 0xff];
+        assert!(encode(Framing::Legacy, &e).contains("a\u{fffd}"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use crate::{Body, Channel, Config, Ending, Line, Outcome, ReadResult, Ring};
+use crate::{Batch, Channel, Config, Ending, Line, Outcome, ReadResult, Ring};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -41,19 +41,8 @@ impl wit::Guest for Policy {
         Ok(())
     }
 
-    fn append(batch: Vec<wit::Line>) -> Result<u64, String> {
-        let lines = batch
-            .into_iter()
-            .map(|l| Line {
-                channel: match l.channel {
-                    wit::Channel::Stdout => Channel::Stdout,
-                    wit::Channel::Stderr => Channel::Stderr,
-                },
-                text: l.text,
-                timestamp_ms: l.timestamp_ms,
-            })
-            .collect();
-        RING.with_borrow_mut(|ring| ring.append(lines))
+    fn append(batch: wit::Batch) -> Result<u64, String> {
+        RING.with_borrow_mut(|ring| ring.append(from_wit_batch(batch)))
     }
 
     fn finish(ending: wit::Ending) -> Result<u64, String> {
@@ -62,20 +51,11 @@ impl wit::Guest for Policy {
 
     fn read(after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
         match RING.with_borrow(|ring| ring.read(after, max_events, max_bytes)) {
-            ReadResult::Events(events) => wit::ReadResult::Events(
-                events
-                    .into_iter()
-                    .map(|e| wit::Event {
-                        eid: e.eid,
-                        timestamp_ms: e.timestamp_ms,
-                        body: match e.body {
-                            Body::Stdout(t) => wit::Body::Stdout(t),
-                            Body::Stderr(t) => wit::Body::Stderr(t),
-                            Body::End(end) => wit::Body::End(to_wit_ending(end)),
-                        },
-                    })
-                    .collect(),
-            ),
+            ReadResult::Events(events) => wit::ReadResult::Events(wit::Events {
+                first_eid: events.first_eid,
+                batch: to_wit_batch(events.batch),
+                ending: events.ending.map(to_wit_ending),
+            }),
             ReadResult::Gap(g) => wit::ReadResult::Gap(wit::Gap {
                 from_eid: g.from_eid,
                 to_eid: g.to_eid,
@@ -97,6 +77,42 @@ impl wit::Guest for Policy {
 
     fn retention_ms() -> u64 {
         RING.with_borrow(|ring| ring.retention_ms())
+    }
+}
+
+fn from_wit_batch(batch: wit::Batch) -> Batch {
+    Batch {
+        lines: batch
+            .lines
+            .into_iter()
+            .map(|l| Line {
+                channel: match l.channel {
+                    wit::Channel::Stdout => Channel::Stdout,
+                    wit::Channel::Stderr => Channel::Stderr,
+                },
+                len: l.len,
+                timestamp_ms: l.timestamp_ms,
+            })
+            .collect(),
+        text: batch.text,
+    }
+}
+
+fn to_wit_batch(batch: Batch) -> wit::Batch {
+    wit::Batch {
+        lines: batch
+            .lines
+            .into_iter()
+            .map(|l| wit::Line {
+                channel: match l.channel {
+                    Channel::Stdout => wit::Channel::Stdout,
+                    Channel::Stderr => wit::Channel::Stderr,
+                },
+                len: l.len,
+                timestamp_ms: l.timestamp_ms,
+            })
+            .collect(),
+        text: batch.text,
     }
 }
 

@@ -1,4 +1,8 @@
 //! The ring itself: eid assignment, bounded storage, eviction and gaps.
+//!
+//! Each appended batch is kept as it came (one text buffer, one list of line
+//! heads), so appending and reading copy whole batches, not lines. Eviction
+//! is per event; a batch's memory goes when its last event does.
 
 use std::collections::VecDeque;
 
@@ -11,12 +15,19 @@ pub enum Channel {
     Stderr,
 }
 
-/// A line handed over by the host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A line's head: its text is the next `len` bytes of its batch's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Line {
     pub channel: Channel,
-    pub text: String,
+    pub len: u32,
     pub timestamp_ms: u64,
+}
+
+/// Lines with their texts concatenated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub lines: Vec<Line>,
+    pub text: Vec<u8>,
 }
 
 /// How a command ended.
@@ -34,20 +45,12 @@ pub struct Ending {
     pub timestamp_ms: u64,
 }
 
-/// What an event holds.
+/// Consecutive events from `first_eid`: the batch's lines, then the ending.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Body {
-    Stdout(String),
-    Stderr(String),
-    End(Ending),
-}
-
-/// A stored event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
-    pub eid: u64,
-    pub timestamp_ms: u64,
-    pub body: Body,
+pub struct Events {
+    pub first_eid: u64,
+    pub batch: Batch,
+    pub ending: Option<Ending>,
 }
 
 /// Missing events right after a reader's cursor.
@@ -61,7 +64,7 @@ pub struct Gap {
 /// The answer to [`Ring::read`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadResult {
-    Events(Vec<Event>),
+    Events(Events),
     Gap(Gap),
     Pending,
     Finished,
@@ -71,18 +74,31 @@ pub enum ReadResult {
 /// lines is bounded by `max-bytes` too.
 const EVENT_OVERHEAD: u64 = 32;
 
-/// A stored event with the count of text bytes logged before it, which
-/// makes a gap's `dropped_bytes` a subtraction.
-struct Slot {
-    event: Event,
+/// One appended batch, as it came.
+struct Chunk {
+    first_eid: u64,
+    lines: Vec<Line>,
+    /// `starts[i]` is where line `i`'s text begins; one more at the end.
+    starts: Vec<u32>,
+    text: Vec<u8>,
+    /// Text bytes logged before this chunk.
     offset: u64,
+}
+
+impl Chunk {
+    fn line_text(&self, i: usize) -> &[u8] {
+        &self.text[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
 }
 
 /// The log of one command.
 pub struct Ring {
     config: Config,
-    slots: VecDeque<Slot>,
-    /// Bytes the retained slots are charged.
+    chunks: VecDeque<Chunk>,
+    /// Events of the front chunk already evicted.
+    front_skip: usize,
+    retained_events: u64,
+    /// Bytes the retained events are charged.
     retained_bytes: u64,
     /// Eid the next event gets.
     next_eid: u64,
@@ -93,20 +109,23 @@ pub struct Ring {
     evicted_offsets: VecDeque<u64>,
     /// Eid of the first entry of `evicted_offsets`.
     evicted_first_eid: u64,
-    finished: bool,
+    /// The terminal event and its eid; never evicted.
+    ending: Option<(u64, Ending)>,
 }
 
 impl Ring {
     pub fn new(config: Config) -> Ring {
         Ring {
             config,
-            slots: VecDeque::new(),
+            chunks: VecDeque::new(),
+            front_skip: 0,
+            retained_events: 0,
             retained_bytes: 0,
             next_eid: 1,
             logged_bytes: 0,
             evicted_offsets: VecDeque::new(),
             evicted_first_eid: 1,
-            finished: false,
+            ending: None,
         }
     }
 
@@ -115,67 +134,98 @@ impl Ring {
     }
 
     /// Logs a batch of lines; returns the eid of the last.
-    pub fn append(&mut self, batch: Vec<Line>) -> Result<u64, String> {
-        if self.finished {
+    pub fn append(&mut self, batch: Batch) -> Result<u64, String> {
+        if self.ending.is_some() {
             return Err("append after finish".into());
         }
-        for line in batch {
-            let body = match line.channel {
-                Channel::Stdout => Body::Stdout(line.text),
-                Channel::Stderr => Body::Stderr(line.text),
-            };
-            self.push(line.timestamp_ms, body);
+        let mut starts = Vec::with_capacity(batch.lines.len() + 1);
+        let mut at: u64 = 0;
+        for line in &batch.lines {
+            starts.push(at as u32);
+            at += u64::from(line.len);
         }
+        if at != batch.text.len() as u64 || at > u64::from(u32::MAX) {
+            return Err(format!(
+                "line lengths add up to {at}, the text has {} bytes",
+                batch.text.len()
+            ));
+        }
+        starts.push(at as u32);
+        if batch.lines.is_empty() {
+            return Ok(self.next_eid - 1);
+        }
+        let count = batch.lines.len() as u64;
+        self.retained_events += count;
+        self.retained_bytes += at + count * EVENT_OVERHEAD;
+        self.chunks.push_back(Chunk {
+            first_eid: self.next_eid,
+            lines: batch.lines,
+            starts,
+            text: batch.text,
+            offset: self.logged_bytes,
+        });
+        self.next_eid += count;
+        self.logged_bytes += at;
+        self.evict();
         Ok(self.next_eid - 1)
     }
 
     /// Logs the terminal event; returns its eid.
     pub fn finish(&mut self, ending: Ending) -> Result<u64, String> {
-        if self.finished {
+        if self.ending.is_some() {
             return Err("finish called twice".into());
         }
-        self.finished = true;
-        let timestamp_ms = ending.timestamp_ms;
-        self.push(timestamp_ms, Body::End(ending));
-        Ok(self.next_eid - 1)
-    }
-
-    fn push(&mut self, timestamp_ms: u64, body: Body) {
-        let text_len = match &body {
-            Body::Stdout(t) | Body::Stderr(t) => t.len() as u64,
-            Body::End(_) => 0,
-        };
         let eid = self.next_eid;
         self.next_eid += 1;
-        self.slots.push_back(Slot {
-            event: Event {
-                eid,
-                timestamp_ms,
-                body,
-            },
-            offset: self.logged_bytes,
-        });
-        self.logged_bytes += text_len;
-        self.retained_bytes += text_len + EVENT_OVERHEAD;
+        self.retained_events += 1;
+        self.retained_bytes += EVENT_OVERHEAD;
+        self.ending = Some((eid, ending));
         self.evict();
+        Ok(eid)
     }
 
-    /// Drops the oldest events until the bounds hold; the newest event is
-    /// always kept, so the terminal event stays readable.
+    /// Drops the oldest lines until the bounds hold. The newest event is
+    /// always kept: the terminal event, or else the last line.
     fn evict(&mut self) {
-        while self.slots.len() > 1
-            && (self.slots.len() as u64 > self.config.max_events
-                || self.retained_bytes > self.config.max_bytes)
+        while self.retained_events > self.config.max_events
+            || self.retained_bytes > self.config.max_bytes
         {
-            let Some(slot) = self.slots.pop_front() else {
+            let lines_kept = self.retained_events - u64::from(self.ending.is_some());
+            let keep_last_line = self.ending.is_none();
+            if lines_kept == 0 || (keep_last_line && lines_kept == 1) {
+                break;
+            }
+            let Some(front) = self.chunks.front() else {
                 break;
             };
-            self.retained_bytes -= charge(&slot.event);
-            self.evicted_offsets.push_back(slot.offset);
+            let len = front.starts[self.front_skip + 1] - front.starts[self.front_skip];
+            self.evicted_offsets
+                .push_back(front.offset + u64::from(front.starts[self.front_skip]));
             if self.evicted_offsets.len() as u64 > self.config.max_events {
                 self.evicted_offsets.pop_front();
                 self.evicted_first_eid += 1;
             }
+            self.retained_events -= 1;
+            self.retained_bytes -= u64::from(len) + EVENT_OVERHEAD;
+            self.front_skip += 1;
+            if self.front_skip == front.lines.len() {
+                self.chunks.pop_front();
+                self.front_skip = 0;
+            }
+        }
+    }
+
+    /// Eid and text offset of the oldest retained event.
+    fn first_kept(&self) -> (u64, u64) {
+        match self.chunks.front() {
+            Some(c) => (
+                c.first_eid + self.front_skip as u64,
+                c.offset + u64::from(c.starts[self.front_skip]),
+            ),
+            None => (
+                self.next_eid - u64::from(self.ending.is_some()),
+                self.logged_bytes,
+            ),
         }
     }
 
@@ -184,36 +234,56 @@ impl Ring {
     pub fn read(&self, after: u64, max_events: u32, max_bytes: u32) -> ReadResult {
         let newest = self.next_eid - 1;
         if after >= newest {
-            return if self.finished {
+            return if self.ending.is_some() {
                 ReadResult::Finished
             } else {
                 ReadResult::Pending
             };
         }
-        let Some(front) = self.slots.front() else {
-            return ReadResult::Pending;
-        };
-        let first_kept = front.event.eid;
+        let (first_kept, first_offset) = self.first_kept();
         if after + 1 < first_kept {
             return ReadResult::Gap(Gap {
                 from_eid: after + 1,
                 to_eid: first_kept - 1,
-                dropped_bytes: front.offset - self.offset_of_evicted(after + 1),
+                dropped_bytes: first_offset - self.offset_of_evicted(after + 1),
             });
         }
-        let start = (after + 1 - first_kept) as usize;
-        let mut events = Vec::new();
-        let mut bytes = 0u64;
-        for slot in self.slots.range(start..) {
-            if events.len() as u32 >= max_events.max(1)
-                || (!events.is_empty() && bytes >= u64::from(max_bytes))
+        let want = after + 1;
+        let max_events = u64::from(max_events.max(1));
+        let max_bytes = u64::from(max_bytes);
+        let mut out = Events {
+            first_eid: want,
+            batch: Batch::default(),
+            ending: None,
+        };
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let first_chunk = self
+            .chunks
+            .partition_point(|c| c.first_eid + c.lines.len() as u64 <= want);
+        for chunk in self.chunks.range(first_chunk..) {
+            let from = want.saturating_sub(chunk.first_eid) as usize;
+            let mut to = from;
+            while to < chunk.lines.len() && count < max_events && (count == 0 || bytes < max_bytes)
             {
-                break;
+                bytes += u64::from(chunk.lines[to].len) + EVENT_OVERHEAD;
+                count += 1;
+                to += 1;
             }
-            bytes += charge(&slot.event);
-            events.push(slot.event.clone());
+            out.batch.lines.extend_from_slice(&chunk.lines[from..to]);
+            out.batch.text.extend_from_slice(
+                &chunk.text[chunk.starts[from] as usize..chunk.starts[to] as usize],
+            );
+            if to < chunk.lines.len() {
+                return ReadResult::Events(out);
+            }
         }
-        ReadResult::Events(events)
+        if let Some((_, ending)) = &self.ending
+            && count < max_events
+            && (count == 0 || bytes < max_bytes)
+        {
+            out.ending = Some(ending.clone());
+        }
+        ReadResult::Events(out)
     }
 
     /// Offset of an evicted eid. For one older than the remembered window
@@ -228,7 +298,7 @@ impl Ring {
 
     /// Whether a new reader may attach while `live_readers` are attached.
     pub fn admits(&self, live_readers: usize) -> Result<(), String> {
-        if self.config.exclusive && live_readers > 0 && !self.finished {
+        if self.config.exclusive && live_readers > 0 && self.ending.is_none() {
             Err("another reader is attached to this command".into())
         } else {
             Ok(())
@@ -238,25 +308,33 @@ impl Ring {
     pub fn retention_ms(&self) -> u64 {
         self.config.retention_ms
     }
-}
 
-fn charge(event: &Event) -> u64 {
-    EVENT_OVERHEAD
-        + match &event.body {
-            Body::Stdout(t) | Body::Stderr(t) => t.len() as u64,
-            Body::End(_) => 0,
-        }
+    /// The text of the line with `eid`, if retained (for tests and tools).
+    pub fn line_text(&self, eid: u64) -> Option<&[u8]> {
+        let i = self
+            .chunks
+            .partition_point(|c| c.first_eid + c.lines.len() as u64 <= eid);
+        let chunk = self.chunks.get(i)?;
+        let j = eid.checked_sub(chunk.first_eid)? as usize;
+        (j < chunk.lines.len() && (i > 0 || j >= self.front_skip)).then(|| chunk.line_text(j))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn line(text: &str) -> Line {
-        Line {
-            channel: Channel::Stdout,
-            text: text.into(),
-            timestamp_ms: 1,
+    fn batch(texts: &[&str]) -> Batch {
+        Batch {
+            lines: texts
+                .iter()
+                .map(|t| Line {
+                    channel: Channel::Stdout,
+                    len: t.len() as u32,
+                    timestamp_ms: 1,
+                })
+                .collect(),
+            text: texts.concat().into_bytes(),
         }
     }
 
@@ -268,9 +346,13 @@ mod tests {
         }
     }
 
+    /// The eids a read returned, the ending counted.
     fn eids(result: ReadResult) -> Vec<u64> {
         match result {
-            ReadResult::Events(events) => events.iter().map(|e| e.eid).collect(),
+            ReadResult::Events(e) => {
+                let n = e.batch.lines.len() as u64 + u64::from(e.ending.is_some());
+                (e.first_eid..e.first_eid + n).collect()
+            }
             other => panic!("expected events, got {other:?}"),
         }
     }
@@ -278,20 +360,43 @@ mod tests {
     #[test]
     fn eids_are_consecutive_across_batches_and_finish() {
         let mut ring = Ring::new(Config::default());
-        assert_eq!(ring.append(vec![line("a"), line("b")]), Ok(2));
-        assert_eq!(ring.append(vec![line("c")]), Ok(3));
+        assert_eq!(ring.append(batch(&["a", "b"])), Ok(2));
+        assert_eq!(ring.append(batch(&["c"])), Ok(3));
         assert_eq!(ring.finish(ending()), Ok(4));
         assert_eq!(eids(ring.read(0, 100, 1 << 20)), vec![1, 2, 3, 4]);
         assert_eq!(eids(ring.read(2, 100, 1 << 20)), vec![3, 4]);
         assert_eq!(ring.read(4, 100, 1 << 20), ReadResult::Finished);
-        assert!(ring.append(vec![line("late")]).is_err());
+        assert!(ring.append(batch(&["late"])).is_err());
+    }
+
+    #[test]
+    fn read_returns_texts_across_chunks() {
+        let mut ring = Ring::new(Config::default());
+        ring.append(batch(&["ab", "c"])).unwrap();
+        ring.append(batch(&["", "def"])).unwrap();
+        let ReadResult::Events(e) = ring.read(1, 100, 1 << 20) else {
+            panic!()
+        };
+        assert_eq!(e.first_eid, 2);
+        assert_eq!(e.batch.text, b"cdef");
+        let lens: Vec<u32> = e.batch.lines.iter().map(|l| l.len).collect();
+        assert_eq!(lens, [1, 0, 3]);
+        assert_eq!(ring.line_text(4), Some(&b"def"[..]));
+    }
+
+    #[test]
+    fn rejects_lengths_that_do_not_add_up() {
+        let mut ring = Ring::new(Config::default());
+        let mut b = batch(&["abc"]);
+        b.text.push(b'!');
+        assert!(ring.append(b).is_err());
     }
 
     #[test]
     fn pending_until_appended() {
         let mut ring = Ring::new(Config::default());
         assert_eq!(ring.read(0, 10, 10), ReadResult::Pending);
-        ring.append(vec![line("a")]).unwrap();
+        ring.append(batch(&["a"])).unwrap();
         assert_eq!(ring.read(1, 10, 10), ReadResult::Pending);
         assert_eq!(eids(ring.read(0, 10, 10)), vec![1]);
     }
@@ -299,8 +404,7 @@ mod tests {
     #[test]
     fn read_limits_events_and_bytes() {
         let mut ring = Ring::new(Config::default());
-        ring.append((0..10).map(|_| line("0123456789")).collect())
-            .unwrap();
+        ring.append(batch(&["0123456789"; 10])).unwrap();
         assert_eq!(eids(ring.read(0, 3, 1 << 20)), vec![1, 2, 3]);
         // 42 bytes a line: the first always comes, the second crosses 50.
         assert_eq!(eids(ring.read(0, 100, 50)), vec![1, 2]);
@@ -314,8 +418,10 @@ mod tests {
             ..Config::default()
         };
         let mut ring = Ring::new(config);
-        ring.append((0..10).map(|i| line(&"x".repeat(i))).collect())
-            .unwrap();
+        let texts: Vec<String> = (0..10).map(|i| "x".repeat(i)).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        ring.append(batch(&texts[..4])).unwrap();
+        ring.append(batch(&texts[4..])).unwrap();
         // Kept: eids 8, 9, 10 (texts of 7, 8, 9 bytes).
         let gap = Gap {
             from_eid: 1,
@@ -339,7 +445,9 @@ mod tests {
             ..Config::default()
         };
         let mut ring = Ring::new(config);
-        ring.append(vec![line("hello"), line("world")]).unwrap();
+        ring.append(batch(&["hello", "world"])).unwrap();
+        // Running: the newest line stays.
+        assert_eq!(eids(ring.read(1, 10, 10)), vec![2]);
         assert_eq!(ring.finish(ending()), Ok(3));
         assert!(matches!(
             ring.read(0, 10, 10),

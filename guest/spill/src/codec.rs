@@ -1,6 +1,23 @@
-//! The on-disk form of events: little-endian, length-prefixed.
+//! Events as spill keeps them, and their on-disk form: little-endian,
+//! length-prefixed.
 
-use crate::wit::{Body, Ending, Event, Failure, Outcome};
+use crate::wit::{Ending, Failure, Outcome};
+
+/// What an event holds.
+#[derive(Clone)]
+pub enum Body {
+    Stdout(String),
+    Stderr(String),
+    End(Ending),
+}
+
+/// One logged event.
+#[derive(Clone)]
+pub struct Event {
+    pub eid: u64,
+    pub timestamp_ms: u64,
+    pub body: Body,
+}
 
 pub fn encode(event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(&event.eid.to_le_bytes());

@@ -14,6 +14,7 @@ mod store;
 
 use std::cell::RefCell;
 
+use codec::Body;
 use store::Store;
 
 wit_bindgen::generate!({
@@ -41,12 +42,21 @@ impl wit::Guest for Policy {
         Ok(())
     }
 
-    fn append(batch: Vec<wit::Line>) -> Result<u64, String> {
+    fn append(batch: wit::Batch) -> Result<u64, String> {
         STORE.with_borrow_mut(|s| {
-            for line in batch {
+            let mut at = 0;
+            for line in batch.lines {
+                let end = at + line.len as usize;
+                let text = batch
+                    .text
+                    .get(at..end)
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .ok_or("line lengths do not match the text")?
+                    .to_string();
+                at = end;
                 let body = match line.channel {
-                    wit::Channel::Stdout => wit::Body::Stdout(line.text),
-                    wit::Channel::Stderr => wit::Body::Stderr(line.text),
+                    wit::Channel::Stdout => Body::Stdout(text),
+                    wit::Channel::Stderr => Body::Stderr(text),
                 };
                 s.push(line.timestamp_ms, body)?;
             }

@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use crate::codec;
-use crate::wit::{Body, Ending, Event, ReadResult};
+use crate::codec::{self, Body, Event};
+use crate::wit::{self, Ending, ReadResult};
 
 /// Bytes of encoded events gathered before a chunk is written.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -223,16 +223,41 @@ struct Limit {
 }
 
 impl Limit {
-    /// The first events that fit: at most `events`, about `bytes`, at least one.
-    fn take<'a>(&self, events: impl Iterator<Item = &'a Event>) -> Vec<Event> {
-        let mut out = Vec::new();
-        let mut bytes = 0;
+    /// The first events that fit: at most `events`, about `bytes`, at least
+    /// one; consecutive from the first, as the WIT `events` record wants.
+    fn take<'a>(&self, events: impl Iterator<Item = &'a Event>) -> wit::Events {
+        let mut out = wit::Events {
+            first_eid: 0,
+            batch: wit::Batch {
+                lines: Vec::new(),
+                text: Vec::new(),
+            },
+            ending: None,
+        };
+        let (mut count, mut bytes) = (0, 0);
         for event in events {
-            if out.len() >= self.events || (!out.is_empty() && bytes >= self.bytes) {
+            if count >= self.events || (count > 0 && bytes >= self.bytes) {
                 break;
             }
+            if count == 0 {
+                out.first_eid = event.eid;
+            }
+            count += 1;
             bytes += charge(event);
-            out.push(event.clone());
+            let (channel, text) = match &event.body {
+                Body::Stdout(t) => (wit::Channel::Stdout, t),
+                Body::Stderr(t) => (wit::Channel::Stderr, t),
+                Body::End(ending) => {
+                    out.ending = Some(ending.clone());
+                    break;
+                }
+            };
+            out.batch.lines.push(wit::Line {
+                channel,
+                len: text.len() as u32,
+                timestamp_ms: event.timestamp_ms,
+            });
+            out.batch.text.extend_from_slice(text.as_bytes());
         }
         out
     }

@@ -1,6 +1,6 @@
-//! A minimal log policy: keeps the newest `max-events` events (default
-//! 1000) in a queue, lets any number of readers follow, keeps a finished
-//! log for a minute. Start from here to write your own.
+//! A minimal log policy: keeps the newest `max-events` lines (default 1000)
+//! in a queue, lets any number of readers follow, keeps a finished log for
+//! a minute. Start from here to write your own.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -14,25 +14,31 @@ wit_bindgen::generate!({
     world: "resume-policy",
 });
 
-use exports::execd::resume::log::{
-    Admission, Body, Channel, Ending, Event, Gap, Guest, Line, ReadResult,
-};
+use exports::execd::resume::log::{Admission, Batch, Ending, Events, Gap, Guest, Line, ReadResult};
+
+/// One stored line: its head and its own text.
+struct Stored {
+    eid: u64,
+    line: Line,
+    text: Vec<u8>,
+}
 
 /// The log of the one command this instance serves.
 struct Log {
     max_events: usize,
-    events: VecDeque<Event>,
+    lines: VecDeque<Stored>,
+    /// The terminal event, with its eid, once the command ended.
+    ending: Option<(u64, Ending)>,
     next_eid: u64,
-    finished: bool,
 }
 
 thread_local! {
     // The host makes one instance per command, so global state is per command.
     static LOG: RefCell<Log> = RefCell::new(Log {
         max_events: 1000,
-        events: VecDeque::new(),
+        lines: VecDeque::new(),
+        ending: None,
         next_eid: 1,
-        finished: false,
     });
 }
 
@@ -58,14 +64,27 @@ impl Guest for Policy {
         Ok(())
     }
 
-    fn append(batch: Vec<Line>) -> Result<u64, String> {
+    fn append(batch: Batch) -> Result<u64, String> {
         LOG.with_borrow_mut(|log| {
-            for line in batch {
-                let body = match line.channel {
-                    Channel::Stdout => Body::Stdout(line.text),
-                    Channel::Stderr => Body::Stderr(line.text),
-                };
-                log.push(line.timestamp_ms, body);
+            // Each line's text is the next `len` bytes of the batch's text.
+            let mut at = 0;
+            for line in batch.lines {
+                let end = at + line.len as usize;
+                let text = batch
+                    .text
+                    .get(at..end)
+                    .ok_or("lengths exceed the text")?
+                    .to_vec();
+                at = end;
+                log.lines.push_back(Stored {
+                    eid: log.next_eid,
+                    line,
+                    text,
+                });
+                log.next_eid += 1;
+                if log.lines.len() > log.max_events {
+                    log.lines.pop_front();
+                }
             }
             Ok(log.next_eid - 1)
         })
@@ -73,9 +92,10 @@ impl Guest for Policy {
 
     fn finish(ending: Ending) -> Result<u64, String> {
         LOG.with_borrow_mut(|log| {
-            log.push(ending.timestamp_ms, Body::End(ending));
-            log.finished = true;
-            Ok(log.next_eid - 1)
+            let eid = log.next_eid;
+            log.next_eid += 1;
+            log.ending = Some((eid, ending));
+            Ok(eid)
         })
     }
 
@@ -83,13 +103,13 @@ impl Guest for Policy {
         LOG.with_borrow(|log| {
             let newest = log.next_eid - 1;
             if after >= newest {
-                return if log.finished {
+                return if log.ending.is_some() {
                     ReadResult::Finished
                 } else {
                     ReadResult::Pending
                 };
             }
-            let first = log.events.front().map_or(log.next_eid, |e| e.eid);
+            let first = log.lines.front().map_or(newest, |s| s.eid);
             if after + 1 < first {
                 // Evicted: tell the reader exactly which events it missed.
                 return ReadResult::Gap(Gap {
@@ -98,9 +118,27 @@ impl Guest for Policy {
                     dropped_bytes: 0,
                 });
             }
-            let start = (after + 1 - first) as usize;
+            let mut events = Events {
+                first_eid: after + 1,
+                batch: Batch {
+                    lines: Vec::new(),
+                    text: Vec::new(),
+                },
+                ending: None,
+            };
             let take = max_events.max(1) as usize;
-            ReadResult::Events(log.events.iter().skip(start).take(take).cloned().collect())
+            for stored in log.lines.iter().filter(|s| s.eid > after).take(take) {
+                events.batch.lines.push(stored.line);
+                events.batch.text.extend_from_slice(&stored.text);
+            }
+            // The terminal event follows the last line, if there is room.
+            if let Some((eid, ending)) = &log.ending
+                && events.batch.lines.len() < take
+                && *eid == after + 1 + events.batch.lines.len() as u64
+            {
+                events.ending = Some(ending.clone());
+            }
+            ReadResult::Events(events)
         })
     }
 
@@ -112,21 +150,6 @@ impl Guest for Policy {
 
     fn retention_ms() -> u64 {
         60_000
-    }
-}
-
-impl Log {
-    fn push(&mut self, timestamp_ms: u64, body: Body) {
-        self.events.push_back(Event {
-            eid: self.next_eid,
-            timestamp_ms,
-            body,
-        });
-        self.next_eid += 1;
-        // Keep the newest event always: it may be the terminal one.
-        while self.events.len() > self.max_events {
-            self.events.pop_front();
-        }
     }
 }
 

@@ -93,7 +93,7 @@ impl PolicyInstance {
         }
     }
 
-    pub async fn append(&mut self, batch: &[wit::Line]) -> Result<u64, PolicyError> {
+    pub async fn append(&mut self, batch: &wit::Batch) -> Result<u64, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(ring) => ring.append(batch),
             Kind::Wasm(w) => {

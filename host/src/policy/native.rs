@@ -15,20 +15,12 @@ impl NativeRing {
         Ok(NativeRing(ring::Ring::new(config)))
     }
 
-    pub fn append(&mut self, batch: &[wit::Line]) -> Result<u64, String> {
-        let lines = batch
-            .iter()
-            .map(|l| ring::Line {
-                channel: match l.channel {
-                    wit::Channel::Stdout => ring::Channel::Stdout,
-                    wit::Channel::Stderr => ring::Channel::Stderr,
-                },
-                // The wasm boundary copies the text too: a fair comparison.
-                text: l.text.clone(),
-                timestamp_ms: l.timestamp_ms,
-            })
-            .collect();
-        self.0.append(lines)
+    pub fn append(&mut self, batch: &wit::Batch) -> Result<u64, String> {
+        // The wasm boundary copies the batch too: a fair comparison.
+        self.0.append(ring::Batch {
+            lines: batch.lines.iter().map(to_ring_line).collect(),
+            text: batch.text.clone(),
+        })
     }
 
     pub fn finish(&mut self, ending: wit::Ending) -> Result<u64, String> {
@@ -47,9 +39,14 @@ impl NativeRing {
 
     pub fn read(&self, after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
         match self.0.read(after, max_events, max_bytes) {
-            ring::ReadResult::Events(events) => {
-                wit::ReadResult::Events(events.into_iter().map(to_wit_event).collect())
-            }
+            ring::ReadResult::Events(events) => wit::ReadResult::Events(wit::Events {
+                first_eid: events.first_eid,
+                batch: wit::Batch {
+                    lines: events.batch.lines.iter().map(to_wit_line).collect(),
+                    text: events.batch.text,
+                },
+                ending: events.ending.map(to_wit_ending),
+            }),
             ring::ReadResult::Gap(g) => wit::ReadResult::Gap(wit::Gap {
                 from_eid: g.from_eid,
                 to_eid: g.to_eid,
@@ -72,23 +69,37 @@ impl NativeRing {
     }
 }
 
-fn to_wit_event(e: ring::Event) -> wit::Event {
-    wit::Event {
-        eid: e.eid,
-        timestamp_ms: e.timestamp_ms,
-        body: match e.body {
-            ring::Body::Stdout(t) => wit::Body::Stdout(t),
-            ring::Body::Stderr(t) => wit::Body::Stderr(t),
-            ring::Body::End(end) => wit::Body::End(wit::Ending {
-                outcome: match end.outcome {
-                    ring::Outcome::Completed => wit::Outcome::Completed,
-                    ring::Outcome::Failed { exit_code, message } => {
-                        wit::Outcome::Failed(wit::Failure { exit_code, message })
-                    }
-                },
-                execution_ms: end.execution_ms,
-                timestamp_ms: end.timestamp_ms,
-            }),
+fn to_ring_line(l: &wit::Line) -> ring::Line {
+    ring::Line {
+        channel: match l.channel {
+            wit::Channel::Stdout => ring::Channel::Stdout,
+            wit::Channel::Stderr => ring::Channel::Stderr,
         },
+        len: l.len,
+        timestamp_ms: l.timestamp_ms,
+    }
+}
+
+fn to_wit_line(l: &ring::Line) -> wit::Line {
+    wit::Line {
+        channel: match l.channel {
+            ring::Channel::Stdout => wit::Channel::Stdout,
+            ring::Channel::Stderr => wit::Channel::Stderr,
+        },
+        len: l.len,
+        timestamp_ms: l.timestamp_ms,
+    }
+}
+
+fn to_wit_ending(end: ring::Ending) -> wit::Ending {
+    wit::Ending {
+        outcome: match end.outcome {
+            ring::Outcome::Completed => wit::Outcome::Completed,
+            ring::Outcome::Failed { exit_code, message } => {
+                wit::Outcome::Failed(wit::Failure { exit_code, message })
+            }
+        },
+        execution_ms: end.execution_ms,
+        timestamp_ms: end.timestamp_ms,
     }
 }

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use execd_policy_ring::{Body, Channel, Config, Ending, Line, Outcome, ReadResult, Ring};
+use execd_policy_ring::{Batch, Channel, Config, Ending, Line, Outcome, ReadResult, Ring};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -32,24 +32,28 @@ impl wit::Guest for Policy {
         Ok(())
     }
 
-    fn append(batch: Vec<wit::Line>) -> Result<u64, String> {
-        let triggered = batch.iter().any(|l| l.text.contains(TRIGGER));
+    fn append(batch: wit::Batch) -> Result<u64, String> {
+        let triggered = String::from_utf8_lossy(&batch.text).contains(TRIGGER);
         if triggered {
             TRIGGERED.with_borrow_mut(|t| *t = true);
             misbehave_in_append();
         }
-        let lines = batch
-            .into_iter()
-            .map(|l| Line {
-                channel: match l.channel {
-                    wit::Channel::Stdout => Channel::Stdout,
-                    wit::Channel::Stderr => Channel::Stderr,
-                },
-                text: l.text,
-                timestamp_ms: l.timestamp_ms,
-            })
-            .collect();
-        let last = RING.with_borrow_mut(|ring| ring.append(lines))?;
+        let batch = Batch {
+            lines: batch
+                .lines
+                .into_iter()
+                .map(|l| Line {
+                    channel: match l.channel {
+                        wit::Channel::Stdout => Channel::Stdout,
+                        wit::Channel::Stderr => Channel::Stderr,
+                    },
+                    len: l.len,
+                    timestamp_ms: l.timestamp_ms,
+                })
+                .collect(),
+            text: batch.text,
+        };
+        let last = RING.with_borrow_mut(|ring| ring.append(batch))?;
         if triggered && cfg!(feature = "backwards-eids") {
             return Ok(last.saturating_sub(10));
         }
@@ -75,22 +79,41 @@ impl wit::Guest for Policy {
         match RING.with_borrow(|ring| ring.read(after, max_events, max_bytes)) {
             ReadResult::Events(events) => {
                 if cfg!(feature = "panic-read")
-                    && events
-                        .iter()
-                        .any(|e| matches!(&e.body, Body::Stdout(t) if t.contains(TRIGGER)))
+                    && String::from_utf8_lossy(&events.batch.text).contains(TRIGGER)
                 {
                     panic!("hostile policy: panic in read");
                 }
-                let mut out: Vec<wit::Event> = events.into_iter().map(to_wit).collect();
+                let mut lines: Vec<wit::Line> = events
+                    .batch
+                    .lines
+                    .iter()
+                    .map(|l| wit::Line {
+                        channel: match l.channel {
+                            Channel::Stdout => wit::Channel::Stdout,
+                            Channel::Stderr => wit::Channel::Stderr,
+                        },
+                        len: l.len,
+                        timestamp_ms: l.timestamp_ms,
+                    })
+                    .collect();
+                let mut text = events.batch.text;
+                let mut ending = events.ending.map(to_wit_ending);
                 if cfg!(feature = "phantom-events") && TRIGGERED.with_borrow(|t| *t) {
-                    let eid = out.last().map_or(after + 1, |e| e.eid + 1);
-                    out.push(wit::Event {
-                        eid,
+                    // One more line than was ever logged.
+                    let phantom = b"never logged";
+                    lines.push(wit::Line {
+                        channel: wit::Channel::Stdout,
+                        len: phantom.len() as u32,
                         timestamp_ms: 0,
-                        body: wit::Body::Stdout("never logged".into()),
                     });
+                    text.extend_from_slice(phantom);
+                    ending = None;
                 }
-                wit::ReadResult::Events(out)
+                wit::ReadResult::Events(wit::Events {
+                    first_eid: events.first_eid,
+                    batch: wit::Batch { lines, text },
+                    ending,
+                })
             }
             ReadResult::Gap(g) => wit::ReadResult::Gap(wit::Gap {
                 from_eid: g.from_eid,
@@ -133,24 +156,16 @@ fn misbehave_in_append() {
     }
 }
 
-fn to_wit(e: execd_policy_ring::Event) -> wit::Event {
-    wit::Event {
-        eid: e.eid,
-        timestamp_ms: e.timestamp_ms,
-        body: match e.body {
-            Body::Stdout(t) => wit::Body::Stdout(t),
-            Body::Stderr(t) => wit::Body::Stderr(t),
-            Body::End(end) => wit::Body::End(wit::Ending {
-                outcome: match end.outcome {
-                    Outcome::Completed => wit::Outcome::Completed,
-                    Outcome::Failed { exit_code, message } => {
-                        wit::Outcome::Failed(wit::Failure { exit_code, message })
-                    }
-                },
-                execution_ms: end.execution_ms,
-                timestamp_ms: end.timestamp_ms,
-            }),
+fn to_wit_ending(end: Ending) -> wit::Ending {
+    wit::Ending {
+        outcome: match end.outcome {
+            Outcome::Completed => wit::Outcome::Completed,
+            Outcome::Failed { exit_code, message } => {
+                wit::Outcome::Failed(wit::Failure { exit_code, message })
+            }
         },
+        execution_ms: end.execution_ms,
+        timestamp_ms: end.timestamp_ms,
     }
 }
 
