@@ -19,9 +19,11 @@ use crate::sse::{self, Framing};
 /// SSE comment / ping interval while a stream waits.
 pub const KEEPALIVE: Duration = Duration::from_secs(3);
 /// Most events per read from the log, and so per write to the socket.
-const BATCH_EVENTS: u32 = 4096;
+const BATCH_EVENTS: u32 = 1024;
 /// About how many text bytes per read.
 const BATCH_BYTES: u32 = 256 * 1024;
+/// Starting size of a frame buffer.
+const MIN_FRAME: usize = 16 * 1024;
 
 /// Streams the log from `cursor` to its terminal event into `tx`, then
 /// detaches. Ends early when the client goes away (the body is dropped).
@@ -34,7 +36,7 @@ pub async fn follow(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut progress = log.subscribe();
-    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut buf = Vec::with_capacity(MIN_FRAME);
     'stream: loop {
         let now = *progress.borrow_and_update();
         if now.finished && cursor >= now.newest {
@@ -87,10 +89,13 @@ pub async fn follow(
 }
 
 /// Sends the buffered bytes as one frame; false once the client is gone.
+/// The next buffer starts at this frame's size, so a busy stream does not
+/// grow (copy, and fault in) a fresh buffer for every batch.
 async fn send(tx: &mpsc::Sender<Bytes>, buf: &mut Vec<u8>) -> bool {
     if buf.is_empty() {
         return true;
     }
-    let frame = Bytes::from(std::mem::replace(buf, Vec::with_capacity(64 * 1024)));
+    let next = Vec::with_capacity(MIN_FRAME);
+    let frame = Bytes::from(std::mem::replace(buf, next));
     tx.send(frame).await.is_ok()
 }
