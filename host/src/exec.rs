@@ -206,6 +206,9 @@ pub async fn pump(
     err.flush(&mut batch);
     command.log.append(batch).await;
 
+    if let Some(output) = &command.output {
+        output.close();
+    }
     let status = exit.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL));
     let (outcome, exit_code, error) = describe(status);
     {

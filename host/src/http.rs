@@ -15,6 +15,7 @@ use crate::body::{self, ResponseBody};
 use crate::command::now_ms;
 use crate::error::ApiError;
 use crate::log::AttachError;
+use crate::output::FileExt;
 use crate::reader;
 use crate::registry::{Lookup, Registry};
 use crate::request::RunRequest;
@@ -164,7 +165,14 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
     let bytes = read_body(req, app.max_body_bytes).await?;
     let request = RunRequest::parse(&bytes)?;
     let background = request.background;
-    let command = app.registry.start(request).await?;
+    // A complete request runs even if its client leaves at once: the start
+    // happens on its own task, which hyper dropping this future cannot stop.
+    let registry = Arc::clone(&app.registry);
+    let command = tokio::spawn(async move { registry.start(request).await })
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string())
+        })??;
     let mut prelude = Vec::new();
     sse::init(&mut prelude, framing, &command.id, now_ms());
     let (tx, body) = body::channel();
@@ -342,10 +350,13 @@ fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<Respons
             let Some(output) = &command.output else {
                 return;
             };
+            let Ok(file) = output.open_reader() else {
+                return;
+            };
             let mut offset = from;
             while offset < end {
                 let mut chunk = vec![0; LOG_CHUNK.min((end - offset) as usize)];
-                match output.read_at(&mut chunk, offset) {
+                match file.read_at(&mut chunk, offset) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         chunk.truncate(n);

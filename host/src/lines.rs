@@ -15,6 +15,10 @@ pub struct LineSplitter {
     partial: Vec<u8>,
     /// The previous chunk ended in `\r`: a leading `\n` belongs to it.
     after_cr: bool,
+    /// Pieces of the current line were sent already (cut at the limit, or
+    /// flushed when the pipe went idle): its terminator ends it, and is no
+    /// empty line of its own.
+    sent_part: bool,
     max_line: usize,
 }
 
@@ -29,6 +33,7 @@ impl LineSplitter {
         LineSplitter {
             partial: Vec::new(),
             after_cr: false,
+            sent_part: false,
             max_line: max_line.max(4),
         }
     }
@@ -43,7 +48,9 @@ impl LineSplitter {
         }
         while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
             let (text, rest) = chunk.split_at(end);
-            if self.partial.is_empty() {
+            if self.partial.is_empty() && text.is_empty() && self.sent_part {
+                // The end of a line whose every byte was sent already.
+            } else if self.partial.is_empty() {
                 self.emit_cut(text, &mut emit);
             } else {
                 self.partial.extend_from_slice(text);
@@ -52,6 +59,7 @@ impl LineSplitter {
                 self.partial = line;
                 self.partial.clear();
             }
+            self.sent_part = false;
             let terminator = rest[0];
             chunk = &rest[1..];
             if terminator == b'\r' {
@@ -63,10 +71,13 @@ impl LineSplitter {
             }
         }
         self.partial.extend_from_slice(chunk);
-        while self.partial.len() >= self.max_line {
+        // Cut only once more bytes than fit are here: a line of exactly the
+        // limit may still end with the next byte, whatever the chunking.
+        while self.partial.len() > self.max_line {
             let cut = cut_point(&self.partial[..self.max_line]);
             emit(&self.partial[..cut]);
             self.partial.drain(..cut);
+            self.sent_part = true;
         }
     }
 
@@ -90,6 +101,7 @@ impl LineSplitter {
         if !self.partial.is_empty() {
             emit(&self.partial);
             self.partial.clear();
+            self.sent_part = true;
         }
     }
 }
@@ -197,6 +209,22 @@ mod tests {
             assert!(std::str::from_utf8(piece).is_ok(), "{piece:?}");
         }
         assert_eq!(got.concat(), text.as_bytes());
+    }
+
+    #[test]
+    fn a_terminator_after_sent_pieces_is_no_empty_line() {
+        // Cut exactly at the limit, newline in the next chunk.
+        let got = split(&[b"abcd", b"\nef"], 4);
+        let want: Vec<&[u8]> = vec![b"abcd", b"ef"];
+        assert_eq!(got, want);
+        // Flushed when idle, then the newline.
+        let mut s = LineSplitter::new(100);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        s.push(b"prompt> ", |l| out.push(l.to_vec()));
+        s.flush(|l| out.push(l.to_vec()));
+        s.push(b"\r\n\nnext\n", |l| out.push(l.to_vec()));
+        let want: Vec<&[u8]> = vec![b"prompt> ", b"", b"next"];
+        assert_eq!(out, want);
     }
 
     #[test]

@@ -41,7 +41,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the open-file limit to its hard maximum: every running command
+/// holds pipes, and every stream a socket.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
+    raise_fd_limit();
     let limits = Limits {
         memory_mb: config.policy_memory_mb,
         call_ms: config.policy_call_ms,

@@ -4,34 +4,33 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+pub use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct OutputFile {
     path: PathBuf,
-    file: Mutex<File>,
+    /// Open while the command runs; closed when it ends, so a retained
+    /// command holds no file descriptor.
+    writer: Mutex<Option<File>>,
     len: AtomicU64,
 }
 
 impl OutputFile {
     pub fn create(path: PathBuf) -> std::io::Result<OutputFile> {
-        let file = File::options()
-            .create_new(true)
-            .read(true)
-            .append(true)
-            .open(&path)?;
+        let file = File::options().create_new(true).append(true).open(&path)?;
         Ok(OutputFile {
             path,
-            file: Mutex::new(file),
+            writer: Mutex::new(Some(file)),
             len: AtomicU64::new(0),
         })
     }
 
     /// Appends bytes as read from either pipe.
     pub fn append(&self, bytes: &[u8]) {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(file) = writer.as_mut() else { return };
         match file.write_all(bytes) {
             Ok(()) => {
                 self.len.fetch_add(bytes.len() as u64, Ordering::Release);
@@ -45,10 +44,14 @@ impl OutputFile {
         self.len.load(Ordering::Acquire)
     }
 
-    /// Reads up to `buf.len()` bytes at `offset`.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.read_at(buf, offset)
+    /// The command ended: no more output comes.
+    pub fn close(&self) {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// A handle to read the output with ([`FileExt::read_at`]).
+    pub fn open_reader(&self) -> std::io::Result<File> {
+        File::open(&self.path)
     }
 
     /// Removes the file; reads already under way keep their handle.

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -36,6 +36,8 @@ pub struct Registry {
     commands: RwLock<HashMap<String, Arc<Command>>>,
     /// Commands whose pump has not finished.
     running: AtomicUsize,
+    /// A log expired since the heap was last trimmed.
+    freed: AtomicBool,
     bounds: Bounds,
     tombstones: Mutex<Tombstones>,
     policy: PolicyEngine,
@@ -43,10 +45,11 @@ pub struct Registry {
     state_dir: PathBuf,
 }
 
+/// Expired ids (as the 128-bit numbers they spell) and their terminal eids.
 #[derive(Default)]
 struct Tombstones {
-    terminal: HashMap<String, u64>,
-    order: VecDeque<String>,
+    terminal: HashMap<u128, u64>,
+    order: VecDeque<u128>,
 }
 
 /// What the registry knows of an id.
@@ -58,16 +61,20 @@ pub enum Lookup {
 }
 
 impl Registry {
+    /// A registry; call from within the runtime (it starts the heap trimmer).
     pub fn new(policy: PolicyEngine, state_dir: PathBuf, bounds: Bounds) -> Arc<Registry> {
-        Arc::new(Registry {
+        let registry = Arc::new(Registry {
             commands: RwLock::default(),
             running: AtomicUsize::new(0),
+            freed: AtomicBool::new(false),
             bounds,
             tombstones: Mutex::default(),
             policy,
             shell: exec::shell(),
             state_dir,
-        })
+        });
+        tokio::spawn(trim_heap(Arc::downgrade(&registry)));
+        registry
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Command>> {
@@ -83,7 +90,8 @@ impl Registry {
             return Lookup::Live(command);
         }
         let tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
-        match tombstones.terminal.get(id) {
+        let key = u128::from_str_radix(id, 16).ok().filter(|_| id.len() == 32);
+        match key.and_then(|key| tombstones.terminal.get(&key)) {
             Some(eid) => Lookup::Expired(*eid),
             None => Lookup::Unknown,
         }
@@ -165,14 +173,17 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&command.id);
-        let mut tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
-        tombstones.terminal.insert(command.id.clone(), terminal);
-        tombstones.order.push_back(command.id.clone());
-        while tombstones.order.len() > TOMBSTONES {
-            if let Some(old) = tombstones.order.pop_front() {
-                tombstones.terminal.remove(&old);
+        if let Ok(key) = u128::from_str_radix(&command.id, 16) {
+            let mut tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+            tombstones.terminal.insert(key, terminal);
+            tombstones.order.push_back(key);
+            while tombstones.order.len() > TOMBSTONES {
+                if let Some(old) = tombstones.order.pop_front() {
+                    tombstones.terminal.remove(&old);
+                }
             }
         }
+        self.freed.store(true, Ordering::Release);
     }
 
     /// How many commands are running.
@@ -188,6 +199,29 @@ impl Registry {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+/// How often the heap is trimmed after logs expired.
+const TRIM_EVERY: Duration = Duration::from_secs(2);
+
+/// Hands memory freed by expired logs back to the OS, every
+/// [`TRIM_EVERY`] while logs expire: glibc keeps freed heap pages
+/// otherwise, and a host that ran thousands of commands would keep their
+/// peak for good.
+async fn trim_heap(registry: std::sync::Weak<Registry>) {
+    loop {
+        tokio::time::sleep(TRIM_EVERY).await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        if registry.freed.swap(false, Ordering::AcqRel) {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only walks the allocator's own free lists.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
     }
 }
 
