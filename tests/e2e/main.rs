@@ -9,3 +9,12 @@ mod output;
 mod policies;
 mod resume;
 mod startup;
+
+mod bounds;
+mod chaos;
+mod faults;
+mod leaks;
+mod lifecycle;
+mod probes;
+mod props;
+mod security;
