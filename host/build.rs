@@ -45,13 +45,7 @@ fn build_guest(root: &Path, target_dir: &Path, package: &str, extra: &[&str], de
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args([
-            "build",
-            "--package",
-            "execd-policy-ring",
-            "--profile",
-            "guest",
-        ])
+        .args(["build", "--package", package, "--profile", "guest"])
         .args(["--target", TARGET])
         .arg("--target-dir")
         .arg(target_dir)
