@@ -165,7 +165,17 @@ pub async fn pump(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // Biased: the timeout and the drain cap first (a flooded pipe cannot
+        // hold them off), then reads, so a late wake-up cannot let an expired timer
+        // (partial flush, drain) win over output already in the pipe.
         tokio::select! {
+            biased;
+            _ = sleep_until(deadline.unwrap_or(far)), if exit.is_none() && !timed_out && deadline.is_some() => {
+                timed_out = true;
+                command.signal(libc::SIGKILL);
+            }
+            // Descendants may keep a pipe busy forever: stop at the cap.
+            _ = sleep_until(exited_at + DRAIN_MAX), if exit.is_some() => break,
             read = out.read() => on_read(&command, &mut out, read, &mut batch),
             read = err.read() => on_read(&command, &mut err, read, &mut batch),
             status = child.wait(), if exit.is_none() => {
@@ -181,10 +191,6 @@ pub async fn pump(
                 exited_at = Instant::now();
                 quiet_until = exited_at + DRAIN_QUIET;
             }
-            _ = sleep_until(deadline.unwrap_or(far)), if exit.is_none() && !timed_out && deadline.is_some() => {
-                timed_out = true;
-                command.signal(libc::SIGKILL);
-            }
             _ = sleep_until(partial_due.unwrap_or(far)), if partial_due.is_some() => {
                 let now = Instant::now();
                 if out.partial_due().is_some_and(|due| due <= now) {
@@ -194,7 +200,7 @@ pub async fn pump(
                     err.flush(&mut batch);
                 }
             }
-            _ = sleep_until(quiet_until.min(exited_at + DRAIN_MAX)), if exit.is_some() => break,
+            _ = sleep_until(quiet_until), if exit.is_some() => break,
         }
         if exit.is_some() && !batch.lines.is_empty() {
             quiet_until = Instant::now() + DRAIN_QUIET;

@@ -135,8 +135,7 @@ impl Registry {
         } else {
             None
         };
-        let child = exec::spawn(&self.shell, &request)
-            .map_err(|e| ApiError::bad_body(format!("cannot start the command: {e}")))?;
+        let child = exec::spawn(&self.shell, &request).map_err(spawn_error)?;
         let command = Arc::new(Command::new(
             id.clone(),
             request.command,
@@ -222,6 +221,19 @@ async fn trim_heap(registry: std::sync::Weak<Registry>) {
                 libc::malloc_trim(0);
             }
         }
+    }
+}
+
+/// A spawn failure is the request's fault (a uid the host may not take, a
+/// bad path) unless the host ran out of something: then it is a 503.
+fn spawn_error(e: std::io::Error) -> ApiError {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RESOURCE_EXHAUSTED",
+            format!("the host cannot start a process now: {e}"),
+        ),
+        _ => ApiError::bad_body(format!("cannot start the command: {e}")),
     }
 }
 
