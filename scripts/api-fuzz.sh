@@ -2,8 +2,11 @@
 # API fuzzing: schemathesis (from PyPI, in a venv under target/) against
 # specs/execd-api.yaml, on a throwaway execd-host listening on a free
 # loopback port. Checks that no response is a 5xx and that status codes,
-# content types, headers and bodies conform to the spec. Exits non-zero on
-# any failure, or if the host dies. Bounded: at most ~5 minutes.
+# content types, headers and bodies conform to the spec, and (a check of
+# its own, in the hooks below) that every streamed event's JSON matches
+# the spec's `Event` with `event:`/`id:` lines to match. Exits non-zero on
+# any failure, or if the host dies or logs an error. Bounded: at most ~5
+# minutes.
 #
 # The host runs what POST /command bodies say, so a hook rewrites every
 # generated non-blank `command` into the no-op `: api-fuzz '<the text>'`

@@ -1,7 +1,8 @@
 //! Bounds: the number of running commands, readers per command, and the
 //! line length are configurable, reject with a clear 503 (or cut lines)
-//! when exceeded, and never take the host down. The body-size bound is
-//! tested in errors.rs.
+//! when exceeded, and never take the host down; running out of file
+//! descriptors is answered as the server's condition. The body-size bound
+//! is tested in errors.rs.
 
 use std::time::{Duration, Instant};
 
@@ -205,4 +206,53 @@ async fn max_line_bytes_line_whose_newline_comes_later() {
             .collect::<Vec<_>>()
     );
     assert_eq!(got, want);
+}
+
+/// Out of file descriptors (a server-side limit, not the client's fault),
+/// `POST /command` is refused with a 5xx error body (not a 400 blaming the
+/// request), and once fds are available again the host serves as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fd_exhaustion_is_a_server_error_and_the_host_recovers() {
+    let host = Host::start(&[]).await;
+    let pid = host.pid().expect("host pid") as i32;
+    let mut before = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads the host's limit into a struct we own.
+    unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut before) };
+    let set_limit = |n: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: before.rlim_max,
+        };
+        // SAFETY: prlimit(2) on the host we started, with a valid rlimit.
+        let set = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+        assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    };
+    ping(&host).await;
+    // Room for the connection, not for the command's pipes.
+    set_limit(host_fds(&host) as u64 + 2);
+    let refused = host
+        .run(json!({ "command": "echo never" }))
+        .await
+        .finish()
+        .await;
+    set_limit(before.rlim_cur);
+    println!(
+        "bounds/fds: out of fds, POST /command answered {} {}",
+        refused.status,
+        refused.text()
+    );
+    assert!(
+        (500..600).contains(&refused.status),
+        "out of fds is the server's condition, not a bad request: {} {}",
+        refused.status,
+        refused.text()
+    );
+    let json = refused.json();
+    assert!(json["code"].is_string() && json["message"].is_string());
+    let mut stream = host.run(json!({ "command": "echo back" })).await;
+    init_id(&mut stream).await;
+    assert_eq!(logged(&stream.events().await, 0)[0].text(), "back");
 }

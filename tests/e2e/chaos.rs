@@ -2,7 +2,8 @@
 //! clients that disconnect at random points and resume alternately by
 //! `after_eid` and `Last-Event-ID`. Every command's output must arrive
 //! exactly once, in order, ending in its right terminal event; a very slow
-//! reader beside them gets everything and slows no one.
+//! reader beside them gets everything and slows no one; a host starved of
+//! CPU still sends each line of a busy pipe whole.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -308,5 +309,93 @@ async fn a_very_slow_reader_gets_everything_and_slows_no_one() {
     assert!(
         slow_count as u128 <= slow_phase.as_millis() / 100 + 1 && slow_count < 1000,
         "the slow reader read {slow_count} events in {slow_phase:?}"
+    );
+}
+
+/// A busy loop pinned to CPU 0, killed on drop (and ending by itself after
+/// a minute, should the test process be killed first).
+struct BusyCpu0(std::process::Child);
+
+impl Drop for BusyCpu0 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every thread of `pid` on CPU 0 only, at SCHED_IDLE priority: it runs
+/// only in the gaps another process on that CPU leaves.
+fn starve(pid: u32) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("host threads");
+    for entry in tasks.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // SAFETY: plain syscalls on the host's threads, with values we own.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param);
+        }
+    }
+}
+
+/// A host starved of CPU (SCHED_IDLE beside a busy loop on its CPU) while
+/// a command on another CPU keeps its pipe full: the pipe is never idle,
+/// so no line may be sent in pieces (the partial-line delay is for a quiet
+/// pipe, not a slow host), and every byte arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starved_host_splits_no_line_of_a_busy_pipe() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tools = ["/usr/bin/taskset", "/usr/bin/chrt", "/bin/bash"]
+        .iter()
+        .all(|t| std::path::Path::new(t).exists());
+    if cpus < 2 || !tools {
+        println!("chaos/starved: skipped ({cpus} CPUs, taskset, chrt and bash present: {tools})");
+        return;
+    }
+    let started = Instant::now();
+    let host = Host::start(&[]).await;
+    let _busy = BusyCpu0(
+        std::process::Command::new("taskset")
+            .args([
+                "-c",
+                "0",
+                "bash",
+                "-c",
+                "while [ $SECONDS -lt 60 ]; do :; done",
+            ])
+            .spawn()
+            .expect("busy loop"),
+    );
+    starve(host.pid().expect("host pid"));
+    // The command leaves the host's CPU and priority: it writes at full
+    // speed on CPU 1, awk's 4 KiB blocks cutting lines anywhere.
+    let lines = 50_000;
+    let command = format!(
+        "exec taskset -c 1 chrt -o 0 sh -c \
+         'seq 1 {lines} | awk \"{{ printf \\\"o%d-%050d\\\\n\\\", \\$1, 0 }}\"'"
+    );
+    let mut stream = host.run(json!({ "command": command })).await;
+    init_id(&mut stream).await;
+    let events = logged(&stream.events().await, 0);
+    let out = texts(&events, "stdout");
+    let want: Vec<String> = (1..=lines).map(|i| format!("o{i}-{:050}", 0)).collect();
+    println!(
+        "chaos/starved: {lines} lines from a busy pipe to a starved host: {} events, {:?}",
+        out.len(),
+        started.elapsed()
+    );
+    assert!(
+        out.concat() == want.concat(),
+        "every byte exactly once, in order"
+    );
+    assert_eq!(
+        out.len(),
+        lines,
+        "{} lines were sent in pieces though the pipe never went quiet",
+        out.len().saturating_sub(lines)
     );
 }
