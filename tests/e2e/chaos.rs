@@ -62,24 +62,6 @@ fn check(n: usize, code: i32, events: &[Event]) {
     }
 }
 
-/// Resumes `id` after `after`, by query or by `Last-Event-ID`.
-async fn reopen(host: &Host, id: &str, after: u64, by_header: bool) -> Stream {
-    let stream = if by_header {
-        let after = after.to_string();
-        host.send(
-            "GET",
-            &format!("/command/{id}/resume"),
-            &[("Last-Event-ID", &after)],
-            b"",
-        )
-        .await
-    } else {
-        host.resume(id, after).await
-    };
-    assert_eq!(stream.status, 200, "resume {id} after {after}");
-    stream
-}
-
 /// Reads a command to its terminal event, disconnecting after a random
 /// number of events (sometimes none) each time. Returns every event read
 /// and the number of disconnects.
@@ -113,7 +95,8 @@ async fn read_with_disconnects(
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         let after = all.iter().filter_map(Event::eid).next_back().unwrap_or(0);
-        stream = reopen(host, id, after, round.is_multiple_of(2)).await;
+        stream = host.resume_by(id, after, round.is_multiple_of(2)).await;
+        assert_eq!(stream.status, 200, "resume {id} after {after}");
     }
 }
 

@@ -160,6 +160,19 @@ impl Host {
         .await
     }
 
+    /// Resumes `id` after `after`, by the `Last-Event-ID` header or by the
+    /// `after_eid` query.
+    pub async fn resume_by(&self, id: &str, after: u64, by_header: bool) -> Stream {
+        if by_header {
+            let after = after.to_string();
+            let path = format!("/command/{id}/resume");
+            self.send("GET", &path, &[("Last-Event-ID", &after)], b"")
+                .await
+        } else {
+            self.resume(id, after).await
+        }
+    }
+
     pub async fn status(&self, id: &str) -> Value {
         self.call("GET", &format!("/command/status/{id}"), "")
             .await

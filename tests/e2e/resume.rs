@@ -8,22 +8,6 @@ use serde_json::json;
 
 use crate::harness::*;
 
-/// Resumes `id` from `after`, alternating between the query and the header.
-async fn reopen(host: &Host, id: &str, after: u64, by_header: bool) -> Stream {
-    if by_header {
-        let after = after.to_string();
-        host.send(
-            "GET",
-            &format!("/command/{id}/resume"),
-            &[("Last-Event-ID", &after)],
-            b"",
-        )
-        .await
-    } else {
-        host.resume(id, after).await
-    }
-}
-
 /// Reads a command to its end through many short-lived connections.
 async fn read_with_disconnects(
     host: &Host,
@@ -57,7 +41,7 @@ async fn read_with_disconnects(
         drop(stream);
         reconnects += 1;
         let after = all.iter().filter_map(Event::eid).next_back().unwrap_or(0);
-        stream = reopen(host, id, after, reconnects % 2 == 0).await;
+        stream = host.resume_by(id, after, reconnects % 2 == 0).await;
         assert_eq!(stream.status, 200, "resume after {after}");
     }
 }
