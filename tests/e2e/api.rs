@@ -483,14 +483,11 @@ async fn uid_and_gid_drop_privileges() {
 async fn legacy_framing_host_writes_bare_json() {
     let host = Host::start(&["--sse-framing", "legacy"]).await;
     let resp = host
-        .send(
+        .call(
             "POST",
             "/command",
-            &[],
-            json!({"command": "echo hi"}).to_string().as_bytes(),
+            &json!({"command": "echo hi"}).to_string(),
         )
-        .await
-        .finish()
         .await;
     assert_eq!(resp.status, 200);
     let text = resp.text();
@@ -520,14 +517,11 @@ async fn legacy_framing_host_writes_bare_json() {
 
     // A request can ask for standard framing on a legacy host.
     let resp = host
-        .send(
+        .call(
             "POST",
             "/command?framing=standard",
-            &[],
-            json!({"command": "echo hi"}).to_string().as_bytes(),
+            &json!({"command": "echo hi"}).to_string(),
         )
-        .await
-        .finish()
         .await;
     assert_eq!(resp.status, 200);
     let text = resp.text();
@@ -542,14 +536,11 @@ async fn legacy_framing_host_writes_bare_json() {
 async fn request_can_choose_legacy_framing() {
     let host = Host::start(&[]).await;
     let resp = host
-        .send(
+        .call(
             "POST",
             "/command?framing=legacy",
-            &[],
-            json!({"command": "echo hi"}).to_string().as_bytes(),
+            &json!({"command": "echo hi"}).to_string(),
         )
-        .await
-        .finish()
         .await;
     assert_eq!(resp.status, 200);
     let text = resp.text();
@@ -565,14 +556,11 @@ async fn request_can_choose_legacy_framing() {
 
     // Without the parameter the same host frames as standard.
     let resp = host
-        .send(
+        .call(
             "POST",
             "/command",
-            &[],
-            json!({"command": "echo hi"}).to_string().as_bytes(),
+            &json!({"command": "echo hi"}).to_string(),
         )
-        .await
-        .finish()
         .await;
     assert!(
         resp.text().starts_with("event: init\n"),
