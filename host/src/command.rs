@@ -1,7 +1,6 @@
 //! A command the host started: what was asked, its status, its log, and
 //! how to signal it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,7 +33,6 @@ pub struct Command {
     /// The policy's directory for this command's log, if it wanted one.
     pub scratch: Option<ScratchDir>,
     status: Mutex<Status>,
-    interrupts: AtomicU64,
 }
 
 #[derive(Serialize)]
@@ -76,7 +74,6 @@ impl Command {
                 running: true,
                 ..Status::default()
             }),
-            interrupts: AtomicU64::new(0),
         }
     }
 
@@ -129,12 +126,11 @@ impl Command {
         if !self.signal(libc::SIGTERM) {
             return;
         }
-        let round = self.interrupts.fetch_add(1, Ordering::Relaxed);
         let command = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(KILL_GRACE).await;
             if command.signal(libc::SIGKILL) {
-                tracing::info!(id = %command.id, round, "SIGKILL after interrupt grace");
+                tracing::info!(id = %command.id, "SIGKILL after interrupt grace");
             }
         });
     }
