@@ -52,6 +52,13 @@ pub struct Config {
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
 
+    /// Time a client has to send a request's head, and again its body, in
+    /// milliseconds. A head not complete in time closes the connection (so
+    /// does a keep-alive connection idle this long); a body not complete in
+    /// time is answered with 408 REQUEST_TIMEOUT.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
     /// Most commands running at once (503 TOO_MANY_COMMANDS beyond).
     #[arg(long, default_value_t = 1024)]
     pub max_commands: usize,

@@ -3,6 +3,7 @@
 //! the contract's JSON bodies in exactly one place, [`respond`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -27,6 +28,8 @@ pub struct App {
     pub access_token: Option<String>,
     pub framing: Framing,
     pub max_body_bytes: usize,
+    /// Time a request's body may take to arrive.
+    pub body_timeout: Duration,
     pub max_readers: usize,
     /// Turns true when the host shuts down: streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -162,7 +165,7 @@ fn event_stream(body: ResponseBody) -> Response<ResponseBody> {
 
 async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let framing = framing(app, &req)?;
-    let bytes = read_body(req, app.max_body_bytes).await?;
+    let bytes = read_body(req, app.max_body_bytes, app.body_timeout).await?;
     let request = RunRequest::parse(&bytes)?;
     let background = request.background;
     // A complete request runs even if its client leaves at once: the start
@@ -200,8 +203,25 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
     Ok(event_stream(body))
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), limit).collect().await {
+async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    let collect = Limited::new(req.into_body(), limit).collect();
+    // A client that stalls mid-body would otherwise hold its connection
+    // (and this task) for as long as it likes.
+    let Ok(collected) = tokio::time::timeout(timeout, collect).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "the request body did not arrive within {} ms (--request-timeout-ms)",
+                timeout.as_millis()
+            ),
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -17,6 +17,7 @@ pub mod http;
 pub mod lines;
 pub mod log;
 pub mod output;
+pub mod parse_errors;
 pub mod policy;
 pub mod reader;
 pub mod registry;

@@ -81,6 +81,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         access_token: config.access_token.clone().filter(|t| !t.is_empty()),
         framing: config.sse_framing,
         max_body_bytes: config.max_body_bytes,
+        body_timeout: Duration::from_millis(config.request_timeout_ms),
         max_readers: config.max_readers,
         shutdown: shutdown_rx,
     });
@@ -96,7 +97,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
             _ = interrupt.recv() => {},
         }
     };
-    let draining = server::serve(listener, app, stop).await;
+    let draining = server::serve(
+        listener,
+        app,
+        Duration::from_millis(config.request_timeout_ms),
+        stop,
+    )
+    .await;
     tracing::info!("shutting down: stopping commands");
     stop_commands(&registry).await;
     // Streams of finished commands have ended with their terminal event;

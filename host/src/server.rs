@@ -5,17 +5,25 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::http::{App, respond};
+use crate::parse_errors::ParseErrorBodies;
+
+/// Largest request head (request line and headers) accepted; larger ones
+/// get 431. Hyper's own bound is its read buffer, which a fast client can
+/// fill past before the head is parsed.
+const MAX_HEAD_BYTES: usize = 256 * 1024;
 
 /// Serves connections until `stop` resolves, then returns a handle that
-/// waits for the open connections to end.
+/// waits for the open connections to end. A request's head must arrive
+/// within `head_timeout` (idle keep-alive connections close after it too).
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    head_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) -> Draining {
     let graceful = GracefulShutdown::new();
@@ -38,7 +46,10 @@ pub async fn serve(
         let service = service_fn(move |req| respond(Arc::clone(&app), req));
         let conn = http1::Builder::new()
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+            .timer(TokioTimer::new())
+            .header_read_timeout(head_timeout)
+            .max_header_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(ParseErrorBodies::new(stream)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -440,3 +440,61 @@ async fn a_whole_post_runs_even_if_the_client_leaves_at_once() {
         "commands whose client closed right after a complete POST never ran"
     );
 }
+
+/// Requests that stall time out (`--request-timeout-ms`): a head not
+/// complete in time, or an idle keep-alive connection, is closed without an
+/// answer; a body not complete in time gets 408 `REQUEST_TIMEOUT`. Their
+/// fds go although the clients never leave, and nothing stalled runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_requests_time_out() {
+    let dir = TempDir::new("faults-stalled");
+    let marker = dir.0.join("ran");
+    let host = Host::start(&["--request-timeout-ms", "500"]).await;
+    let (fds0, _) = warmed_up(&host).await;
+    let body = json!({ "command": format!("touch {}", marker.display()) }).to_string();
+    let mid_body = format!(
+        "POST /command HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..body.len() - 1]
+    );
+    let cases: [(&str, &[u8]); 4] = [
+        ("mid request line", b"GET /pi"),
+        ("mid headers", b"GET /ping HTTP/1.1\r\nHost: x\r\n"),
+        ("idle keep-alive", b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("mid body", mid_body.as_bytes()),
+    ];
+    let mut conns = Vec::new();
+    for (_, bytes) in cases {
+        let mut conn = connect(&host).await;
+        conn.write_all(bytes).await.expect("partial request");
+        conns.push(conn);
+    }
+    let started = Instant::now();
+    for ((what, _), mut conn) in cases.iter().zip(conns) {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still open after 5 s"))
+            .expect("read");
+        let text = String::from_utf8_lossy(&got);
+        match *what {
+            "idle keep-alive" => {
+                assert!(text.starts_with("HTTP/1.1 200"), "{what}: {text}");
+                assert_eq!(text.matches("HTTP/1.1").count(), 1, "{what}: {text}");
+            }
+            "mid body" => {
+                assert!(text.starts_with("HTTP/1.1 408"), "{what}: {text}");
+                let json = text.split_once("\r\n\r\n").expect("head and body").1;
+                let error: serde_json::Value = serde_json::from_str(json).expect("JSON body");
+                assert_eq!(error["code"], "REQUEST_TIMEOUT", "{what}: {text}");
+            }
+            _ => assert!(got.is_empty(), "{what}: closed without an answer: {text}"),
+        }
+    }
+    let waited = started.elapsed();
+    let fds = settled_fds(&host, fds0, 1).await;
+    println!("faults/stalled: 4 stalled requests ended in {waited:?}; fds {fds0} -> {fds}");
+    assert!(fds <= fds0 + 1, "fds {fds0} -> {fds}");
+    assert!(!marker.exists(), "a command whose body never arrived ran");
+    ping(&host).await;
+}

@@ -292,37 +292,75 @@ async fn random_paths_queries_and_headers_never_5xx() {
     ping(&host).await;
 }
 
-/// Requests hyper itself cannot parse: answered with a 4xx (or the
-/// connection closed), never a 5xx, and the host keeps serving.
+/// Requests that are not valid HTTP, most of which hyper rejects before
+/// any handler runs: each is answered with a 4xx and the contract's error
+/// body, never a 5xx, and the host keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_http_never_5xx() {
+async fn malformed_http_gets_4xx_with_error_body() {
     let host = Host::start(&[]).await;
-    let cases: [&[u8]; 9] = [
-        b"GET /ping HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-        b"GET /ping HTTP/9.9\r\n\r\n",
-        b"\x00\x01\x02\r\n\r\n",
-        b"GET  /ping HTTP/1.1\r\n\r\n",
-        b"POST /command HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n{}",
-        b"POST /command HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"GET /command/status/\xff HTTP/1.1\r\n\r\n",
-        b"GET /command/x<y>/logs HTTP/1.1\r\n\r\n",
-        b"GET /command/a b/logs HTTP/1.1\r\n\r\n",
+    let long_uri = format!("GET /command/{} HTTP/1.1\r\n\r\n", "a".repeat(70_000));
+    let huge_head = format!(
+        "GET /ping HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(500_000)
+    );
+    let cases: [(&[u8], &str); 11] = [
+        (
+            b"GET /ping HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+            "MALFORMED_REQUEST",
+        ),
+        (b"GET /ping HTTP/9.9\r\n\r\n", "MALFORMED_REQUEST"),
+        (b"\x00\x01\x02\r\n\r\n", "MALFORMED_REQUEST"),
+        (b"GET  /ping HTTP/1.1\r\n\r\n", "MALFORMED_REQUEST"),
+        (
+            b"POST /command HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n{}",
+            "MALFORMED_REQUEST",
+        ),
+        (
+            b"POST /command HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "INVALID_REQUEST_BODY",
+        ),
+        (
+            b"GET /command/status/\xff HTTP/1.1\r\n\r\n",
+            "MALFORMED_REQUEST",
+        ),
+        (
+            b"GET /command/x<y>/logs HTTP/1.1\r\n\r\n",
+            "MALFORMED_REQUEST",
+        ),
+        (
+            b"GET /command/a b/logs HTTP/1.1\r\n\r\n",
+            "MALFORMED_REQUEST",
+        ),
+        (long_uri.as_bytes(), "URI_TOO_LONG"),
+        (huge_head.as_bytes(), "HEADERS_TOO_LARGE"),
     ];
     let mut answers = Vec::new();
-    for case in cases {
+    for (case, code) in cases {
         let got = raw_exchange(&host, case, Duration::from_secs(5)).await;
         let text = String::from_utf8_lossy(&got);
-        let status: u16 = text
+        let shown = String::from_utf8_lossy(&case[..case.len().min(60)]);
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{shown:?}: no answer: {text:?}"));
+        let status: u16 = head
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        assert!((400..500).contains(&status), "{shown:?}: {text}");
         assert!(
-            got.is_empty() || (400..500).contains(&status),
-            "{:?}: {text}",
-            String::from_utf8_lossy(case)
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{shown:?}: {head}"
         );
-        answers.push(text.lines().next().unwrap_or("(closed)").to_string());
+        let error: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{shown:?}: body is not JSON ({e}): {body:?}"));
+        assert_eq!(error["code"], code, "{shown:?}: {body}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        answers.push(format!("{status} {code}"));
     }
     println!("security/malformed HTTP: {answers:?}");
     ping(&host).await;
