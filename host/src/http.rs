@@ -38,15 +38,34 @@ pub struct App {
 const TOKEN_HEADER: &str = "x-execd-access-token";
 const TAIL_CURSOR_HEADER: &str = "EXECD-COMMANDS-TAIL-CURSOR";
 
-/// Serves one request; never fails at the HTTP level.
-pub async fn respond(
-    app: Arc<App>,
+/// Serves one request on a task of its own, started as soon as hyper hands
+/// the request over: hyper drops a connection, and the future it holds for
+/// the request, when it sees the client's EOF, which can come before it
+/// first polls that future. A request received in full is still served
+/// (a fire-and-forget `POST /command` runs); its response goes nowhere.
+pub fn handle(
+    app: &Arc<App>,
     req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, std::convert::Infallible> {
-    Ok(match route(&app, req).await {
+) -> impl Future<Output = Result<Response<ResponseBody>, std::convert::Infallible>> + use<> {
+    let handling = tokio::spawn(respond(Arc::clone(app), req));
+    async move {
+        Ok(handling.await.unwrap_or_else(|e| {
+            tracing::error!("request handler failed: {e}");
+            error_response(&ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "the request handler failed",
+            ))
+        }))
+    }
+}
+
+/// Serves one request; never fails at the HTTP level.
+async fn respond(app: Arc<App>, req: Request<Incoming>) -> Response<ResponseBody> {
+    match route(&app, req).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
-    })
+    }
 }
 
 pub fn error_response(error: &ApiError) -> Response<ResponseBody> {
@@ -168,14 +187,9 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
     let bytes = read_body(req, app.max_body_bytes, app.body_timeout).await?;
     let request = RunRequest::parse(&bytes)?;
     let background = request.background;
-    // A complete request runs even if its client leaves at once: the start
-    // happens on its own task, which hyper dropping this future cannot stop.
-    let registry = Arc::clone(&app.registry);
-    let command = tokio::spawn(async move { registry.start(request).await })
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string())
-        })??;
+    // A complete request runs even if its client leaves at once: this
+    // handler runs on its own task (see `server`).
+    let command = app.registry.start(request).await?;
     let mut prelude = Vec::new();
     sse::init(&mut prelude, framing, &command.id, now_ms());
     let (tx, body) = body::channel();

@@ -9,7 +9,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::http::{App, respond};
+use crate::http::{App, handle};
 use crate::parse_errors::ParseErrorBodies;
 
 /// Largest request head (request line and headers) accepted; larger ones
@@ -43,7 +43,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
-        let service = service_fn(move |req| respond(Arc::clone(&app), req));
+        let service = service_fn(move |req| handle(&app, req));
         let conn = http1::Builder::new()
             .keep_alive(true)
             .timer(TokioTimer::new())

@@ -404,8 +404,6 @@ async fn one_connection(host: &Host, id: &str, i: usize) -> usize {
 /// command run: a disconnect never cancels a command, and execd runs every
 /// request it has received.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: hyper drops a request whose client half-closes before the body is read; \
-            half_close(true) fixes it but then reset readers are noticed late (faults::resets_mid_event_leak_nothing)"]
 async fn a_whole_post_runs_even_if_the_client_leaves_at_once() {
     let dir = TempDir::new("faults-fire-and-forget");
     let host = Host::start(&[]).await;
