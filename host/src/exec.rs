@@ -12,8 +12,8 @@ use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::time::{Instant, sleep_until};
 
 use crate::command::{Command, now_ms};
-use crate::lines::{LineSplitter, append_text};
-use crate::policy::wit::{Batch, Channel, Ending, Failure, Line, Outcome};
+use crate::lines::LineSplitter;
+use crate::policy::wit::{Batch, Channel, Ending, Failure, Outcome};
 use crate::request::RunRequest;
 
 /// How long an unterminated line may wait for its end before it is sent
@@ -98,10 +98,10 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
 
     fn lines(&mut self, n: usize, batch: &mut Batch) {
         let (channel, ts) = (self.channel, now_ms());
-        let before = batch.lines.len();
+        let before = batch.len();
         self.splitter
-            .push(&self.buf[..n], |line| add_line(batch, channel, ts, line));
-        let completed_a_line = batch.lines.len() > before;
+            .push(&self.buf[..n], |line| batch.push_line(channel, ts, line));
+        let completed_a_line = batch.len() > before;
         self.partial_since = match (self.splitter.has_partial(), self.partial_since) {
             (false, _) => None,
             (true, Some(since)) if !completed_a_line => Some(since),
@@ -118,27 +118,7 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
         self.partial_since = None;
         let (channel, ts) = (self.channel, now_ms());
         self.splitter
-            .flush(|line| add_line(batch, channel, ts, line));
-    }
-}
-
-/// Adds a line to a batch: its text, as the contract wants it, appended to
-/// the batch's one text buffer.
-fn add_line(batch: &mut Batch, channel: Channel, timestamp_ms: u64, line: &[u8]) {
-    let before = batch.text.len();
-    append_text(&mut batch.text, line);
-    let len = (batch.text.len() - before) as u32;
-    batch.lines.push(Line {
-        channel,
-        len,
-        timestamp_ms,
-    });
-}
-
-fn new_batch() -> Batch {
-    Batch {
-        lines: Vec::new(),
-        text: Vec::new(),
+            .flush(|line| batch.push_line(channel, ts, line));
     }
 }
 
@@ -160,7 +140,7 @@ pub async fn pump(
     let far = Instant::now() + Duration::from_secs(86400 * 365);
 
     while out.reader.is_some() || err.reader.is_some() || exit.is_none() {
-        let mut batch = new_batch();
+        let mut batch = Batch::new();
         let partial_due = match (out.partial_due(), err.partial_due()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -202,12 +182,12 @@ pub async fn pump(
             }
             _ = sleep_until(quiet_until), if exit.is_some() => break,
         }
-        if exit.is_some() && !batch.lines.is_empty() {
+        if exit.is_some() && !batch.is_empty() {
             quiet_until = Instant::now() + DRAIN_QUIET;
         }
         command.log.append(batch).await;
     }
-    let mut batch = new_batch();
+    let mut batch = Batch::new();
     out.flush(&mut batch);
     err.flush(&mut batch);
     command.log.append(batch).await;

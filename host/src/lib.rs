@@ -8,6 +8,7 @@
 //! - [`reader`] streams a log from a cursor; [`http`] serves the API over
 //!   [`sse`] framing; [`registry`] knows every command by id.
 
+pub mod batch;
 pub mod body;
 pub mod command;
 pub mod config;

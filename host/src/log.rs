@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, watch};
 
+use crate::batch::Head;
 use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
 
@@ -72,7 +73,7 @@ enum Backend {
 /// A line the host logged itself after a policy failure.
 struct Kept {
     eid: u64,
-    line: wit::Line,
+    head: Head,
     text: Vec<u8>,
 }
 
@@ -103,11 +104,11 @@ impl Log {
 
     /// Logs a batch of lines in order. The pump is the only caller.
     pub async fn append(&self, batch: wit::Batch) {
-        if batch.lines.is_empty() {
+        if batch.is_empty() {
             return;
         }
         let mut state = self.state.lock().await;
-        let expected = state.newest + batch.lines.len() as u64;
+        let expected = state.newest + batch.len() as u64;
         if let Backend::Policy(policy) = &mut state.backend {
             match policy.append(&batch).await {
                 Ok(last) if last == expected => {
@@ -121,7 +122,7 @@ impl Log {
                     PolicyError::Nonsense(
                         format!(
                             "appending {} lines should end at eid {expected}, it said {last}",
-                            batch.lines.len()
+                            batch.len()
                         ),
                         "append",
                     ),
@@ -130,13 +131,13 @@ impl Log {
             }
         }
         let mut at = 0;
-        for line in batch.lines {
-            let end = at + line.len as usize;
+        for head in batch.heads() {
+            let end = at + head.len as usize;
             let text = batch.text.get(at..end).unwrap_or_default().to_vec();
             at = end;
             state.newest += 1;
             let eid = state.newest;
-            state.keep(Kept { eid, line, text });
+            state.keep(Kept { eid, head, text });
         }
         drop(state);
         self.progress.send_modify(|p| p.newest = expected);
@@ -305,25 +306,22 @@ impl State {
         }
         let mut events = wit::Events {
             first_eid: after + 1,
-            batch: wit::Batch {
-                lines: Vec::new(),
-                text: Vec::new(),
-            },
+            batch: wit::Batch::new(),
             ending: None,
         };
         let take = max_events.max(1) as usize;
         for kept in recent.iter().filter(|k| k.eid > after).take(take) {
-            events.batch.lines.push(kept.line);
+            events.batch.push_head(kept.head);
             events.batch.text.extend_from_slice(&kept.text);
         }
-        if events.batch.lines.len() < take
+        if events.batch.len() < take
             && self
                 .terminal
-                .is_some_and(|t| t == after + 1 + events.batch.lines.len() as u64)
+                .is_some_and(|t| t == after + 1 + events.batch.len() as u64)
         {
             events.ending = self.ending.clone();
         }
-        if events.batch.lines.is_empty() && events.ending.is_none() {
+        if events.batch.is_empty() && events.ending.is_none() {
             return ReadResult::Pending;
         }
         ReadResult::Events(events)
@@ -334,7 +332,7 @@ impl State {
         let nonsense = |what: String| Err(PolicyError::Nonsense(what, "read"));
         match &result {
             ReadResult::Events(events) => {
-                let count = events.batch.lines.len() as u64 + u64::from(events.ending.is_some());
+                let count = events.batch.len() as u64 + u64::from(events.ending.is_some());
                 if count == 0 {
                     return nonsense("it returned no events".into());
                 }
@@ -354,12 +352,8 @@ impl State {
                 if events.ending.is_some() != (Some(last) == self.terminal) {
                     return nonsense(format!("eid {last} is not the terminal event it was given"));
                 }
-                let text_len: u64 = events.batch.lines.iter().map(|l| u64::from(l.len)).sum();
-                if text_len != events.batch.text.len() as u64 {
-                    return nonsense(format!(
-                        "line lengths add up to {text_len}, the text has {} bytes",
-                        events.batch.text.len()
-                    ));
+                if let Err(why) = events.batch.check() {
+                    return nonsense(why);
                 }
             }
             ReadResult::Gap(gap) => {

@@ -62,7 +62,7 @@ pub async fn follow(
         match log.read(cursor, BATCH_EVENTS, BATCH_BYTES).await {
             ReadResult::Events(events) => {
                 let ended = sse::events(&mut buf, framing, &events);
-                let count = events.batch.lines.len() as u64 + u64::from(ended);
+                let count = events.batch.len() as u64 + u64::from(ended);
                 cursor = events.first_eid + count - 1;
                 if !send(&tx, &mut buf).await || ended {
                     break 'stream;

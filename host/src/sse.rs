@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use crate::policy::wit::{Channel, Ending, Events, Gap, Line, Outcome};
+use crate::policy::wit::{Channel, Ending, Events, Gap, Outcome, Run};
 
 /// How events are framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -119,22 +119,28 @@ fn escape(buf: &mut Vec<u8>, b: u8) {
 /// among them. Returns whether it was.
 pub fn events(buf: &mut Vec<u8>, framing: Framing, events: &Events) -> bool {
     // One reservation for the whole run: about 90 bytes of framing a line.
-    buf.reserve(events.batch.text.len() + events.batch.lines.len() * 96 + 256);
+    buf.reserve(events.batch.text.len() + events.batch.len() * 96 + 256);
     // Validate the text once; slices of valid UTF-8 at char boundaries are
     // valid. A policy that lies gets U+FFFD, not a broken stream.
     let whole = std::str::from_utf8(&events.batch.text).ok();
     let mut stamp = Stamp::default();
     let mut eid = events.first_eid;
     let mut at = 0;
-    for head in &events.batch.lines {
-        let end = at + head.len as usize;
-        let text = match whole.and_then(|w| w.get(at..end)) {
-            Some(text) => std::borrow::Cow::Borrowed(text),
-            None => String::from_utf8_lossy(events.batch.text.get(at..end).unwrap_or_default()),
-        };
-        at = end;
-        line(buf, framing, eid, head, &text, &mut stamp);
-        eid += 1;
+    // The log checked that runs and lengths describe the same lines.
+    let mut lens = events.batch.lens.as_slice();
+    for run in &events.batch.runs {
+        let (these, rest) = lens.split_at((run.lines as usize).min(lens.len()));
+        lens = rest;
+        for &len in these {
+            let end = at + len as usize;
+            let text = match whole.and_then(|w| w.get(at..end)) {
+                Some(text) => std::borrow::Cow::Borrowed(text),
+                None => String::from_utf8_lossy(events.batch.text.get(at..end).unwrap_or_default()),
+            };
+            at = end;
+            line(buf, framing, eid, run, &text, &mut stamp);
+            eid += 1;
+        }
     }
     if let Some(ending) = &events.ending {
         end(buf, framing, eid, ending);
@@ -164,8 +170,8 @@ impl Stamp {
 }
 
 /// An output line.
-fn line(buf: &mut Vec<u8>, framing: Framing, eid: u64, head: &Line, text: &str, stamp: &mut Stamp) {
-    let kind = match head.channel {
+fn line(buf: &mut Vec<u8>, framing: Framing, eid: u64, run: &Run, text: &str, stamp: &mut Stamp) {
+    let kind = match run.channel {
         Channel::Stdout => "stdout",
         Channel::Stderr => "stderr",
     };
@@ -185,7 +191,7 @@ fn line(buf: &mut Vec<u8>, framing: Framing, eid: u64, head: &Line, text: &str, 
     buf.extend_from_slice(b"\",\"text\":");
     json_str(buf, text);
     buf.extend_from_slice(b",\"timestamp\":");
-    stamp.write(buf, head.timestamp_ms);
+    stamp.write(buf, run.timestamp_ms);
     close(buf);
 }
 
@@ -267,10 +273,11 @@ mod tests {
         Events {
             first_eid: eid,
             batch: Batch {
-                lines: vec![Line {
+                lens: vec![text.len() as u32],
+                runs: vec![Run {
                     channel: Channel::Stdout,
-                    len: text.len() as u32,
                     timestamp_ms: 1764000000000,
+                    lines: 1,
                 }],
                 text: text.as_bytes().to_vec(),
             },

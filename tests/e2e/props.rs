@@ -4,8 +4,9 @@
 //! are bounded so the whole module runs in a few seconds; failures found
 //! once are kept below as plain regression tests.
 
+use execd_host::batch::Head;
 use execd_host::lines::{LineSplitter, append_text, text_of};
-use execd_host::policy::wit::{Batch, Channel, Ending, Events, Failure, Gap, Line, Outcome};
+use execd_host::policy::wit::{Batch, Channel, Ending, Events, Failure, Gap, Outcome, Run};
 use execd_host::request::RunRequest;
 use execd_host::sse::{self, Framing};
 use proptest::prelude::*;
@@ -282,25 +283,24 @@ struct TestLine {
 }
 
 /// The policy's answer the encoder gets: the lines as one batch (texts
-/// concatenated, lengths in the heads), and the terminal event if any.
+/// concatenated, lengths and runs beside), and the terminal event if any.
 fn to_events(first_eid: u64, lines: &[TestLine], ending: Option<Ending>) -> Events {
+    let mut batch = Batch::new();
+    for l in lines {
+        batch.text.extend_from_slice(l.text.as_bytes());
+        batch.push_head(Head {
+            channel: if l.stdout {
+                Channel::Stdout
+            } else {
+                Channel::Stderr
+            },
+            timestamp_ms: l.ts,
+            len: l.text.len() as u32,
+        });
+    }
     Events {
         first_eid,
-        batch: Batch {
-            lines: lines
-                .iter()
-                .map(|l| Line {
-                    channel: if l.stdout {
-                        Channel::Stdout
-                    } else {
-                        Channel::Stderr
-                    },
-                    len: l.text.len() as u32,
-                    timestamp_ms: l.ts,
-                })
-                .collect(),
-            text: lines.iter().flat_map(|l| l.text.bytes()).collect(),
-        },
+        batch,
         ending,
     }
 }
@@ -462,10 +462,8 @@ proptest! {
         let events = Events {
             first_eid: 1,
             batch: Batch {
-                lines: lens
-                    .iter()
-                    .map(|&len| Line { channel: Channel::Stdout, len, timestamp_ms: 7 })
-                    .collect(),
+                lens: lens.clone(),
+                runs: vec![Run { channel: Channel::Stdout, timestamp_ms: 7, lines: lens.len() as u32 }],
                 text: text.clone(),
             },
             ending: ending.clone(),

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use crate::{Batch, Channel, Config, Ending, Line, Outcome, ReadResult, Ring};
+use crate::{Batch, Channel, Config, Ending, Outcome, ReadResult, Ring, Run};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -80,18 +80,20 @@ impl wit::Guest for Policy {
     }
 }
 
+// The columns cross as they are; only the few runs are converted.
 fn from_wit_batch(batch: wit::Batch) -> Batch {
     Batch {
-        lines: batch
-            .lines
+        lens: batch.lens,
+        runs: batch
+            .runs
             .into_iter()
-            .map(|l| Line {
-                channel: match l.channel {
+            .map(|r| Run {
+                channel: match r.channel {
                     wit::Channel::Stdout => Channel::Stdout,
                     wit::Channel::Stderr => Channel::Stderr,
                 },
-                len: l.len,
-                timestamp_ms: l.timestamp_ms,
+                timestamp_ms: r.timestamp_ms,
+                lines: r.lines,
             })
             .collect(),
         text: batch.text,
@@ -100,16 +102,17 @@ fn from_wit_batch(batch: wit::Batch) -> Batch {
 
 fn to_wit_batch(batch: Batch) -> wit::Batch {
     wit::Batch {
-        lines: batch
-            .lines
+        lens: batch.lens,
+        runs: batch
+            .runs
             .into_iter()
-            .map(|l| wit::Line {
-                channel: match l.channel {
+            .map(|r| wit::Run {
+                channel: match r.channel {
                     Channel::Stdout => wit::Channel::Stdout,
                     Channel::Stderr => wit::Channel::Stderr,
                 },
-                len: l.len,
-                timestamp_ms: l.timestamp_ms,
+                timestamp_ms: r.timestamp_ms,
+                lines: r.lines,
             })
             .collect(),
         text: batch.text,

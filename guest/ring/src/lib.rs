@@ -14,4 +14,4 @@ mod ring;
 mod component;
 
 pub use config::{Config, ConfigError};
-pub use ring::{Batch, Channel, Ending, Events, Gap, Line, Outcome, ReadResult, Ring};
+pub use ring::{Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Ring, Run};

@@ -1,7 +1,7 @@
 //! The ring itself: eid assignment, bounded storage, eviction and gaps.
 //!
-//! Each appended batch is kept as it came (one text buffer, one list of line
-//! heads), so appending and reading copy whole batches, not lines. Eviction
+//! Each appended batch is kept as it came (its text, line lengths and runs),
+//! so appending and reading copy whole column slices, not lines. Eviction
 //! is per event; a batch's memory goes when its last event does.
 
 use std::collections::VecDeque;
@@ -15,19 +15,80 @@ pub enum Channel {
     Stderr,
 }
 
-/// A line's head: its text is the next `len` bytes of its batch's text.
+/// Consecutive lines from one pipe at one millisecond.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Line {
+pub struct Run {
     pub channel: Channel,
-    pub len: u32,
     pub timestamp_ms: u64,
+    pub lines: u32,
 }
 
-/// Lines with their texts concatenated.
+/// Lines as columns: line `i`'s text is the next `lens[i]` bytes of
+/// `text`; its pipe and time are those of the run it falls in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
-    pub lines: Vec<Line>,
+    pub lens: Vec<u32>,
+    pub runs: Vec<Run>,
     pub text: Vec<u8>,
+}
+
+impl Batch {
+    /// How many lines.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Adds a line, extending the last run when it has the same pipe and time.
+    pub fn push(&mut self, channel: Channel, timestamp_ms: u64, text: &[u8]) {
+        self.lens.push(text.len() as u32);
+        self.text.extend_from_slice(text);
+        self.extend_runs(channel, timestamp_ms, 1);
+    }
+
+    fn extend_runs(&mut self, channel: Channel, timestamp_ms: u64, lines: u32) {
+        match self.runs.last_mut() {
+            Some(last) if last.channel == channel && last.timestamp_ms == timestamp_ms => {
+                last.lines += lines;
+            }
+            _ => self.runs.push(Run {
+                channel,
+                timestamp_ms,
+                lines,
+            }),
+        }
+    }
+
+    /// Each line's pipe, time and length, in order.
+    pub fn heads(&self) -> impl Iterator<Item = (Channel, u64, u32)> + '_ {
+        self.runs
+            .iter()
+            .flat_map(|r| std::iter::repeat_n((r.channel, r.timestamp_ms), r.lines as usize))
+            .zip(&self.lens)
+            .map(|((channel, timestamp_ms), &len)| (channel, timestamp_ms, len))
+    }
+
+    /// Why the columns do not describe the same lines, if they do not.
+    pub fn check(&self) -> Result<(), String> {
+        let text: u64 = self.lens.iter().map(|&l| u64::from(l)).sum();
+        if text != self.text.len() as u64 {
+            return Err(format!(
+                "line lengths add up to {text}, the text has {} bytes",
+                self.text.len()
+            ));
+        }
+        let lines: u64 = self.runs.iter().map(|r| u64::from(r.lines)).sum();
+        if lines != self.lens.len() as u64 || self.runs.iter().any(|r| r.lines == 0) {
+            return Err(format!(
+                "runs cover {lines} lines (or one is empty), the batch has {}",
+                self.lens.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How a command ended.
@@ -77,17 +138,41 @@ const EVENT_OVERHEAD: u64 = 32;
 /// One appended batch, as it came.
 struct Chunk {
     first_eid: u64,
-    lines: Vec<Line>,
+    batch: Batch,
     /// `starts[i]` is where line `i`'s text begins; one more at the end.
     starts: Vec<u32>,
-    text: Vec<u8>,
     /// Text bytes logged before this chunk.
     offset: u64,
 }
 
 impl Chunk {
+    fn len(&self) -> usize {
+        self.batch.lens.len()
+    }
+
     fn line_text(&self, i: usize) -> &[u8] {
-        &self.text[self.starts[i] as usize..self.starts[i + 1] as usize]
+        &self.batch.text[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
+
+    /// Appends lines `from..to` of this chunk to `out`.
+    fn copy_lines(&self, from: usize, to: usize, out: &mut Batch) {
+        out.lens.extend_from_slice(&self.batch.lens[from..to]);
+        out.text.extend_from_slice(
+            &self.batch.text[self.starts[from] as usize..self.starts[to] as usize],
+        );
+        // Runs are few (one per pipe switch or millisecond): walk them.
+        let mut start = 0;
+        for run in &self.batch.runs {
+            let end = start + run.lines as usize;
+            let (a, b) = (start.max(from), end.min(to));
+            if a < b {
+                out.extend_runs(run.channel, run.timestamp_ms, (b - a) as u32);
+            }
+            if end >= to {
+                break;
+            }
+            start = end;
+        }
     }
 }
 
@@ -138,30 +223,28 @@ impl Ring {
         if self.ending.is_some() {
             return Err("append after finish".into());
         }
-        let mut starts = Vec::with_capacity(batch.lines.len() + 1);
-        let mut at: u64 = 0;
-        for line in &batch.lines {
-            starts.push(at as u32);
-            at += u64::from(line.len);
+        batch.check()?;
+        let at = batch.text.len() as u64;
+        if at > u64::from(u32::MAX) {
+            return Err(format!("a batch of {at} bytes is over 4 GiB"));
         }
-        if at != batch.text.len() as u64 || at > u64::from(u32::MAX) {
-            return Err(format!(
-                "line lengths add up to {at}, the text has {} bytes",
-                batch.text.len()
-            ));
-        }
-        starts.push(at as u32);
-        if batch.lines.is_empty() {
+        if batch.is_empty() {
             return Ok(self.next_eid - 1);
         }
-        let count = batch.lines.len() as u64;
+        let mut starts = Vec::with_capacity(batch.len() + 1);
+        let mut next = 0u32;
+        starts.push(0);
+        for &len in &batch.lens {
+            next += len;
+            starts.push(next);
+        }
+        let count = batch.len() as u64;
         self.retained_events += count;
         self.retained_bytes += at + count * EVENT_OVERHEAD;
         self.chunks.push_back(Chunk {
             first_eid: self.next_eid,
-            lines: batch.lines,
+            batch,
             starts,
-            text: batch.text,
             offset: self.logged_bytes,
         });
         self.next_eid += count;
@@ -208,7 +291,7 @@ impl Ring {
             self.retained_events -= 1;
             self.retained_bytes -= u64::from(len) + EVENT_OVERHEAD;
             self.front_skip += 1;
-            if self.front_skip == front.lines.len() {
+            if self.front_skip == front.len() {
                 self.chunks.pop_front();
                 self.front_skip = 0;
             }
@@ -259,21 +342,17 @@ impl Ring {
         let (mut count, mut bytes) = (0u64, 0u64);
         let first_chunk = self
             .chunks
-            .partition_point(|c| c.first_eid + c.lines.len() as u64 <= want);
+            .partition_point(|c| c.first_eid + c.len() as u64 <= want);
         for chunk in self.chunks.range(first_chunk..) {
             let from = want.saturating_sub(chunk.first_eid) as usize;
             let mut to = from;
-            while to < chunk.lines.len() && count < max_events && (count == 0 || bytes < max_bytes)
-            {
-                bytes += u64::from(chunk.lines[to].len) + EVENT_OVERHEAD;
+            while to < chunk.len() && count < max_events && (count == 0 || bytes < max_bytes) {
+                bytes += u64::from(chunk.batch.lens[to]) + EVENT_OVERHEAD;
                 count += 1;
                 to += 1;
             }
-            out.batch.lines.extend_from_slice(&chunk.lines[from..to]);
-            out.batch.text.extend_from_slice(
-                &chunk.text[chunk.starts[from] as usize..chunk.starts[to] as usize],
-            );
-            if to < chunk.lines.len() {
+            chunk.copy_lines(from, to, &mut out.batch);
+            if to < chunk.len() {
                 return ReadResult::Events(out);
             }
         }
@@ -313,10 +392,10 @@ impl Ring {
     pub fn line_text(&self, eid: u64) -> Option<&[u8]> {
         let i = self
             .chunks
-            .partition_point(|c| c.first_eid + c.lines.len() as u64 <= eid);
+            .partition_point(|c| c.first_eid + c.len() as u64 <= eid);
         let chunk = self.chunks.get(i)?;
         let j = eid.checked_sub(chunk.first_eid)? as usize;
-        (j < chunk.lines.len() && (i > 0 || j >= self.front_skip)).then(|| chunk.line_text(j))
+        (j < chunk.len() && (i > 0 || j >= self.front_skip)).then(|| chunk.line_text(j))
     }
 }
 
@@ -325,17 +404,11 @@ mod tests {
     use super::*;
 
     fn batch(texts: &[&str]) -> Batch {
-        Batch {
-            lines: texts
-                .iter()
-                .map(|t| Line {
-                    channel: Channel::Stdout,
-                    len: t.len() as u32,
-                    timestamp_ms: 1,
-                })
-                .collect(),
-            text: texts.concat().into_bytes(),
+        let mut batch = Batch::default();
+        for t in texts {
+            batch.push(Channel::Stdout, 1, t.as_bytes());
         }
+        batch
     }
 
     fn ending() -> Ending {
@@ -350,7 +423,7 @@ mod tests {
     fn eids(result: ReadResult) -> Vec<u64> {
         match result {
             ReadResult::Events(e) => {
-                let n = e.batch.lines.len() as u64 + u64::from(e.ending.is_some());
+                let n = e.batch.len() as u64 + u64::from(e.ending.is_some());
                 (e.first_eid..e.first_eid + n).collect()
             }
             other => panic!("expected events, got {other:?}"),
@@ -379,9 +452,59 @@ mod tests {
         };
         assert_eq!(e.first_eid, 2);
         assert_eq!(e.batch.text, b"cdef");
-        let lens: Vec<u32> = e.batch.lines.iter().map(|l| l.len).collect();
-        assert_eq!(lens, [1, 0, 3]);
+        assert_eq!(e.batch.lens, [1, 0, 3]);
         assert_eq!(ring.line_text(4), Some(&b"def"[..]));
+    }
+
+    #[test]
+    fn reads_keep_each_line_s_pipe_and_time() {
+        let mut ring = Ring::new(Config::default());
+        let mut lines = Vec::new();
+        for k in 0..3u64 {
+            let mut b = Batch::default();
+            for i in 0..7u64 {
+                let channel = if i % 3 == 2 {
+                    Channel::Stderr
+                } else {
+                    Channel::Stdout
+                };
+                let text = format!("{k}-{i}");
+                b.push(channel, 10 + (i / 2), text.as_bytes());
+                lines.push((channel, 10 + (i / 2), text));
+            }
+            ring.append(b).unwrap();
+        }
+        // Every window, across chunks and from mid-run, gives the same heads.
+        for after in 0..lines.len() as u64 {
+            for max in 1..9 {
+                let ReadResult::Events(e) = ring.read(after, max, 1 << 20) else {
+                    panic!()
+                };
+                e.batch.check().unwrap();
+                let mut at = 0;
+                for (i, (channel, ts, len)) in e.batch.heads().enumerate() {
+                    let (c, t, text) = &lines[after as usize + i];
+                    assert_eq!((channel, ts), (*c, *t), "after {after} max {max} line {i}");
+                    assert_eq!(&e.batch.text[at..at + len as usize], text.as_bytes());
+                    at += len as usize;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_runs_that_do_not_cover_the_lines() {
+        let mut ring = Ring::new(Config::default());
+        let mut b = batch(&["a", "b"]);
+        b.runs[0].lines = 1;
+        assert!(ring.append(b).is_err());
+        let mut b = batch(&["a"]);
+        b.runs.push(Run {
+            channel: Channel::Stderr,
+            timestamp_ms: 1,
+            lines: 0,
+        });
+        assert!(ring.append(b).is_err());
     }
 
     #[test]

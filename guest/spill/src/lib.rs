@@ -44,21 +44,28 @@ impl wit::Guest for Policy {
 
     fn append(batch: wit::Batch) -> Result<u64, String> {
         STORE.with_borrow_mut(|s| {
-            let mut at = 0;
-            for line in batch.lines {
-                let end = at + line.len as usize;
-                let text = batch
-                    .text
-                    .get(at..end)
-                    .and_then(|t| std::str::from_utf8(t).ok())
-                    .ok_or("line lengths do not match the text")?
-                    .to_string();
-                at = end;
-                let body = match line.channel {
-                    wit::Channel::Stdout => Body::Stdout(text),
-                    wit::Channel::Stderr => Body::Stderr(text),
-                };
-                s.push(line.timestamp_ms, body)?;
+            let (mut at, mut lens) = (0, batch.lens.iter());
+            // Line i takes the pipe and time of the run it falls in.
+            for run in &batch.runs {
+                for _ in 0..run.lines {
+                    let len = lens.next().ok_or("runs cover more lines than `lens`")?;
+                    let end = at + *len as usize;
+                    let text = batch
+                        .text
+                        .get(at..end)
+                        .and_then(|t| std::str::from_utf8(t).ok())
+                        .ok_or("line lengths do not match the text")?
+                        .to_string();
+                    at = end;
+                    let body = match run.channel {
+                        wit::Channel::Stdout => Body::Stdout(text),
+                        wit::Channel::Stderr => Body::Stderr(text),
+                    };
+                    s.push(run.timestamp_ms, body)?;
+                }
+            }
+            if lens.next().is_some() || at != batch.text.len() {
+                return Err("runs and line lengths do not cover the batch".into());
             }
             Ok(s.newest())
         })

@@ -229,7 +229,8 @@ impl Limit {
         let mut out = wit::Events {
             first_eid: 0,
             batch: wit::Batch {
-                lines: Vec::new(),
+                lens: Vec::new(),
+                runs: Vec::new(),
                 text: Vec::new(),
             },
             ending: None,
@@ -252,12 +253,18 @@ impl Limit {
                     break;
                 }
             };
-            out.batch.lines.push(wit::Line {
-                channel,
-                len: text.len() as u32,
-                timestamp_ms: event.timestamp_ms,
-            });
+            out.batch.lens.push(text.len() as u32);
             out.batch.text.extend_from_slice(text.as_bytes());
+            match out.batch.runs.last_mut() {
+                Some(run) if run.channel == channel && run.timestamp_ms == event.timestamp_ms => {
+                    run.lines += 1;
+                }
+                _ => out.batch.runs.push(wit::Run {
+                    channel,
+                    timestamp_ms: event.timestamp_ms,
+                    lines: 1,
+                }),
+            }
         }
         out
     }

@@ -14,12 +14,15 @@ wit_bindgen::generate!({
     world: "resume-policy",
 });
 
-use exports::execd::resume::log::{Admission, Batch, Ending, Events, Gap, Guest, Line, ReadResult};
+use exports::execd::resume::log::{
+    Admission, Batch, Channel, Ending, Events, Gap, Guest, ReadResult, Run,
+};
 
-/// One stored line: its head and its own text.
+/// One stored line: its pipe, time and own text.
 struct Stored {
     eid: u64,
-    line: Line,
+    channel: Channel,
+    timestamp_ms: u64,
     text: Vec<u8>,
 }
 
@@ -66,24 +69,29 @@ impl Guest for Policy {
 
     fn append(batch: Batch) -> Result<u64, String> {
         LOG.with_borrow_mut(|log| {
-            // Each line's text is the next `len` bytes of the batch's text.
-            let mut at = 0;
-            for line in batch.lines {
-                let end = at + line.len as usize;
-                let text = batch
-                    .text
-                    .get(at..end)
-                    .ok_or("lengths exceed the text")?
-                    .to_vec();
-                at = end;
-                log.lines.push_back(Stored {
-                    eid: log.next_eid,
-                    line,
-                    text,
-                });
-                log.next_eid += 1;
-                if log.lines.len() > log.max_events {
-                    log.lines.pop_front();
+            // Line i's text is the next `lens[i]` bytes of the batch's text;
+            // its pipe and time are those of the run it falls in.
+            let (mut at, mut lens) = (0, batch.lens.iter());
+            for run in &batch.runs {
+                for _ in 0..run.lines {
+                    let len = lens.next().ok_or("runs cover more lines than `lens`")?;
+                    let end = at + *len as usize;
+                    let text = batch
+                        .text
+                        .get(at..end)
+                        .ok_or("lengths exceed the text")?
+                        .to_vec();
+                    at = end;
+                    log.lines.push_back(Stored {
+                        eid: log.next_eid,
+                        channel: run.channel,
+                        timestamp_ms: run.timestamp_ms,
+                        text,
+                    });
+                    log.next_eid += 1;
+                    if log.lines.len() > log.max_events {
+                        log.lines.pop_front();
+                    }
                 }
             }
             Ok(log.next_eid - 1)
@@ -121,20 +129,37 @@ impl Guest for Policy {
             let mut events = Events {
                 first_eid: after + 1,
                 batch: Batch {
-                    lines: Vec::new(),
+                    lens: Vec::new(),
+                    runs: Vec::new(),
                     text: Vec::new(),
                 },
                 ending: None,
             };
             let take = max_events.max(1) as usize;
             for stored in log.lines.iter().filter(|s| s.eid > after).take(take) {
-                events.batch.lines.push(stored.line);
-                events.batch.text.extend_from_slice(&stored.text);
+                let batch = &mut events.batch;
+                batch.lens.push(stored.text.len() as u32);
+                batch.text.extend_from_slice(&stored.text);
+                // Lines of one pipe and millisecond share a run.
+                match batch.runs.last_mut() {
+                    Some(run)
+                        if run.channel == stored.channel
+                            && run.timestamp_ms == stored.timestamp_ms =>
+                    {
+                        run.lines += 1
+                    }
+                    _ => batch.runs.push(Run {
+                        channel: stored.channel,
+                        timestamp_ms: stored.timestamp_ms,
+                        lines: 1,
+                    }),
+                }
             }
             // The terminal event follows the last line, if there is room.
+            let lines = events.batch.lens.len();
             if let Some((eid, ending)) = &log.ending
-                && events.batch.lines.len() < take
-                && *eid == after + 1 + events.batch.lines.len() as u64
+                && lines < take
+                && *eid == after + 1 + lines as u64
             {
                 events.ending = Some(ending.clone());
             }

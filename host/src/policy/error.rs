@@ -16,7 +16,7 @@ pub enum LoadError {
     #[error("policy {origin} is not a WebAssembly component: {reason}")]
     NotComponent { origin: String, reason: String },
     #[error(
-        "policy {origin} does not implement the WIT world execd:resume/resume-policy@0.1.0 this host speaks: {reason}"
+        "policy {origin} does not implement the WIT world execd:resume/resume-policy@0.2.0 this host speaks: {reason}"
     )]
     Incompatible { origin: String, reason: String },
     #[error("policy {origin} rejected its configuration: {reason}")]

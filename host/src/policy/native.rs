@@ -18,7 +18,8 @@ impl NativeRing {
     pub fn append(&mut self, batch: &wit::Batch) -> Result<u64, String> {
         // The wasm boundary copies the batch too: a fair comparison.
         self.0.append(ring::Batch {
-            lines: batch.lines.iter().map(to_ring_line).collect(),
+            lens: batch.lens.clone(),
+            runs: batch.runs.iter().map(to_ring_run).collect(),
             text: batch.text.clone(),
         })
     }
@@ -42,7 +43,8 @@ impl NativeRing {
             ring::ReadResult::Events(events) => wit::ReadResult::Events(wit::Events {
                 first_eid: events.first_eid,
                 batch: wit::Batch {
-                    lines: events.batch.lines.iter().map(to_wit_line).collect(),
+                    lens: events.batch.lens,
+                    runs: events.batch.runs.iter().map(to_wit_run).collect(),
                     text: events.batch.text,
                 },
                 ending: events.ending.map(to_wit_ending),
@@ -69,25 +71,25 @@ impl NativeRing {
     }
 }
 
-fn to_ring_line(l: &wit::Line) -> ring::Line {
-    ring::Line {
-        channel: match l.channel {
+fn to_ring_run(r: &wit::Run) -> ring::Run {
+    ring::Run {
+        channel: match r.channel {
             wit::Channel::Stdout => ring::Channel::Stdout,
             wit::Channel::Stderr => ring::Channel::Stderr,
         },
-        len: l.len,
-        timestamp_ms: l.timestamp_ms,
+        timestamp_ms: r.timestamp_ms,
+        lines: r.lines,
     }
 }
 
-fn to_wit_line(l: &ring::Line) -> wit::Line {
-    wit::Line {
-        channel: match l.channel {
+fn to_wit_run(r: &ring::Run) -> wit::Run {
+    wit::Run {
+        channel: match r.channel {
             ring::Channel::Stdout => wit::Channel::Stdout,
             ring::Channel::Stderr => wit::Channel::Stderr,
         },
-        len: l.len,
-        timestamp_ms: l.timestamp_ms,
+        timestamp_ms: r.timestamp_ms,
+        lines: r.lines,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use execd_policy_ring::{Batch, Channel, Config, Ending, Line, Outcome, ReadResult, Ring};
+use execd_policy_ring::{Batch, Channel, Config, Ending, Outcome, ReadResult, Ring, Run};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -39,16 +39,17 @@ impl wit::Guest for Policy {
             misbehave_in_append();
         }
         let batch = Batch {
-            lines: batch
-                .lines
+            lens: batch.lens,
+            runs: batch
+                .runs
                 .into_iter()
-                .map(|l| Line {
-                    channel: match l.channel {
+                .map(|r| Run {
+                    channel: match r.channel {
                         wit::Channel::Stdout => Channel::Stdout,
                         wit::Channel::Stderr => Channel::Stderr,
                     },
-                    len: l.len,
-                    timestamp_ms: l.timestamp_ms,
+                    timestamp_ms: r.timestamp_ms,
+                    lines: r.lines,
                 })
                 .collect(),
             text: batch.text,
@@ -83,35 +84,37 @@ impl wit::Guest for Policy {
                 {
                     panic!("hostile policy: panic in read");
                 }
-                let mut lines: Vec<wit::Line> = events
+                let mut runs: Vec<wit::Run> = events
                     .batch
-                    .lines
+                    .runs
                     .iter()
-                    .map(|l| wit::Line {
-                        channel: match l.channel {
+                    .map(|r| wit::Run {
+                        channel: match r.channel {
                             Channel::Stdout => wit::Channel::Stdout,
                             Channel::Stderr => wit::Channel::Stderr,
                         },
-                        len: l.len,
-                        timestamp_ms: l.timestamp_ms,
+                        timestamp_ms: r.timestamp_ms,
+                        lines: r.lines,
                     })
                     .collect();
+                let mut lens = events.batch.lens;
                 let mut text = events.batch.text;
                 let mut ending = events.ending.map(to_wit_ending);
                 if cfg!(feature = "phantom-events") && TRIGGERED.with_borrow(|t| *t) {
                     // One more line than was ever logged.
                     let phantom = b"never logged";
-                    lines.push(wit::Line {
+                    lens.push(phantom.len() as u32);
+                    runs.push(wit::Run {
                         channel: wit::Channel::Stdout,
-                        len: phantom.len() as u32,
                         timestamp_ms: 0,
+                        lines: 1,
                     });
                     text.extend_from_slice(phantom);
                     ending = None;
                 }
                 wit::ReadResult::Events(wit::Events {
                     first_eid: events.first_eid,
-                    batch: wit::Batch { lines, text },
+                    batch: wit::Batch { lens, runs, text },
                     ending,
                 })
             }

@@ -1,0 +1,141 @@
+//! Working with the WIT `batch`: lines as columns (lengths, runs of one
+//! pipe and millisecond, one text buffer), the shape that crosses the wasm
+//! boundary as a few block copies instead of one copy per line.
+
+use crate::lines::append_text;
+use crate::policy::wit::{Batch, Channel, Run};
+
+/// One line's place in a batch: its pipe, its time, its text's length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub channel: Channel,
+    pub timestamp_ms: u64,
+    pub len: u32,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch {
+            lens: Vec::new(),
+            runs: Vec::new(),
+            text: Vec::new(),
+        }
+    }
+
+    /// How many lines.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Adds a line read from a pipe: its text as the contract wants it
+    /// (see [`append_text`]) goes into the batch's one text buffer.
+    pub fn push_line(&mut self, channel: Channel, timestamp_ms: u64, line: &[u8]) {
+        let before = self.text.len();
+        append_text(&mut self.text, line);
+        let len = (self.text.len() - before) as u32;
+        self.push_head(Head {
+            channel,
+            timestamp_ms,
+            len,
+        });
+    }
+
+    /// Adds a line whose text the caller has appended to `text` already.
+    pub fn push_head(&mut self, head: Head) {
+        self.lens.push(head.len);
+        match self.runs.last_mut() {
+            Some(run) if run.channel == head.channel && run.timestamp_ms == head.timestamp_ms => {
+                run.lines += 1;
+            }
+            _ => self.runs.push(Run {
+                channel: head.channel,
+                timestamp_ms: head.timestamp_ms,
+                lines: 1,
+            }),
+        }
+    }
+
+    /// Each line's head, in order. Only meaningful once [`Batch::check`]
+    /// passed: extra lengths or run lines are ignored.
+    pub fn heads(&self) -> impl Iterator<Item = Head> + '_ {
+        self.runs
+            .iter()
+            .flat_map(|r| std::iter::repeat_n((r.channel, r.timestamp_ms), r.lines as usize))
+            .zip(&self.lens)
+            .map(|((channel, timestamp_ms), &len)| Head {
+                channel,
+                timestamp_ms,
+                len,
+            })
+    }
+
+    /// Why the columns do not describe the same lines, if they do not.
+    pub fn check(&self) -> Result<(), String> {
+        let text: u64 = self.lens.iter().map(|&l| u64::from(l)).sum();
+        if text != self.text.len() as u64 {
+            return Err(format!(
+                "line lengths add up to {text}, the text has {} bytes",
+                self.text.len()
+            ));
+        }
+        let lines: u64 = self.runs.iter().map(|r| u64::from(r.lines)).sum();
+        if lines != self.lens.len() as u64 || self.runs.iter().any(|r| r.lines == 0) {
+            return Err(format!(
+                "runs cover {lines} lines (or one is empty), the batch has {}",
+                self.lens.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_of_one_pipe_and_millisecond_share_a_run() {
+        let mut b = Batch::new();
+        b.push_line(Channel::Stdout, 5, b"a");
+        b.push_line(Channel::Stdout, 5, b"");
+        b.push_line(Channel::Stderr, 5, b"bc");
+        b.push_line(Channel::Stderr, 6, b"\xff");
+        assert_eq!(b.runs.len(), 3);
+        assert_eq!(b.runs[0].lines, 2);
+        b.check().unwrap();
+        let heads: Vec<Head> = b.heads().collect();
+        assert_eq!(heads.len(), 4);
+        assert_eq!((heads[1].len, heads[1].channel), (1, Channel::Stdout));
+        assert_eq!((heads[3].len, heads[3].timestamp_ms), (3, 6));
+        assert_eq!(b.text, "a\nbc\u{fffd}".as_bytes());
+    }
+
+    #[test]
+    fn check_finds_columns_that_disagree() {
+        let mut b = Batch::new();
+        b.push_line(Channel::Stdout, 1, b"ab");
+        let mut short = b.clone();
+        short.text.pop();
+        assert!(short.check().is_err());
+        let mut extra = b.clone();
+        extra.runs[0].lines = 2;
+        assert!(extra.check().is_err());
+        let mut empty_run = b.clone();
+        empty_run.runs.push(Run {
+            channel: Channel::Stderr,
+            timestamp_ms: 1,
+            lines: 0,
+        });
+        assert!(empty_run.check().is_err());
+    }
+}
