@@ -166,8 +166,13 @@ echo "api-fuzz: execd-host pid $host_pid on $addr; schemathesis $("$work/venv/bi
 ids=
 for body in '{"command":"echo fuzz-out; echo fuzz-err >&2","background":true}' \
     '{"command":"echo fuzz-fg"}' '{"command":"echo x; exit 3","background":true}'; do
-    id=$(curl -sS --max-time 10 -X POST -H 'Content-Type: application/json' -d "$body" \
-        "http://$addr/command" | sed -n 's/.*"type":"init","text":"\([0-9a-f]*\)".*/\1/p' | head -n 1)
+    # python3 rather than curl: the venv needs it anyway.
+    id=$(BODY=$body ADDR=$addr python3 -c '
+import os, urllib.request
+req = urllib.request.Request("http://" + os.environ["ADDR"] + "/command",
+    data=os.environ["BODY"].encode(), headers={"Content-Type": "application/json"})
+print(urllib.request.urlopen(req, timeout=10).read().decode())' \
+        | sed -n 's/.*"type":"init","text":"\([0-9a-f]*\)".*/\1/p' | head -n 1)
     [ -n "$id" ] || { echo "api-fuzz: could not start a command" >&2; exit 1; }
     ids="$ids $id"
 done
