@@ -267,6 +267,11 @@ async fn hostile_events_never_given() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_runs_that_disagree_with_the_lengths() {
+    survive("bad-runs", &[], "broke the log rules in `read`").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_panic_in_read() {
     survive("panic-read", &[], "trapped in `read`").await;
 }

@@ -460,20 +460,29 @@ mod tests {
     fn reads_keep_each_line_s_pipe_and_time() {
         let mut ring = Ring::new(Config::default());
         let mut lines = Vec::new();
+        // Batch k's lines: stdout at ms 10+k, a stderr line in the middle,
+        // stdout at ms 11+k; so each batch starts with the pipe and time
+        // the previous one ended with, and a read across the seam must
+        // merge the two runs.
         for k in 0..3u64 {
             let mut b = Batch::default();
             for i in 0..7u64 {
-                let channel = if i % 3 == 2 {
-                    Channel::Stderr
-                } else {
-                    Channel::Stdout
+                let (channel, ts) = match i {
+                    0..3 => (Channel::Stdout, 10 + k),
+                    3 => (Channel::Stderr, 10 + k),
+                    _ => (Channel::Stdout, 11 + k),
                 };
                 let text = format!("{k}-{i}");
-                b.push(channel, 10 + (i / 2), text.as_bytes());
-                lines.push((channel, 10 + (i / 2), text));
+                b.push(channel, ts, text.as_bytes());
+                lines.push((channel, ts, text));
             }
             ring.append(b).unwrap();
         }
+        let ReadResult::Events(all) = ring.read(0, 100, 1 << 20) else {
+            panic!()
+        };
+        // Three runs a batch, less the two merged at the seams.
+        assert_eq!(all.batch.runs.len(), 3 * 3 - 2);
         // Every window, across chunks and from mid-run, gives the same heads.
         for after in 0..lines.len() as u64 {
             for max in 1..9 {

@@ -112,6 +112,12 @@ impl wit::Guest for Policy {
                     text.extend_from_slice(phantom);
                     ending = None;
                 }
+                if cfg!(feature = "bad-runs")
+                    && TRIGGERED.with_borrow(|t| *t)
+                    && let Some(first) = runs.first_mut()
+                {
+                    first.lines += 1;
+                }
                 wit::ReadResult::Events(wit::Events {
                     first_eid: events.first_eid,
                     batch: wit::Batch { lens, runs, text },
