@@ -123,6 +123,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// still running after the grace, and a moment for the pumps to log their
 /// terminal events, so connected readers get them.
 async fn stop_commands(registry: &Registry) {
+    registry.close();
     let commands = registry.all();
     for command in &commands {
         command.signal(libc::SIGTERM);

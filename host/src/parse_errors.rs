@@ -6,9 +6,13 @@
 //! an error body, so the connection's writer recognises those automatic
 //! answers and sends the same status with the contract's body instead.
 //!
-//! Recognising them is exact: they are a bare head with status 400, 414 or
-//! 431, `content-length: 0` and nothing after it, and every error this host
-//! produces itself carries a JSON body.
+//! Recognising them: they are a bare head with status 400, 414 or 431,
+//! `content-length: 0` and nothing after it, written in one piece right
+//! after request bytes came in (hyper answers as soon as a parse fails).
+//! Every error this host produces itself carries a JSON body; and a body
+//! that happens to look like such a head (a command's raw output sent by
+//! `/logs`) follows the response's own head, not fresh request bytes.
+//! (An HTTP/2 preface is not answered at all: hyper closes the connection.)
 
 use std::io;
 use std::pin::Pin;
@@ -26,6 +30,9 @@ pub struct ParseErrorBodies<T> {
     /// The replacement answer, and how much of it is written.
     pending: Vec<u8>,
     written: usize,
+    /// Request bytes came in since the last write: only now can a write be
+    /// hyper's answer to a request it could not parse.
+    fresh_input: bool,
 }
 
 impl<T> ParseErrorBodies<T> {
@@ -34,13 +41,20 @@ impl<T> ParseErrorBodies<T> {
             inner,
             pending: Vec::new(),
             written: 0,
+            fresh_input: false,
         }
     }
 }
 
-/// The error a head written by hyper on its own stands for, if it is one.
-fn automatic_answer(head: &[u8]) -> Option<ApiError> {
-    let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+/// The error a head written by hyper on its own stands for, with the HTTP
+/// version it answered in, if it is one.
+fn automatic_answer(head: &[u8]) -> Option<(ApiError, &'static str)> {
+    let version = match head.get(..9)? {
+        b"HTTP/1.1 " => "HTTP/1.1",
+        b"HTTP/1.0 " => "HTTP/1.0",
+        _ => return None,
+    };
+    let status = head.get(9..12)?;
     if !head.ends_with(b"\r\n\r\n") || !contains(head, b"\r\ncontent-length: 0\r\n") {
         return None;
     }
@@ -48,7 +62,7 @@ fn automatic_answer(head: &[u8]) -> Option<ApiError> {
         b"400" => (
             StatusCode::BAD_REQUEST,
             "MALFORMED_REQUEST",
-            "the request is not valid HTTP/1.1 (request line, header or version)",
+            "the request is not valid HTTP/1.x (request line, header or version)",
         ),
         b"414" => (
             StatusCode::URI_TOO_LONG,
@@ -62,17 +76,17 @@ fn automatic_answer(head: &[u8]) -> Option<ApiError> {
         ),
         _ => return None,
     };
-    Some(ApiError::new(status, code, message))
+    Some((ApiError::new(status, code, message), version))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn render(error: &ApiError) -> Vec<u8> {
+fn render(error: &ApiError, version: &str) -> Vec<u8> {
     let body = error.body_json();
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{version} {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         error.status.as_u16(),
         error.status.canonical_reason().unwrap_or(""),
         body.len()
@@ -97,11 +111,12 @@ impl<T: AsyncWrite + Unpin> ParseErrorBodies<T> {
     }
 
     /// Takes `head` in place of hyper's answer when it is an automatic one:
-    /// `Some(len)` is what hyper is told was written.
+    /// `Some(len)` is what hyper is told was written. Only for the first
+    /// write after request bytes came in.
     fn replace(&mut self, cx: &mut Context<'_>, head: &[u8]) -> Option<Poll<io::Result<usize>>> {
-        let error = automatic_answer(head)?;
+        let (error, version) = automatic_answer(head)?;
         tracing::debug!(code = error.code, "unparseable request");
-        self.pending = render(&error);
+        self.pending = render(&error, version);
         self.written = 0;
         Some(match self.poll_pending(cx) {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -119,7 +134,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ParseErrorBodies<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        if let Some(done) = this.replace(cx, buf) {
+        if std::mem::take(&mut this.fresh_input)
+            && let Some(done) = this.replace(cx, buf)
+        {
             return done;
         }
         Pin::new(&mut this.inner).poll_write(cx, buf)
@@ -133,7 +150,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ParseErrorBodies<T> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
         let mut nonempty = bufs.iter().filter(|b| !b.is_empty());
-        if let (Some(head), None) = (nonempty.next(), nonempty.next())
+        if std::mem::take(&mut this.fresh_input)
+            && let (Some(head), None) = (nonempty.next(), nonempty.next())
             && let Some(done) = this.replace(cx, head)
         {
             return done;
@@ -164,7 +182,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for ParseErrorBodies<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.fresh_input = true;
+        }
+        result
     }
 }
 
@@ -176,15 +200,16 @@ mod tests {
 
     #[test]
     fn recognises_hyper_automatic_answers() {
-        assert_eq!(
-            automatic_answer(HYPER_400).unwrap().code,
-            "MALFORMED_REQUEST"
-        );
+        let (error, version) = automatic_answer(HYPER_400).unwrap();
+        assert_eq!((error.code, version), ("MALFORMED_REQUEST", "HTTP/1.1"));
         let uri = b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
         assert_eq!(
-            automatic_answer(uri).unwrap().status,
+            automatic_answer(uri).unwrap().0.status,
             StatusCode::URI_TOO_LONG
         );
+        // Hyper answers in the version the client last spoke.
+        let old = b"HTTP/1.0 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(automatic_answer(old).unwrap().1, "HTTP/1.0");
     }
 
     #[test]
@@ -199,7 +224,8 @@ mod tests {
 
     #[test]
     fn the_replacement_carries_the_error_body() {
-        let out = render(&automatic_answer(HYPER_400).unwrap());
+        let (error, version) = automatic_answer(HYPER_400).unwrap();
+        let out = render(&error, version);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"));

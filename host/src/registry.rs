@@ -38,6 +38,10 @@ pub struct Registry {
     running: AtomicUsize,
     /// A log expired since the heap was last trimmed.
     freed: AtomicBool,
+    /// The host is shutting down: no command may start. Set under the
+    /// `commands` lock, so a start either lands before it (and is stopped
+    /// with the rest) or sees it.
+    closed: AtomicBool,
     bounds: Bounds,
     tombstones: Mutex<Tombstones>,
     policy: PolicyEngine,
@@ -67,6 +71,7 @@ impl Registry {
             commands: RwLock::default(),
             running: AtomicUsize::new(0),
             freed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             bounds,
             tombstones: Mutex::default(),
             policy,
@@ -101,6 +106,13 @@ impl Registry {
     /// the pump. The command is registered before this returns, so its id
     /// never answers 404 while it runs.
     pub async fn start(self: &Arc<Self>, request: RunRequest) -> Result<Arc<Command>, ApiError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SHUTTING_DOWN",
+                "the host is shutting down",
+            ));
+        }
         let slot = RunningSlot::take(self)?;
         let id = new_id();
         let scratch = if self.policy.needs_directory() {
@@ -145,10 +157,16 @@ impl Registry {
             scratch,
         ));
         command.status().pgid = child.id().map(|pid| pid as i32);
-        self.commands
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Arc::clone(&command));
+        let closed = {
+            let mut commands = self.commands.write().unwrap_or_else(|p| p.into_inner());
+            commands.insert(id, Arc::clone(&command));
+            self.closed.load(Ordering::SeqCst)
+        };
+        if closed {
+            // Shutdown began while this one was being set up, after the
+            // host had signalled the others: it must not outlive the host.
+            command.signal(libc::SIGKILL);
+        }
         let registry = Arc::clone(self);
         let pumped = Arc::clone(&command);
         let timeout = request.timeout;
@@ -164,6 +182,13 @@ impl Registry {
             registry.expire(&pumped).await;
         });
         Ok(command)
+    }
+
+    /// Refuses new commands from now on (at shutdown, before the running
+    /// ones are stopped).
+    pub fn close(&self) {
+        let _commands = self.commands.write().unwrap_or_else(|p| p.into_inner());
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     async fn expire(&self, command: &Command) {

@@ -159,7 +159,9 @@ pub async fn ping(host: &Host) {
 /// until the host closes it (or `limit` passes).
 pub async fn raw_exchange(host: &Host, bytes: &[u8], limit: Duration) -> Vec<u8> {
     let mut conn = connect(host).await;
-    conn.write_all(bytes).await.expect("write");
+    // The host may answer and close before it has read everything (a head
+    // over its limit): what it answered is what counts.
+    let _ = conn.write_all(bytes).await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(limit, conn.read_to_end(&mut out)).await;
     out

@@ -366,6 +366,31 @@ async fn malformed_http_gets_4xx_with_error_body() {
     ping(&host).await;
 }
 
+/// A command's output that looks just like hyper's answer to a request it
+/// cannot parse is sent by `/logs` as it is, never taken for that answer
+/// (HTTP/1.0 sends a body unframed, as written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_that_looks_like_an_error_answer_is_sent_as_it_is() {
+    let host = Host::start(&[]).await;
+    let fake = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+    let id = background(
+        &host,
+        r"printf 'HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n'",
+    )
+    .await;
+    host.wait_finished(&id).await;
+    for version in ["HTTP/1.0", "HTTP/1.1"] {
+        let request = format!(
+            "GET /command/{id}/logs?cursor=0 {version}\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let got = raw_exchange(&host, request.as_bytes(), Duration::from_secs(5)).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with(&format!("{version} 200")), "{text:?}");
+        assert!(text.contains(fake), "{version}: {text:?}");
+        assert!(!text.contains("MALFORMED_REQUEST"), "{version}: {text:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spill_policy_directory_holds_only_its_files_and_goes_on_expiry() {
     let state = TempDir::new("security-spill");
