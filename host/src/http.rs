@@ -1,6 +1,7 @@
 //! The HTTP API: routing, auth, and one handler per endpoint of the
 //! contract. Handlers return `Result<Response, ApiError>`; errors become
-//! the contract's JSON bodies in exactly one place, [`respond`].
+//! the contract's JSON bodies in exactly one place, `respond`, which
+//! [`handle`] runs on a task of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,7 +189,7 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
     let request = RunRequest::parse(&bytes)?;
     let background = request.background;
     // A complete request runs even if its client leaves at once: this
-    // handler runs on its own task (see `server`).
+    // handler runs on its own task (see [`handle`]).
     let command = app.registry.start(request).await?;
     let mut prelude = Vec::new();
     sse::init(&mut prelude, framing, &command.id, now_ms());
