@@ -1,0 +1,60 @@
+//! What the host says about commands: status, the command list, logs.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /command/status/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The command's id.
+    pub id: String,
+    /// The command as it was given.
+    #[serde(default)]
+    pub content: String,
+    /// Whether it still runs.
+    pub running: bool,
+    /// Its exit code once finished; `-1` when a signal ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The host's error text, e.g. `exit status 2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it started (RFC 3339).
+    #[serde(default)]
+    pub started_at: String,
+    /// When it finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// One entry of `GET /command`: a status, and what a list needs besides.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// The command's status fields.
+    #[serde(flatten)]
+    pub status: Status,
+    /// Whether it was started in the background.
+    #[serde(default)]
+    pub background: bool,
+    /// The newest eid in its log (what an attach would catch up to).
+    #[serde(default)]
+    pub newest_eid: u64,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CommandList {
+    pub(crate) commands: Vec<CommandInfo>,
+}
+
+/// A piece of a background command's raw output, `GET /command/{id}/logs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logs {
+    /// The bytes from the asked cursor (or from `head`, if older bytes
+    /// were dropped) to the current end.
+    pub bytes: Vec<u8>,
+    /// Offset of the first byte of `bytes`.
+    pub from: u64,
+    /// Offset just past the end: the cursor of the next call.
+    pub tail: u64,
+    /// Offset of the oldest byte the host still keeps, when it says.
+    pub head: Option<u64>,
+}
