@@ -1,0 +1,137 @@
+//! Through the cutting proxy: every line exactly once, in order, and the
+//! command's status, in both framings, from the library and from execdctl.
+
+use execd_client::{Event, Framing};
+
+use crate::harness::{self, Host, both_pipes, client_for, ctl, numbered};
+use crate::proxy::{Cutting, Proxy};
+
+const LINES: usize = 3000;
+const CODE: i32 = 7;
+
+fn cutting() -> Option<Cutting> {
+    Some(Cutting {
+        events: (100, 400),
+        refuse_after_cut: false,
+    })
+}
+
+async fn library_stream_survives_cuts(framing: Framing) {
+    let host = Host::start(&[]).await;
+    let proxy = Proxy::start(&host.addr, cutting()).await;
+    let client = client_for(&proxy.url, None, Some(framing));
+    let mut events = client
+        .run(execd_client::Run::shell(both_pipes(LINES, CODE)))
+        .await
+        .expect("run");
+    let (mut out, mut err, mut eids) = (Vec::new(), Vec::new(), Vec::new());
+    let mut exit = None;
+    let mut started = 0;
+    let read = async {
+        while let Some(event) = events.next().await {
+            let event = event.expect("no error through the cuts");
+            eids.extend(event.eid());
+            match event {
+                Event::Started { .. } => started += 1,
+                Event::Stdout(line) => out.push(line.text),
+                Event::Stderr(line) => err.push(line.text),
+                Event::Exit(e) => exit = Some(e),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(harness::PATIENCE, read)
+        .await
+        .expect("stream ends in time");
+    assert_eq!(started, 1);
+    assert_eq!(out, numbered("out", LINES));
+    assert_eq!(err, numbered("err", LINES));
+    let total = 2 * LINES as u64 + 1;
+    assert_eq!(
+        eids,
+        (1..=total).collect::<Vec<_>>(),
+        "eids exactly once, in order"
+    );
+    let exit = exit.expect("an exit event");
+    assert_eq!((exit.code, exit.eid), (CODE, total));
+    // The proxy really cut, inside events too, and the stream resumed.
+    assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
+    assert!(proxy.mid_event_cuts() >= 1, "no cut inside an event");
+    assert!(
+        events.reconnects() >= 5,
+        "{} reconnects",
+        events.reconnects()
+    );
+}
+
+#[tokio::test]
+async fn library_stream_survives_cuts_standard_framing() {
+    library_stream_survives_cuts(Framing::Standard).await;
+}
+
+#[tokio::test]
+async fn library_stream_survives_cuts_legacy_framing() {
+    library_stream_survives_cuts(Framing::Legacy).await;
+}
+
+/// The host's default framing is legacy and the client does not ask: it
+/// reads whatever arrives.
+#[tokio::test]
+async fn library_stream_reads_a_legacy_host_without_asking() {
+    let host = Host::start(&["--sse-framing", "legacy"]).await;
+    let proxy = Proxy::start(&host.addr, cutting()).await;
+    let client = client_for(&proxy.url, None, None);
+    let mut events = client
+        .run(execd_client::Run::shell(both_pipes(1000, 0)))
+        .await
+        .expect("run");
+    let mut lines = 0;
+    let mut exit = None;
+    while let Some(event) = tokio::time::timeout(harness::PATIENCE, events.next())
+        .await
+        .expect("in time")
+    {
+        match event.expect("no error") {
+            Event::Stdout(_) | Event::Stderr(_) => lines += 1,
+            Event::Exit(e) => exit = Some(e.code),
+            _ => {}
+        }
+    }
+    assert_eq!((lines, exit), (2000, Some(0)));
+    assert!(proxy.cuts() >= 2, "only {} cuts", proxy.cuts());
+}
+
+async fn execdctl_run_survives_cuts(framing: &str, verbose: bool) {
+    let host = Host::start(&[]).await;
+    let proxy = Proxy::start(&host.addr, cutting()).await;
+    let script = both_pipes(LINES, CODE);
+    let mut args = vec!["--url", &proxy.url, "--framing", framing, "run"];
+    if verbose {
+        args.insert(0, "-v");
+    }
+    args.extend(["--", "bash", "-c", &script]);
+    let out = ctl(&args).await;
+    assert_eq!(out.code(), CODE, "stderr: {}", out.notes().join("\n"));
+    assert_eq!(out.stdout_lines(), numbered("out", LINES));
+    assert_eq!(out.command_stderr(), numbered("err", LINES));
+    assert!(proxy.cuts() >= 5, "only {} cuts", proxy.cuts());
+    let notes = out.notes();
+    if verbose {
+        assert!(
+            notes.iter().any(|n| n.contains("connection lost")),
+            "-v reports reconnections: {notes:?}"
+        );
+    } else {
+        assert!(notes.is_empty(), "a cut resumes silently: {notes:?}");
+    }
+}
+
+#[tokio::test]
+async fn execdctl_run_survives_cuts_standard_framing_silently() {
+    execdctl_run_survives_cuts("standard", false).await;
+}
+
+#[tokio::test]
+async fn execdctl_run_survives_cuts_legacy_framing_verbose() {
+    execdctl_run_survives_cuts("legacy", true).await;
+}
