@@ -1,1 +1,434 @@
+//! Every execdctl subcommand against the real host, and the mistakes a
+//! person can make (no host, bad token, unknown id).
 
+use std::time::Duration;
+
+use execd_client::{Error, Run};
+
+use crate::harness::{self, Host, ctl, eventually, execdctl, first_line, rest};
+
+/// Runs execdctl against `host` with these arguments.
+async fn on(host: &Host, args: &[&str]) -> harness::Output {
+    let url = host.url();
+    let mut all = vec!["--url", url.as_str()];
+    if let Some(token) = &host.token {
+        all.extend(["--token", token.as_str()]);
+    }
+    all.extend_from_slice(args);
+    ctl(&all).await
+}
+
+async fn wait_finished(host: &Host, id: &str) {
+    let client = host.client();
+    eventually("the command's end", || {
+        let client = client.clone();
+        let id = id.to_string();
+        async move { client.status(&id).await.is_ok_and(|s| !s.running) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn run_separates_the_pipes_and_exits_with_the_command_status() {
+    let host = Host::start(&[]).await;
+    let out = on(
+        &host,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; printf partial; exit 3",
+        ],
+    )
+    .await;
+    assert_eq!(out.code(), 3);
+    assert_eq!(out.stdout, "out\npartial\n");
+    assert_eq!(out.stderr, "err\n");
+    // Words are passed as an argv would be: no shell expansion of `$HOME`.
+    let out = on(&host, &["run", "--", "echo", "$HOME", "a  b"]).await;
+    assert_eq!((out.code(), out.stdout.as_str()), (0, "$HOME a  b\n"));
+    // --shell: the words are shell text.
+    let out = on(&host, &["run", "--shell", "--", "echo", "$((6*7))"]).await;
+    assert_eq!((out.code(), out.stdout.as_str()), (0, "42\n"));
+}
+
+#[tokio::test]
+async fn run_takes_cwd_env_and_timeout() {
+    let host = Host::start(&[]).await;
+    let out = on(
+        &host,
+        &[
+            "run",
+            "--cwd",
+            "/tmp",
+            "--env",
+            "A=x=y",
+            "--env",
+            "B=2",
+            "-c",
+            "--",
+            "pwd; echo $A $B",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (out.code(), out.stdout.as_str()),
+        (0, "/tmp\nx=y 2\n"),
+        "{out:?}"
+    );
+    let started = std::time::Instant::now();
+    let out = on(&host, &["run", "--timeout", "300ms", "--", "sleep", "10"]).await;
+    assert_eq!(out.code(), 128 + 9, "a timeout is SIGKILL: {out:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let out = on(&host, &["run", "--cwd", "/no/such/dir", "--", "true"]).await;
+    assert_eq!(out.code(), 246, "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("execdctl: the host refused the request"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn run_exits_128_plus_the_signal() {
+    let host = Host::start(&[]).await;
+    let out = on(&host, &["run", "--", "sh", "-c", "kill -TERM $$"]).await;
+    assert_eq!(out.code(), 128 + 15);
+}
+
+#[tokio::test]
+async fn run_json_prints_one_event_per_line() {
+    let host = Host::start(&[]).await;
+    let out = on(
+        &host,
+        &[
+            "--json",
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo a; echo b >&2; exit 4",
+        ],
+    )
+    .await;
+    assert_eq!(out.code(), 4);
+    let events: Vec<serde_json::Value> = out
+        .stdout_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["started", "stdout", "stderr", "exit"]);
+    assert_eq!(
+        (events[1]["text"].as_str(), events[1]["eid"].as_u64()),
+        (Some("a"), Some(1))
+    );
+    assert_eq!(
+        (events[3]["code"].as_i64(), events[3]["eid"].as_u64()),
+        (Some(4), Some(3))
+    );
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn background_run_then_status_attach_logs_ps_and_kill() {
+    let host = Host::start(&[]).await;
+    // --bg prints the id at once.
+    let out = on(
+        &host,
+        &[
+            "run",
+            "--bg",
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo $i; done; echo e >&2",
+        ],
+    )
+    .await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    let id = out.stdout.trim().to_string();
+    assert_eq!(id.len(), 32, "{id:?}");
+    wait_finished(&host, &id).await;
+
+    let status = on(&host, &["status", &id]).await;
+    assert_eq!(status.code(), 0);
+    assert!(
+        status.stdout.contains(&format!("id:        {id}"))
+            && status.stdout.contains("state:     exited 0"),
+        "{}",
+        status.stdout
+    );
+    let json = on(&host, &["--json", "status", &id]).await;
+    let value: serde_json::Value = serde_json::from_str(json.stdout.trim()).expect("status JSON");
+    assert_eq!(
+        (value["running"].as_bool(), value["exit_code"].as_i64()),
+        (Some(false), Some(0))
+    );
+
+    // attach --from 2: the events after eid 2.
+    let attached = on(&host, &["attach", &id, "--from", "2"]).await;
+    assert_eq!(attached.code(), 0);
+    assert_eq!(
+        (attached.stdout.as_str(), attached.stderr.as_str()),
+        ("3\n4\n5\n", "e\n")
+    );
+
+    // logs: the raw combined output; from a cursor.
+    let logs = on(&host, &["logs", &id]).await;
+    assert_eq!(
+        (logs.code(), logs.stdout.as_str()),
+        (0, "1\n2\n3\n4\n5\ne\n")
+    );
+    let logs = on(&host, &["logs", &id, "--cursor", "6"]).await;
+    assert_eq!(logs.stdout, "4\n5\ne\n");
+
+    // A running one, for ps and kill.
+    let out = on(&host, &["run", "--bg", "--", "sleep", "30"]).await;
+    let sleeper = out.stdout.trim().to_string();
+    let ps = on(&host, &["ps"]).await;
+    assert_eq!(ps.code(), 0, "{ps:?}");
+    let lines = ps.stdout_lines();
+    assert!(
+        lines[0].starts_with("ID ") && lines.len() == 3,
+        "{}",
+        ps.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&id) && l.contains("exited 0 (bg)")),
+        "{}",
+        ps.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&sleeper) && l.contains("running")),
+        "{}",
+        ps.stdout
+    );
+    let ps = on(&host, &["--json", "ps"]).await;
+    let ids: Vec<String> = ps
+        .stdout_lines()
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, [id.clone(), sleeper.clone()], "oldest first");
+
+    let kill = on(&host, &["kill", &sleeper]).await;
+    assert_eq!(kill.code(), 0, "{kill:?}");
+    wait_finished(&host, &sleeper).await;
+    let status = host.client().status(&sleeper).await.expect("status");
+    assert_eq!(
+        (status.exit_code, status.error.as_deref()),
+        (Some(-1), Some("signal: terminated"))
+    );
+}
+
+#[tokio::test]
+async fn logs_follow_prints_until_the_command_ends() {
+    let host = Host::start(&[]).await;
+    let id = host
+        .client()
+        .spawn(Run::shell(
+            "for i in $(seq 1 10); do echo $i; sleep 0.1; done",
+        ))
+        .await
+        .expect("spawn");
+    let out = on(&host, &["logs", &id, "--follow"]).await;
+    assert_eq!(out.code(), 0);
+    let expect: String = (1..=10).map(|i| format!("{i}\n")).collect();
+    assert_eq!(out.stdout, expect);
+}
+
+#[tokio::test]
+async fn logs_of_a_foreground_command_is_refused_clearly() {
+    let host = Host::start(&[]).await;
+    let mut events = host.client().run(Run::shell("true")).await.expect("run");
+    let mut id = None;
+    while let Some(event) = events.next().await {
+        if let execd_client::Event::Started { command_id } = event.expect("event") {
+            id = Some(command_id);
+        }
+    }
+    let out = on(&host, &["logs", &id.expect("an id")]).await;
+    assert_eq!(out.code(), 246, "{out:?}");
+    assert!(out.stderr.contains("background"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn ping_and_the_token() {
+    let host = Host::start(&["--access-token", "sesame"]).await;
+    assert_eq!(on(&host, &["ping"]).await.code(), 0);
+    for token in [None, Some("wrong")] {
+        let url = host.url();
+        let mut args = vec!["--url", url.as_str()];
+        args.extend(token.map(|t| ["--token", t]).into_iter().flatten());
+        args.push("ping");
+        let out = ctl(&args).await;
+        assert_eq!(out.code(), 242, "{out:?}");
+        assert!(
+            out.stderr.contains("refused the access token") && out.stderr.contains("--token"),
+            "{}",
+            out.stderr
+        );
+    }
+    // The environment variable works as the flag does.
+    let out = execdctl(&["ping"])
+        .env("EXECD_URL", host.url())
+        .env("EXECD_ACCESS_TOKEN", "sesame")
+        .output()
+        .await
+        .expect("execdctl");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test]
+async fn no_host_and_unknown_ids_get_plain_errors() {
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = ctl(&["--url", &url, "run", "--", "true"]).await;
+    assert_eq!(out.code(), 241, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot reach the host")
+            && out.stderr.contains("Is execd-host running"),
+        "{}",
+        out.stderr
+    );
+    let out = ctl(&["--url", "https://127.0.0.1:1", "ps"]).await;
+    assert_eq!(out.code(), 240);
+    assert!(out.stderr.contains("https"), "{}", out.stderr);
+    let out = ctl(&["run"]).await;
+    assert_eq!(out.code(), 240, "a usage error");
+
+    let host = Host::start(&[]).await;
+    for args in [
+        vec!["status", "nope"],
+        vec!["attach", "nope"],
+        vec!["kill", "nope"],
+        vec!["logs", "nope"],
+    ] {
+        let out = on(&host, &args).await;
+        assert_eq!(out.code(), 243, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("has no command \"nope\""),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    // The library's typed error for the same.
+    assert!(matches!(
+        host.client().status("nope").await,
+        Err(Error::NotFound {
+            what: "command",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn ctrl_c_interrupts_the_command() {
+    let host = Host::start(&[]).await;
+    let url = host.url();
+    let mut child = execdctl(&["--url", &url, "run", "-c", "--", "echo ready; sleep 30"])
+        .spawn()
+        .expect("spawn");
+    let (first, reader) = first_line(child.stdout.take().expect("stdout")).await;
+    assert_eq!(first, "ready\n");
+    harness::signal(&child, libc::SIGINT);
+    let out = rest(child, reader).await;
+    assert_eq!(
+        out.code(),
+        128 + 15,
+        "the command's status after SIGTERM: {out:?}"
+    );
+    let list = host.client().list().await.expect("list");
+    assert!(list.iter().all(|c| !c.status.running), "{list:?}");
+}
+
+#[tokio::test]
+async fn ctrl_c_detaches_with_the_flag() {
+    let host = Host::start(&[]).await;
+    let url = host.url();
+    let mut child = execdctl(&[
+        "--url",
+        &url,
+        "run",
+        "--detach-on-interrupt",
+        "-c",
+        "--",
+        "echo ready; sleep 30",
+    ])
+    .spawn()
+    .expect("spawn");
+    let (_, reader) = first_line(child.stdout.take().expect("stdout")).await;
+    harness::signal(&child, libc::SIGINT);
+    let out = rest(child, reader).await;
+    assert_eq!(out.code(), 130, "{out:?}");
+    assert!(
+        out.stderr.contains("detached") && out.stderr.contains("execdctl attach"),
+        "{}",
+        out.stderr
+    );
+    let list = host.client().list().await.expect("list");
+    assert!(
+        list.len() == 1 && list[0].status.running,
+        "the command runs on: {list:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the host's /session endpoints (issue #13)"]
+async fn sessions_new_run_rm() {
+    let host = Host::start(&[]).await;
+    let out = on(&host, &["session", "new", "--cwd", "/tmp"]).await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    let session = out.stdout.trim().to_string();
+    let out = on(
+        &host,
+        &[
+            "session",
+            "run",
+            &session,
+            "-c",
+            "--",
+            "export A=1; cd /; pwd",
+        ],
+    )
+    .await;
+    assert_eq!((out.code(), out.stdout.as_str()), (0, "/\n"), "{out:?}");
+    // Variables and the directory carry over; the run is a command like any other.
+    let out = on(
+        &host,
+        &[
+            "run",
+            "--session",
+            &session,
+            "-c",
+            "--",
+            "echo $A; pwd; exit 5",
+        ],
+    )
+    .await;
+    assert_eq!((out.code(), out.stdout.as_str()), (5, "1\n/\n"), "{out:?}");
+    assert_eq!(on(&host, &["session", "rm", &session]).await.code(), 0);
+    let out = on(&host, &["session", "rm", &session]).await;
+    assert_eq!(out.code(), 243, "{out:?}");
+    assert!(out.stderr.contains("has no session"), "{}", out.stderr);
+}

@@ -55,34 +55,42 @@ pub async fn follow(
             Some(Err(error)) => return Ending::Failed(error),
             Some(Ok(event)) => event,
         };
-        if json {
-            if let Ok(line) = serde_json::to_string(&event) {
-                if !write_out(&format!("{line}\n")) {
-                    return Ending::Status(exit::STDOUT_CLOSED);
-                }
-            }
+        if let Event::Started { command_id } = &event
+            && interrupt_pending
+        {
+            interrupt_pending = false;
+            send_interrupt(client, command_id).await;
         }
-        match event {
-            Event::Started { command_id } => {
-                if interrupt_pending {
-                    send_interrupt(client, &command_id).await;
-                }
-            }
-            Event::Stdout(line) => {
-                if !json && !write_out(&line.with_newline()) {
-                    return Ending::Status(exit::STDOUT_CLOSED);
-                }
-            }
-            Event::Stderr(line) => {
-                if !json {
-                    let mut stderr = std::io::stderr().lock();
-                    let _ = stderr.write_all(line.with_newline().as_bytes());
-                }
-            }
-            Event::Gap(gap) => eprintln!("execdctl: {}", gap_line(&gap)),
-            Event::Exit(end) => return Ending::Status(exit::of_exit(&end)),
-            _ => {}
+        let printed = if json {
+            serde_json::to_string(&event).is_ok_and(|line| write_out(&format!("{line}\n")))
+        } else {
+            print(&event)
+        };
+        if !printed {
+            return Ending::Status(exit::STDOUT_CLOSED);
         }
+        if let Event::Exit(end) = &event {
+            return Ending::Status(exit::of_exit(end));
+        }
+    }
+}
+
+/// Prints an event for a person; false once stdout is closed.
+fn print(event: &Event) -> bool {
+    match event {
+        Event::Stdout(line) => write_out(&line.with_newline()),
+        Event::Stderr(line) => {
+            // A closed stderr is no reason to stop the command's stdout.
+            let _ = std::io::stderr()
+                .lock()
+                .write_all(line.with_newline().as_bytes());
+            true
+        }
+        Event::Gap(gap) => {
+            eprintln!("execdctl: {}", gap_line(gap));
+            true
+        }
+        _ => true,
     }
 }
 
