@@ -489,6 +489,19 @@ impl Client {
     /// bash) in the session, with its `cwd` and `timeout`; the stream is a
     /// run's, resuming by itself. A busy session answers 409
     /// `SESSION_BUSY`.
+    ///
+    /// ```no_run
+    /// # async fn example(client: execd_client::Client, session: String) -> Result<(), execd_client::Error> {
+    /// use execd_client::{Event, Run};
+    ///
+    /// let mut events = client.session_run(&session, Run::shell("echo $A; pwd")).await?;
+    /// while let Some(event) = events.next().await {
+    ///     if let Event::Stdout(line) = event? {
+    ///         println!("{}", line.text);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn session_run(&self, session: &str, run: Run) -> Result<EventStream> {
         let path = format!(
             "/session/{}/run{}",
@@ -500,6 +513,12 @@ impl Client {
     }
 
     /// `DELETE /session/{id}`: ends the session and its running run.
+    ///
+    /// ```no_run
+    /// # async fn example(client: execd_client::Client) -> Result<(), execd_client::Error> {
+    /// client.session_delete("7c1e...").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn session_delete(&self, session: &str) -> Result<()> {
         let path = format!("/session/{}", encode(session));
         self.transport()
