@@ -37,6 +37,17 @@ pub enum AttachError {
     TooMany(usize),
 }
 
+/// The reason of a gap over what a failed policy held.
+const POLICY_FAILED_REASON: &str = "policy-failed";
+
+/// A gap's reason as `wit/` allows it: a short word, safe to send as is.
+fn valid_reason(reason: &str) -> bool {
+    (1..=32).contains(&reason.len())
+        && reason
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Most events the host keeps for connected readers after a policy failure.
 const FALLBACK_EVENTS: usize = 4096;
 /// Most text bytes it keeps for them.
@@ -48,6 +59,8 @@ pub struct Log {
     state: Mutex<State>,
     progress: watch::Sender<Progress>,
     next_reader: AtomicU64,
+    /// Bytes the policy said the log takes on disk, as of its last answer.
+    disk_bytes: AtomicU64,
 }
 
 struct State {
@@ -90,7 +103,26 @@ impl Log {
             }),
             progress: watch::Sender::new(Progress::default()),
             next_reader: AtomicU64::new(1),
+            disk_bytes: AtomicU64::new(0),
         })
+    }
+
+    /// Bytes the log takes on disk, as the policy last reported (0 once it
+    /// failed: its files go with the command).
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Hands the policy the command's disk budget (before the first append,
+    /// and again when the host's own budget runs short).
+    pub async fn set_disk_budget(&self, bytes: u64) {
+        let mut state = self.state.lock().await;
+        if let Backend::Policy(policy) = &mut state.backend {
+            match policy.set_disk_budget(bytes).await {
+                Ok(used) => self.disk_bytes.store(used, Ordering::Relaxed),
+                Err(e) => state.fail(&self.command, e),
+            }
+        }
     }
 
     /// Receives every change of [`Progress`]; a wait on it cannot miss one.
@@ -111,13 +143,14 @@ impl Log {
         let expected = state.newest + batch.len() as u64;
         if let Backend::Policy(policy) = &mut state.backend {
             match policy.append(&batch).await {
-                Ok(last) if last == expected => {
-                    state.newest = last;
+                Ok(stored) if stored.last_eid == expected => {
+                    state.newest = expected;
                     drop(state);
+                    self.disk_bytes.store(stored.disk_bytes, Ordering::Relaxed);
                     self.progress.send_modify(|p| p.newest = expected);
                     return;
                 }
-                Ok(last) => state.fail(
+                Ok(wit::Stored { last_eid: last, .. }) => state.fail(
                     &self.command,
                     PolicyError::Nonsense(
                         format!(
@@ -149,8 +182,10 @@ impl Log {
         let expected = state.newest + 1;
         if let Backend::Policy(policy) = &mut state.backend {
             match policy.finish(ending.clone()).await {
-                Ok(eid) if eid == expected => {}
-                Ok(eid) => state.fail(
+                Ok(stored) if stored.last_eid == expected => {
+                    self.disk_bytes.store(stored.disk_bytes, Ordering::Relaxed);
+                }
+                Ok(wit::Stored { last_eid: eid, .. }) => state.fail(
                     &self.command,
                     PolicyError::Nonsense(
                         format!("the terminal event should be eid {expected}, it said {eid}"),
@@ -301,7 +336,8 @@ impl State {
             return ReadResult::Gap(wit::Gap {
                 from_eid: after + 1,
                 to_eid: first - 1,
-                dropped_bytes: 0,
+                dropped_bytes: None,
+                reason: POLICY_FAILED_REASON.to_string(),
             });
         }
         let mut events = wit::Events {
@@ -365,6 +401,12 @@ impl State {
                     return nonsense(format!(
                         "gap {}..={} does not start after the cursor {after} or covers the newest event",
                         gap.from_eid, gap.to_eid
+                    ));
+                }
+                if !valid_reason(&gap.reason) {
+                    return nonsense(format!(
+                        "gap reason {:?} is not 1 to 32 characters of a-z, 0-9 and -",
+                        gap.reason
                     ));
                 }
             }

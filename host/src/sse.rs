@@ -245,9 +245,17 @@ pub fn gap(buf: &mut Vec<u8>, framing: Framing, gap: &Gap, ts: u64) {
     open(buf, framing, None, "gap");
     let _ = write!(
         buf,
-        "{{\"type\":\"gap\",\"from_eid\":{},\"to_eid\":{},\"dropped_bytes\":{},\"timestamp\":{ts}",
-        gap.from_eid, gap.to_eid, gap.dropped_bytes
+        "{{\"type\":\"gap\",\"from_eid\":{},\"to_eid\":{},",
+        gap.from_eid, gap.to_eid
     );
+    // Absent when the policy no longer knows the size (see `wit/`).
+    if let Some(bytes) = gap.dropped_bytes {
+        let _ = write!(buf, "\"dropped_bytes\":{bytes},");
+    }
+    buf.extend_from_slice(b"\"reason\":");
+    // The log checked it is a short word; escaped all the same.
+    let _ = serde_json::to_writer(&mut *buf, &gap.reason);
+    let _ = write!(buf, ",\"timestamp\":{ts}");
     close(buf);
 }
 
@@ -355,12 +363,25 @@ mod tests {
             &Gap {
                 from_eid: 1,
                 to_eid: 4,
-                dropped_bytes: 10,
+                dropped_bytes: Some(10),
+                reason: "evicted".into(),
             },
             2,
         );
+        gap(
+            &mut buf,
+            Framing::Standard,
+            &Gap {
+                from_eid: 5,
+                to_eid: 6,
+                dropped_bytes: None,
+                reason: "budget".into(),
+            },
+            3,
+        );
         let text = String::from_utf8(buf).unwrap();
         assert!(!text.contains("id:"), "{text}");
-        assert!(text.contains("event: gap\ndata: {\"type\":\"gap\",\"from_eid\":1,\"to_eid\":4,\"dropped_bytes\":10,\"timestamp\":2}\n\n"));
+        assert!(text.contains("event: gap\ndata: {\"type\":\"gap\",\"from_eid\":1,\"to_eid\":4,\"dropped_bytes\":10,\"reason\":\"evicted\",\"timestamp\":2}\n\n"), "{text}");
+        assert!(text.contains("data: {\"type\":\"gap\",\"from_eid\":5,\"to_eid\":6,\"reason\":\"budget\",\"timestamp\":3}\n\n"), "{text}");
     }
 }

@@ -490,19 +490,25 @@ proptest! {
         id in any_text(),
         from in any::<u64>(),
         to in any::<u64>(),
-        dropped in any::<u64>(),
+        dropped in proptest::option::of(any::<u64>()),
+        reason in "[a-z0-9-]{1,32}",
         ts in any::<u64>(),
     ) {
         for framing in [Framing::Standard, Framing::Legacy] {
             let mut buf = Vec::new();
             sse::init(&mut buf, framing, &id, ts);
             sse::keepalive(&mut buf, framing, ts);
-            sse::gap(&mut buf, framing, &Gap { from_eid: from, to_eid: to, dropped_bytes: dropped }, ts);
+            let gap = Gap { from_eid: from, to_eid: to, dropped_bytes: dropped, reason: reason.clone() };
+            sse::gap(&mut buf, framing, &gap, ts);
+            let mut gap_json = json!({"type": "gap", "from_eid": from, "to_eid": to,
+                                      "reason": reason, "timestamp": ts});
+            if let Some(bytes) = dropped {
+                gap_json["dropped_bytes"] = json!(bytes);
+            }
             sse::spawned(&mut buf, framing, ts);
             let want = [
                 ("init", json!({"type": "init", "text": id, "timestamp": ts})),
-                ("gap", json!({"type": "gap", "from_eid": from, "to_eid": to,
-                               "dropped_bytes": dropped, "timestamp": ts})),
+                ("gap", gap_json),
                 ("execution_complete", json!({"type": "execution_complete",
                                               "timestamp": ts, "execution_time": 0})),
             ];

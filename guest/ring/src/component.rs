@@ -29,6 +29,14 @@ fn flavoured(config: Config) -> Config {
 
 struct Policy;
 
+/// Where a memory-only log stands: nothing on disk.
+fn in_memory(last_eid: u64) -> wit::Stored {
+    wit::Stored {
+        last_eid,
+        disk_bytes: 0,
+    }
+}
+
 impl wit::Guest for Policy {
     fn needs_directory() -> bool {
         false
@@ -41,12 +49,19 @@ impl wit::Guest for Policy {
         Ok(())
     }
 
-    fn append(batch: wit::Batch) -> Result<u64, String> {
-        RING.with_borrow_mut(|ring| ring.append(from_wit_batch(batch)))
+    fn set_disk_budget(_bytes: u64) -> u64 {
+        // Memory only: nothing on disk to bound.
+        0
     }
 
-    fn finish(ending: wit::Ending) -> Result<u64, String> {
+    fn append(batch: wit::Batch) -> Result<wit::Stored, String> {
+        RING.with_borrow_mut(|ring| ring.append(from_wit_batch(batch)))
+            .map(in_memory)
+    }
+
+    fn finish(ending: wit::Ending) -> Result<wit::Stored, String> {
         RING.with_borrow_mut(|ring| ring.finish(from_wit_ending(ending)))
+            .map(in_memory)
     }
 
     fn read(after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
@@ -60,6 +75,7 @@ impl wit::Guest for Policy {
                 from_eid: g.from_eid,
                 to_eid: g.to_eid,
                 dropped_bytes: g.dropped_bytes,
+                reason: g.reason.to_string(),
             }),
             ReadResult::Pending => wit::ReadResult::Pending,
             ReadResult::Finished => wit::ReadResult::Finished,

@@ -119,8 +119,14 @@ pub struct Events {
 pub struct Gap {
     pub from_eid: u64,
     pub to_eid: u64,
-    pub dropped_bytes: u64,
+    /// Text bytes of the missing events; `None` when they are older than
+    /// the window of sizes the ring remembers.
+    pub dropped_bytes: Option<u64>,
+    pub reason: &'static str,
 }
+
+/// Why a ring's gap is there: its memory bounds evicted the events.
+pub const EVICTED: &str = "evicted";
 
 /// The answer to [`Ring::read`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -328,7 +334,10 @@ impl Ring {
             return ReadResult::Gap(Gap {
                 from_eid: after + 1,
                 to_eid: first_kept - 1,
-                dropped_bytes: first_offset - self.offset_of_evicted(after + 1),
+                dropped_bytes: self
+                    .offset_of_evicted(after + 1)
+                    .map(|from| first_offset - from),
+                reason: EVICTED,
             });
         }
         let want = after + 1;
@@ -365,14 +374,14 @@ impl Ring {
         ReadResult::Events(out)
     }
 
-    /// Offset of an evicted eid. For one older than the remembered window
-    /// the oldest remembered offset stands in, so the count is a lower bound.
-    fn offset_of_evicted(&self, eid: u64) -> u64 {
+    /// Offset of an evicted eid; `None` for one older than the window of
+    /// offsets remembered (only the first event's is known for ever: 0).
+    fn offset_of_evicted(&self, eid: u64) -> Option<u64> {
         if eid <= 1 {
-            return 0;
+            return Some(0);
         }
-        let index = eid.saturating_sub(self.evicted_first_eid) as usize;
-        self.evicted_offsets.get(index).copied().unwrap_or(0)
+        let index = eid.checked_sub(self.evicted_first_eid)?;
+        self.evicted_offsets.get(index as usize).copied()
     }
 
     /// Whether a new reader may attach while `live_readers` are attached.
@@ -558,15 +567,26 @@ mod tests {
         let gap = Gap {
             from_eid: 1,
             to_eid: 7,
-            dropped_bytes: (0..7).sum(),
+            dropped_bytes: Some((0..7).sum()),
+            reason: EVICTED,
         };
         assert_eq!(ring.read(0, 10, 1 << 20), ReadResult::Gap(gap));
         let gap = Gap {
             from_eid: 5,
             to_eid: 7,
-            dropped_bytes: 4 + 5 + 6,
+            dropped_bytes: Some(4 + 5 + 6),
+            reason: EVICTED,
         };
         assert_eq!(ring.read(4, 10, 1 << 20), ReadResult::Gap(gap));
+        // The sizes of eids 2-4 fell out of the remembered window: unknown,
+        // not under-reported.
+        let gap = Gap {
+            from_eid: 2,
+            to_eid: 7,
+            dropped_bytes: None,
+            reason: EVICTED,
+        };
+        assert_eq!(ring.read(1, 10, 1 << 20), ReadResult::Gap(gap));
         assert_eq!(eids(ring.read(7, 10, 1 << 20)), vec![8, 9, 10]);
     }
 

@@ -42,7 +42,12 @@ impl wit::Guest for Policy {
         Ok(())
     }
 
-    fn append(batch: wit::Batch) -> Result<u64, String> {
+    fn set_disk_budget(_bytes: u64) -> u64 {
+        // Lossless and unbounded by design: it keeps everything it is given.
+        STORE.with_borrow(|s| s.disk_bytes())
+    }
+
+    fn append(batch: wit::Batch) -> Result<wit::Stored, String> {
         STORE.with_borrow_mut(|s| {
             let (mut at, mut lens) = (0, batch.lens.iter());
             // Line i takes the pipe and time of the run it falls in.
@@ -67,11 +72,11 @@ impl wit::Guest for Policy {
             if lens.next().is_some() || at != batch.text.len() {
                 return Err("runs and line lengths do not cover the batch".into());
             }
-            Ok(s.newest())
+            Ok(s.stored())
         })
     }
 
-    fn finish(ending: wit::Ending) -> Result<u64, String> {
+    fn finish(ending: wit::Ending) -> Result<wit::Stored, String> {
         STORE.with_borrow_mut(|s| s.finish(ending))
     }
 

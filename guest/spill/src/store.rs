@@ -101,6 +101,19 @@ impl Store {
         self.next_eid - 1
     }
 
+    /// Where the log stands, for `append` and `finish` to report.
+    pub fn stored(&self) -> wit::Stored {
+        wit::Stored {
+            last_eid: self.newest(),
+            disk_bytes: self.file_len,
+        }
+    }
+
+    /// Bytes of the spill file.
+    pub fn disk_bytes(&self) -> u64 {
+        self.file_len
+    }
+
     pub fn retention_ms(&self) -> u64 {
         self.settings.retention_ms
     }
@@ -134,11 +147,11 @@ impl Store {
         Ok(())
     }
 
-    pub fn finish(&mut self, ending: Ending) -> Result<u64, String> {
+    pub fn finish(&mut self, ending: Ending) -> Result<wit::Stored, String> {
         let timestamp_ms = ending.timestamp_ms;
         self.push(timestamp_ms, Body::End(ending))?;
         self.finished = true;
-        Ok(self.newest())
+        Ok(self.stored())
     }
 
     fn write_chunk(&mut self) -> Result<(), String> {

@@ -15,11 +15,11 @@ wit_bindgen::generate!({
 });
 
 use exports::execd::resume::log::{
-    Admission, Batch, Channel, Ending, Events, Gap, Guest, ReadResult, Run,
+    Admission, Batch, Channel, Ending, Events, Gap, Guest, ReadResult, Run, Stored,
 };
 
-/// One stored line: its pipe, time and own text.
-struct Stored {
+/// One kept line: its pipe, time and own text.
+struct Line {
     eid: u64,
     channel: Channel,
     timestamp_ms: u64,
@@ -29,7 +29,7 @@ struct Stored {
 /// The log of the one command this instance serves.
 struct Log {
     max_events: usize,
-    lines: VecDeque<Stored>,
+    lines: VecDeque<Line>,
     /// The terminal event, with its eid, once the command ended.
     ending: Option<(u64, Ending)>,
     next_eid: u64,
@@ -67,7 +67,12 @@ impl Guest for Policy {
         Ok(())
     }
 
-    fn append(batch: Batch) -> Result<u64, String> {
+    fn set_disk_budget(_bytes: u64) -> u64 {
+        // This log lives in memory only: there is no disk use to bound.
+        0
+    }
+
+    fn append(batch: Batch) -> Result<Stored, String> {
         LOG.with_borrow_mut(|log| {
             // Line i's text is the next `lens[i]` bytes of the batch's text;
             // its pipe and time are those of the run it falls in.
@@ -82,7 +87,7 @@ impl Guest for Policy {
                         .ok_or("lengths exceed the text")?
                         .to_vec();
                     at = end;
-                    log.lines.push_back(Stored {
+                    log.lines.push_back(Line {
                         eid: log.next_eid,
                         channel: run.channel,
                         timestamp_ms: run.timestamp_ms,
@@ -99,16 +104,22 @@ impl Guest for Policy {
             if lens.next().is_some() || at != batch.text.len() {
                 return Err("runs and line lengths do not cover the batch".into());
             }
-            Ok(log.next_eid - 1)
+            Ok(Stored {
+                last_eid: log.next_eid - 1,
+                disk_bytes: 0,
+            })
         })
     }
 
-    fn finish(ending: Ending) -> Result<u64, String> {
+    fn finish(ending: Ending) -> Result<Stored, String> {
         LOG.with_borrow_mut(|log| {
             let eid = log.next_eid;
             log.next_eid += 1;
             log.ending = Some((eid, ending));
-            Ok(eid)
+            Ok(Stored {
+                last_eid: eid,
+                disk_bytes: 0,
+            })
         })
     }
 
@@ -124,11 +135,14 @@ impl Guest for Policy {
             }
             let first = log.lines.front().map_or(newest, |s| s.eid);
             if after + 1 < first {
-                // Evicted: tell the reader exactly which events it missed.
+                // Evicted: tell the reader exactly which events it missed,
+                // and why. This log keeps no sizes of evicted lines, so it
+                // says it does not know how many bytes they held.
                 return ReadResult::Gap(Gap {
                     from_eid: after + 1,
                     to_eid: first - 1,
-                    dropped_bytes: 0,
+                    dropped_bytes: None,
+                    reason: "evicted".to_string(),
                 });
             }
             let mut events = Events {
@@ -141,21 +155,20 @@ impl Guest for Policy {
                 ending: None,
             };
             let take = max_events.max(1) as usize;
-            for stored in log.lines.iter().filter(|s| s.eid > after).take(take) {
+            for line in log.lines.iter().filter(|l| l.eid > after).take(take) {
                 let batch = &mut events.batch;
-                batch.lens.push(stored.text.len() as u32);
-                batch.text.extend_from_slice(&stored.text);
+                batch.lens.push(line.text.len() as u32);
+                batch.text.extend_from_slice(&line.text);
                 // Lines of one pipe and millisecond share a run.
                 match batch.runs.last_mut() {
                     Some(run)
-                        if run.channel == stored.channel
-                            && run.timestamp_ms == stored.timestamp_ms =>
+                        if run.channel == line.channel && run.timestamp_ms == line.timestamp_ms =>
                     {
                         run.lines += 1
                     }
                     _ => batch.runs.push(Run {
-                        channel: stored.channel,
-                        timestamp_ms: stored.timestamp_ms,
+                        channel: line.channel,
+                        timestamp_ms: line.timestamp_ms,
                         lines: 1,
                     }),
                 }

@@ -10,6 +10,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::bindings::ResumePolicyPre;
 use super::embedded;
+use super::error::WIT_VERSION;
 use super::instance::{PolicyInstance, PolicyState};
 use super::native::NativeRing;
 use super::{LoadError, PolicyError};
@@ -93,9 +94,15 @@ impl PolicyEngine {
         let pre = linker
             .instantiate_pre(&component)
             .and_then(ResumePolicyPre::new)
-            .map_err(|e| LoadError::Incompatible {
-                origin: origin.clone(),
-                reason: format!("{e:#}"),
+            .map_err(|e| match built_version(&engine, &component) {
+                Some(built) if built != WIT_VERSION => LoadError::OtherVersion {
+                    origin: origin.clone(),
+                    built,
+                },
+                _ => LoadError::Incompatible {
+                    origin: origin.clone(),
+                    reason: format!("{e:#}"),
+                },
             })?;
         start_epoch_ticker(&engine);
         let mut engine = PolicyEngine {
@@ -188,6 +195,15 @@ impl PolicyEngine {
             .map_err(|e| PolicyError::Instantiate(format!("{e:#}")))?;
         Ok(PolicyInstance::wasm(store, bindings, inner.limits, ticks))
     }
+}
+
+/// The `execd:resume` version a component's `log` export was built
+/// against, read from its export name (`execd:resume/log@X.Y.Z`).
+fn built_version(engine: &Engine, component: &Component) -> Option<String> {
+    const EXPORT: &str = "execd:resume/log@";
+    let ty = component.component_type();
+    ty.exports(engine)
+        .find_map(|(name, _)| name.strip_prefix(EXPORT).map(str::to_string))
 }
 
 fn mib_to_bytes(mib: u64) -> usize {

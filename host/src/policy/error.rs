@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// The version of the WIT package `execd:resume` this host speaks.
+pub const WIT_VERSION: &str = "0.3.0";
+
 /// Why the host could not load the policy it was told to use. Each is fatal
 /// at start, and says which file or name and why.
 #[derive(Debug, thiserror::Error)]
@@ -16,9 +19,13 @@ pub enum LoadError {
     #[error("policy {origin} is not a WebAssembly component: {reason}")]
     NotComponent { origin: String, reason: String },
     #[error(
-        "policy {origin} does not implement the WIT world execd:resume/resume-policy@0.2.0 this host speaks: {reason}"
+        "policy {origin} does not implement the WIT world execd:resume/resume-policy@{WIT_VERSION} this host speaks: {reason}"
     )]
     Incompatible { origin: String, reason: String },
+    #[error(
+        "policy {origin} was built against execd:resume@{built}, but this host speaks execd:resume@{WIT_VERSION}: rebuild it against this host's wit/ (README, \"Writing a policy\", says what changed)"
+    )]
+    OtherVersion { origin: String, built: String },
     #[error("policy {origin} rejected its configuration: {reason}")]
     Config { origin: String, reason: String },
     #[error("policy {origin} failed while starting: {source}")]

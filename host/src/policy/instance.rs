@@ -93,7 +93,20 @@ impl PolicyInstance {
         }
     }
 
-    pub async fn append(&mut self, batch: &wit::Batch) -> Result<u64, PolicyError> {
+    pub async fn set_disk_budget(&mut self, bytes: u64) -> Result<u64, PolicyError> {
+        match &mut self.kind {
+            Kind::Native(_) => Ok(0),
+            Kind::Wasm(w) => {
+                w.arm();
+                let log = w.bindings.execd_resume_log();
+                log.call_set_disk_budget(&mut w.store, bytes)
+                    .await
+                    .map_err(|e| w.explain(e, "set-disk-budget"))
+            }
+        }
+    }
+
+    pub async fn append(&mut self, batch: &wit::Batch) -> Result<wit::Stored, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(ring) => ring.append(batch),
             Kind::Wasm(w) => {
@@ -107,7 +120,7 @@ impl PolicyInstance {
         result.map_err(|reason| PolicyError::Refused(reason, "append"))
     }
 
-    pub async fn finish(&mut self, ending: wit::Ending) -> Result<u64, PolicyError> {
+    pub async fn finish(&mut self, ending: wit::Ending) -> Result<wit::Stored, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(ring) => ring.finish(ending),
             Kind::Wasm(w) => {

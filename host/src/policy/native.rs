@@ -15,17 +15,19 @@ impl NativeRing {
         Ok(NativeRing(ring::Ring::new(config)))
     }
 
-    pub fn append(&mut self, batch: &wit::Batch) -> Result<u64, String> {
+    pub fn append(&mut self, batch: &wit::Batch) -> Result<wit::Stored, String> {
         // The wasm boundary copies the batch too: a fair comparison.
-        self.0.append(ring::Batch {
-            lens: batch.lens.clone(),
-            runs: batch.runs.iter().map(to_ring_run).collect(),
-            text: batch.text.clone(),
-        })
+        self.0
+            .append(ring::Batch {
+                lens: batch.lens.clone(),
+                runs: batch.runs.iter().map(to_ring_run).collect(),
+                text: batch.text.clone(),
+            })
+            .map(in_memory)
     }
 
-    pub fn finish(&mut self, ending: wit::Ending) -> Result<u64, String> {
-        self.0.finish(ring::Ending {
+    pub fn finish(&mut self, ending: wit::Ending) -> Result<wit::Stored, String> {
+        let ending = ring::Ending {
             outcome: match ending.outcome {
                 wit::Outcome::Completed => ring::Outcome::Completed,
                 wit::Outcome::Failed(f) => ring::Outcome::Failed {
@@ -35,7 +37,8 @@ impl NativeRing {
             },
             execution_ms: ending.execution_ms,
             timestamp_ms: ending.timestamp_ms,
-        })
+        };
+        self.0.finish(ending).map(in_memory)
     }
 
     pub fn read(&self, after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
@@ -53,6 +56,7 @@ impl NativeRing {
                 from_eid: g.from_eid,
                 to_eid: g.to_eid,
                 dropped_bytes: g.dropped_bytes,
+                reason: g.reason.to_string(),
             }),
             ring::ReadResult::Pending => wit::ReadResult::Pending,
             ring::ReadResult::Finished => wit::ReadResult::Finished,
@@ -68,6 +72,13 @@ impl NativeRing {
 
     pub fn retention_ms(&self) -> u64 {
         self.0.retention_ms()
+    }
+}
+
+fn in_memory(last_eid: u64) -> wit::Stored {
+    wit::Stored {
+        last_eid,
+        disk_bytes: 0,
     }
 }
 

@@ -20,6 +20,13 @@ const TRIGGER: &str = "trigger";
 
 struct Policy;
 
+fn in_memory(last_eid: u64) -> wit::Stored {
+    wit::Stored {
+        last_eid,
+        disk_bytes: 0,
+    }
+}
+
 impl wit::Guest for Policy {
     fn needs_directory() -> bool {
         false
@@ -32,7 +39,11 @@ impl wit::Guest for Policy {
         Ok(())
     }
 
-    fn append(batch: wit::Batch) -> Result<u64, String> {
+    fn set_disk_budget(_bytes: u64) -> u64 {
+        0
+    }
+
+    fn append(batch: wit::Batch) -> Result<wit::Stored, String> {
         let triggered = String::from_utf8_lossy(&batch.text).contains(TRIGGER);
         if triggered {
             TRIGGERED.with_borrow_mut(|t| *t = true);
@@ -56,12 +67,12 @@ impl wit::Guest for Policy {
         };
         let last = RING.with_borrow_mut(|ring| ring.append(batch))?;
         if triggered && cfg!(feature = "backwards-eids") {
-            return Ok(last.saturating_sub(10));
+            return Ok(in_memory(last.saturating_sub(10)));
         }
-        Ok(last)
+        Ok(in_memory(last))
     }
 
-    fn finish(ending: wit::Ending) -> Result<u64, String> {
+    fn finish(ending: wit::Ending) -> Result<wit::Stored, String> {
         let ending = Ending {
             outcome: match ending.outcome {
                 wit::Outcome::Completed => Outcome::Completed,
@@ -74,6 +85,7 @@ impl wit::Guest for Policy {
             timestamp_ms: ending.timestamp_ms,
         };
         RING.with_borrow_mut(|ring| ring.finish(ending))
+            .map(in_memory)
     }
 
     fn read(after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
@@ -128,6 +140,7 @@ impl wit::Guest for Policy {
                 from_eid: g.from_eid,
                 to_eid: g.to_eid,
                 dropped_bytes: g.dropped_bytes,
+                reason: g.reason.to_string(),
             }),
             ReadResult::Pending => wit::ReadResult::Pending,
             ReadResult::Finished => wit::ReadResult::Finished,
@@ -135,6 +148,9 @@ impl wit::Guest for Policy {
     }
 
     fn attach(_reader: u64, _live_readers: Vec<u64>) -> wit::Admission {
+        if cfg!(feature = "refuse-readers") {
+            return wit::Admission::Conflict("this policy admits no reader".into());
+        }
         wit::Admission::Accept
     }
 

@@ -11,7 +11,7 @@ mod hostile;
 mod incompatible {
     wit_bindgen::generate!({
         inline: "
-            package execd:resume@9.0.0;
+            package execd:resume@0.2.0;
             interface log {
                 retention-ms: func() -> u64;
             }
