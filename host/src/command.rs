@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::group::ProcessGroup;
 use crate::log::Log;
 use crate::output::OutputFile;
 use crate::scratch::ScratchDir;
@@ -17,8 +18,6 @@ pub struct Status {
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub finished_at: Option<SystemTime>,
-    /// The process group id, while the process may still be signalled.
-    pub pgid: Option<i32>,
 }
 
 pub struct Command {
@@ -32,6 +31,8 @@ pub struct Command {
     pub output: Option<OutputFile>,
     /// The policy's directory for this command's log, if it wanted one.
     pub scratch: Option<ScratchDir>,
+    /// Its process group, which may outlive it (`sleep 60 &`).
+    group: Arc<ProcessGroup>,
     status: Mutex<Status>,
 }
 
@@ -60,6 +61,7 @@ impl Command {
         log: Arc<Log>,
         output: Option<OutputFile>,
         scratch: Option<ScratchDir>,
+        group: Arc<ProcessGroup>,
     ) -> Command {
         Command {
             id,
@@ -70,6 +72,7 @@ impl Command {
             log,
             output,
             scratch,
+            group,
             status: Mutex::new(Status {
                 running: true,
                 ..Status::default()
@@ -95,19 +98,16 @@ impl Command {
         }
     }
 
-    /// Sends `signal` to the command's process group, if it still runs.
-    /// Checked under the status lock, which the pump takes when it reaps the
-    /// process, so a reaped group id (which the OS may reuse) is never hit.
+    /// Sends `signal` to the command's process group: the command, and
+    /// whatever it left running after it ended. False when nothing of the
+    /// group is left.
     pub fn signal(&self, signal: i32) -> bool {
-        let status = self.status();
-        match status.pgid {
-            Some(pgid) if status.running => {
-                // SAFETY: kill(2) with a negative pid signals a process
-                // group; it has no memory-safety preconditions.
-                unsafe { libc::kill(-pgid, signal) == 0 }
-            }
-            _ => false,
-        }
+        self.group.signal(signal)
+    }
+
+    /// The command's process group.
+    pub fn group(&self) -> &Arc<ProcessGroup> {
+        &self.group
     }
 
     /// Deletes the files kept for this command (at host exit; otherwise
@@ -121,7 +121,8 @@ impl Command {
         }
     }
 
-    /// SIGTERM now, SIGKILL after [`KILL_GRACE`] if it still runs.
+    /// SIGTERM to the group now, SIGKILL after [`KILL_GRACE`] to whatever
+    /// of it is still there.
     pub fn interrupt(self: &Arc<Self>) {
         if !self.signal(libc::SIGTERM) {
             return;

@@ -19,9 +19,17 @@ pub struct Config {
     #[arg(long, default_value = "127.0.0.1:44772")]
     pub listen: SocketAddr,
 
-    /// Token every request must carry in `X-EXECD-ACCESS-TOKEN`. Unset: no check.
+    /// Token every request must carry in `X-EXECD-ACCESS-TOKEN`. Unset: no
+    /// check. A flag's value is visible to every local user in
+    /// /proc/<pid>/cmdline: prefer the environment variable or
+    /// --access-token-file. Never passed on to commands.
     #[arg(long, env = "EXECD_ACCESS_TOKEN", hide_env_values = true)]
     pub access_token: Option<String>,
+
+    /// Read the access token from this file (one trailing newline is
+    /// ignored). Keep it readable by the host's user only.
+    #[arg(long, value_name = "PATH", conflicts_with = "access_token")]
+    pub access_token_file: Option<PathBuf>,
 
     /// Log policy: an embedded name (`ring`, `exclusive`, `spill`), a path
     /// to a `.wasm` component built against `wit/`, or `native-ring` (the
@@ -65,8 +73,8 @@ pub struct Config {
 
     /// Most readers following one command at once (503 TOO_MANY_READERS
     /// beyond), the first `POST /command` stream included.
-    #[arg(long, default_value_t = 64)]
-    pub max_readers: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_readers: u32,
 
     /// Longest line sent as one event, in bytes; longer lines arrive in
     /// pieces of this size (cut at a UTF-8 character boundary).
@@ -74,10 +82,50 @@ pub struct Config {
     pub max_line_bytes: u32,
 
     /// Directory for background commands' raw output and the policy's
-    /// per-command directories. Default: a fresh temporary directory,
-    /// removed when the host exits.
+    /// per-command directories; created 0700 if missing, refused if other
+    /// users may write to it or it belongs to another user. Default: a
+    /// fresh private temporary directory, removed when the host exits.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+}
+
+/// Why an access token is unusable. HTTP trims header values, so a token
+/// with surrounding whitespace could never match; an empty one would turn
+/// auth off without saying so.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("the access token is empty; leave it unset to run without a token".into());
+    }
+    if token.trim() != token {
+        return Err(
+            "the access token starts or ends with whitespace, which HTTP trims from headers: no request could match it"
+                .into(),
+        );
+    }
+    if token.chars().any(char::is_control) {
+        return Err("the access token holds control characters, which no header can carry".into());
+    }
+    Ok(())
+}
+
+/// Reads a token file: its content less one trailing newline.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --access-token-file {}: {e}", path.display()))?;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            "the access token file is readable by other users; chmod 600 it"
+        );
+    }
+    let token = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    Ok(token.to_string())
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {

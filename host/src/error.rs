@@ -4,6 +4,8 @@
 use hyper::StatusCode;
 use serde::Serialize;
 
+use crate::log::AttachError;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -56,5 +58,27 @@ impl ApiError {
             message: &self.message,
         })
         .unwrap_or_else(|_| b"{\"code\":\"UNKNOWN\",\"message\":\"\"}".to_vec())
+    }
+}
+
+impl From<AttachError> for ApiError {
+    fn from(e: AttachError) -> ApiError {
+        match e {
+            AttachError::Conflict(why) => {
+                ApiError::new(StatusCode::CONFLICT, "STREAM_CONFLICT", why)
+            }
+            AttachError::TooMany(max) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TOO_MANY_READERS",
+                format!(
+                    "{max} readers follow this command already, the most this host allows (--max-readers)"
+                ),
+            ),
+            AttachError::Failed(error) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "POLICY_FAILED",
+                format!("this command's log is gone: {error}"),
+            ),
+        }
     }
 }

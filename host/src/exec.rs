@@ -4,7 +4,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -37,16 +37,72 @@ pub fn shell() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/bin/sh"))
 }
 
+/// Environment variables the host reads secrets from, never passed on to
+/// a command: a command run as another uid could use the token to run
+/// one as root.
+pub const SECRET_ENV: &[&str] = &["EXECD_ACCESS_TOKEN"];
+
+/// Work for the spawner thread (see [`private_umask`]).
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// The thread commands are spawned from once [`private_umask`] is in
+/// force: it keeps the umask the host was started with.
+static SPAWNER: OnceLock<std::sync::mpsc::Sender<SpawnJob>> = OnceLock::new();
+
+/// Makes every file and directory the runtime's threads create private
+/// (umask 077), policies' files included (their WASI writes run on those
+/// threads), while commands keep the umask the host was started with.
+///
+/// Call once, before the runtime starts, and run
+/// [`private_thread_umask`] on each of its threads (`on_thread_start`).
+/// The umask is per process unless a thread unshares it, and a command
+/// inherits the umask of the thread that spawned it; restoring it in the
+/// child instead (a `pre_exec` hook) would make every spawn a full
+/// `fork` of the host, several milliseconds with many policy instances
+/// mapped, where `posix_spawn` costs a fraction of that. So commands are
+/// spawned from one thread started here, which keeps the process's umask.
+pub fn private_umask() -> std::io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+    std::thread::Builder::new()
+        .name("command-spawner".into())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        })?;
+    let _ = SPAWNER.set(tx);
+    Ok(())
+}
+
+/// Gives the calling thread a umask of its own, 077 (see [`private_umask`]).
+pub fn private_thread_umask() {
+    // SAFETY: unshare(CLONE_FS) gives this thread its own copy of the
+    // process's cwd, root and umask; umask(2) then changes only that copy.
+    unsafe {
+        if libc::unshare(libc::CLONE_FS) == 0 {
+            libc::umask(0o077);
+        } else {
+            tracing::warn!(
+                "cannot give a runtime thread its own umask: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// Starts the command in a new process group, stdin from `/dev/null`.
-pub fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Child> {
+pub async fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Child> {
     let mut cmd = tokio::process::Command::new(shell);
     cmd.arg("-c")
         .arg(&request.command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .envs(&request.envs);
+        .process_group(0);
+    for name in SECRET_ENV {
+        cmd.env_remove(name);
+    }
+    cmd.envs(&request.envs);
     if let Some(cwd) = &request.cwd {
         cmd.current_dir(cwd);
     }
@@ -54,7 +110,19 @@ pub fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Child> {
         cmd.uid(uid);
         cmd.gid(request.gid.or_else(|| primary_gid(uid)).unwrap_or(uid));
     }
-    cmd.spawn()
+    let Some(spawner) = SPAWNER.get() else {
+        return cmd.spawn();
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let (done, spawned) = tokio::sync::oneshot::channel();
+    let job: SpawnJob = Box::new(move || {
+        // Tokio registers the child with the runtime's process driver.
+        let _runtime = runtime.enter();
+        let _ = done.send(cmd.spawn());
+    });
+    let gone = || std::io::Error::other("the command spawner thread is gone");
+    spawner.send(job).map_err(|_| gone())?;
+    spawned.await.map_err(|_| gone())?
 }
 
 /// The primary group of `uid` from the passwd database.
@@ -126,12 +194,16 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
 /// and its pipes are drained, then logs the terminal event.
 pub async fn pump(
     command: Arc<Command>,
-    mut child: Child,
+    pipes: (Option<ChildStdout>, Option<ChildStderr>),
     timeout: Option<Duration>,
     max_line: usize,
 ) {
-    let mut out = Pipe::<ChildStdout>::new(child.stdout.take(), Channel::Stdout, max_line);
-    let mut err = Pipe::<ChildStderr>::new(child.stderr.take(), Channel::Stderr, max_line);
+    let mut out = Pipe::<ChildStdout>::new(pipes.0, Channel::Stdout, max_line);
+    let mut err = Pipe::<ChildStderr>::new(pipes.1, Channel::Stderr, max_line);
+    let group = Arc::clone(command.group());
+    // Noted, not reaped: the group stays signallable (see `group`).
+    let leader_exit = group.leader_exit();
+    tokio::pin!(leader_exit);
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut timed_out = false;
     let mut exit: Option<ExitStatus> = None;
@@ -150,7 +222,9 @@ pub async fn pump(
         // (partial flush, drain) win over output already in the pipe.
         tokio::select! {
             biased;
-            _ = sleep_until(deadline.unwrap_or(far)), if exit.is_none() && !timed_out && deadline.is_some() => {
+            // Armed until the output is drained: descendants that keep the
+            // pipes busy after the leader exited are part of the command.
+            _ = sleep_until(deadline.unwrap_or(far)), if !timed_out && deadline.is_some() => {
                 timed_out = true;
                 command.signal(libc::SIGKILL);
             }
@@ -158,16 +232,8 @@ pub async fn pump(
             _ = sleep_until(exited_at + DRAIN_MAX), if exit.is_some() => break,
             read = out.read() => on_read(&command, &mut out, read, &mut batch),
             read = err.read() => on_read(&command, &mut err, read, &mut batch),
-            status = child.wait(), if exit.is_none() => {
-                exit = Some(match status {
-                    Ok(status) => status,
-                    Err(e) => {
-                        tracing::error!(id = %command.id, "cannot wait for the command: {e}");
-                        ExitStatus::from_raw(libc::SIGKILL)
-                    }
-                });
-                // The group may be reused from now on: stop signalling it.
-                command.status().pgid = None;
+            status = &mut leader_exit, if exit.is_none() => {
+                exit = Some(status);
                 exited_at = Instant::now();
                 quiet_until = exited_at + DRAIN_QUIET;
             }
@@ -203,7 +269,6 @@ pub async fn pump(
         s.exit_code = Some(exit_code);
         s.error = error;
         s.finished_at = Some(std::time::SystemTime::now());
-        s.pgid = None;
     }
     let execution_ms = command.started.elapsed().as_millis() as u64;
     let ending = Ending {

@@ -9,14 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
 use crate::body::{self, ResponseBody};
 use crate::command::now_ms;
 use crate::error::ApiError;
-use crate::log::AttachError;
 use crate::output::FileExt;
 use crate::reader;
 use crate::registry::{Lookup, Registry};
@@ -63,10 +62,20 @@ pub fn handle(
 
 /// Serves one request; never fails at the HTTP level.
 async fn respond(app: Arc<App>, req: Request<Incoming>) -> Response<ResponseBody> {
-    match route(&app, req).await {
+    let head = req.method() == Method::HEAD;
+    let mut response = match route(&app, req).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
+    };
+    if head {
+        // A HEAD answer announces a length it does not send, which the
+        // writer that finds hyper's own parse-error answers cannot follow
+        // (see `parse_errors`): nothing may come after it.
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
 
 pub fn error_response(error: &ApiError) -> Response<ResponseBody> {
@@ -86,6 +95,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
     match (segments.as_slice(), &method) {
         (["ping"], &Method::GET) => Ok(Response::new(body::empty())),
         (["command"], &Method::POST) => run(app, req).await,
+        (["command"], &Method::GET) => list(app),
         (["command"], &Method::DELETE) => interrupt(app, &req),
         (["command", "status", id], &Method::GET) => status(app, id),
         (["command", id, "resume"], &Method::GET) => resume(app, id, &req).await,
@@ -189,22 +199,18 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
     let request = RunRequest::parse(&bytes)?;
     let background = request.background;
     // A complete request runs even if its client leaves at once: this
-    // handler runs on its own task (see [`handle`]).
-    let command = app.registry.start(request).await?;
+    // handler runs on its own task (see [`handle`]). A foreground stream's
+    // reader is admitted before the command starts: a refusal runs nothing.
+    let first_reader = (!background).then_some(app.max_readers);
+    let (command, reader) = app.registry.start(request, first_reader).await?;
     let mut prelude = Vec::new();
     sse::init(&mut prelude, framing, &command.id, now_ms());
     let (tx, body) = body::channel();
-    if background {
+    let Some(reader) = reader else {
         sse::spawned(&mut prelude, framing, now_ms());
         let _ = tx.try_send(Bytes::from(prelude));
         return Ok(event_stream(body));
-    }
-    // The first reader of a fresh log: admitted by every sane policy.
-    let reader = command
-        .log
-        .attach(app.max_readers)
-        .await
-        .map_err(attach_error)?;
+    };
     let _ = tx.try_send(Bytes::from(prelude));
     let log = Arc::clone(&command.log);
     tokio::spawn(reader::follow(
@@ -254,24 +260,6 @@ async fn read_body(
     }
 }
 
-fn attach_error(e: AttachError) -> ApiError {
-    match e {
-        AttachError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "STREAM_CONFLICT", why),
-        AttachError::TooMany(max) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TOO_MANY_READERS",
-            format!(
-                "{max} readers follow this command already, the most this host allows (--max-readers)"
-            ),
-        ),
-        AttachError::Failed(error) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "POLICY_FAILED",
-            format!("this command's log is gone: {error}"),
-        ),
-    }
-}
-
 /// Parses a cursor: a non-negative integer.
 fn cursor(value: &str, what: &str) -> Result<u64, ApiError> {
     value.trim().parse::<u64>().map_err(|_| {
@@ -308,11 +296,19 @@ async fn resume(
     if progress.finished && after >= progress.newest {
         return Ok(no_content());
     }
+    if after > progress.newest {
+        // No client can have seen an eid not logged yet: its cursor is from
+        // something else, and waiting on it could only end in silence.
+        return Err(ApiError::bad_cursor(format!(
+            "cursor {after} is past the newest event of this command, eid {}",
+            progress.newest
+        )));
+    }
     let reader = command
         .log
         .attach(app.max_readers)
         .await
-        .map_err(attach_error)?;
+        .map_err(ApiError::from)?;
     let (tx, body) = body::channel();
     tokio::spawn(reader::follow(
         Arc::clone(&command.log),
@@ -336,7 +332,38 @@ fn status(app: &App, id: &str) -> Result<Response<ResponseBody>, ApiError> {
         .registry
         .get(id)
         .ok_or_else(|| ApiError::not_found(id))?;
-    let json = serde_json::to_vec(&command.status_body())
+    json_response(&command.status_body())
+}
+
+/// `GET /command`: every command the host knows, oldest first.
+fn list(app: &App) -> Result<Response<ResponseBody>, ApiError> {
+    let commands = app.registry.all();
+    let entries: Vec<ListEntry<'_>> = commands
+        .iter()
+        .map(|c| ListEntry {
+            status: c.status_body(),
+            background: c.background,
+            newest_eid: c.log.progress().newest,
+        })
+        .collect();
+    json_response(&CommandList { commands: entries })
+}
+
+#[derive(serde::Serialize)]
+struct CommandList<'a> {
+    commands: Vec<ListEntry<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ListEntry<'a> {
+    #[serde(flatten)]
+    status: crate::command::StatusBody<'a>,
+    background: bool,
+    newest_eid: u64,
+}
+
+fn json_response(value: &impl serde::Serialize) -> Result<Response<ResponseBody>, ApiError> {
+    let json = serde_json::to_vec(value)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
     let mut response = Response::new(body::full(json));
     response

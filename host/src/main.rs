@@ -1,17 +1,18 @@
 //! The `execd-host` daemon.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use execd_host::command::KILL_GRACE;
-use execd_host::config::Config;
+use execd_host::config::{self, Config};
+use execd_host::exec;
 use execd_host::http::App;
 use execd_host::policy::{Limits, PolicyEngine};
 use execd_host::registry::{Bounds, Registry};
 use execd_host::server;
+use execd_host::state_dir::StateDir;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -25,7 +26,17 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Every file the host and its policies create is private; commands
+    // keep the umask the host was started with.
+    if let Err(e) = exec::private_umask() {
+        eprintln!("execd-host: cannot start the command spawner: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(exec::private_thread_umask)
+        .build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("execd-host: cannot start the async runtime: {e}");
@@ -60,32 +71,40 @@ fn raise_fd_limit() {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     raise_fd_limit();
+    let access_token = access_token(&config)?;
     let limits = Limits {
         memory_mb: config.policy_memory_mb,
         call_ms: config.policy_call_ms,
     };
     let policy = PolicyEngine::load(&config.policy, config.policy_config.clone(), limits).await?;
-    let (state_dir, owned) = state_dir(config.state_dir.clone())?;
+    // Bound before the state directory exists, so a port in use leaves
+    // nothing behind.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    let state_dir = match &config.state_dir {
+        Some(dir) => StateDir::given(dir),
+        None => StateDir::fresh(),
+    }
+    .map_err(anyhow::Error::msg)?;
     let bounds = Bounds {
         max_commands: config.max_commands,
         max_line_bytes: config.max_line_bytes as usize,
+        disk_budget: u64::MAX,
     };
-    let registry = Registry::new(policy.clone(), state_dir.clone(), bounds);
+    let registry = Registry::new(policy.clone(), state_dir.path().to_path_buf(), bounds);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let app = Arc::new(App {
         registry: Arc::clone(&registry),
-        access_token: config.access_token.clone().filter(|t| !t.is_empty()),
+        access_token,
         framing: config.sse_framing,
         max_body_bytes: config.max_body_bytes,
         body_timeout: Duration::from_millis(config.request_timeout_ms),
-        max_readers: config.max_readers,
+        max_readers: config.max_readers as usize,
         shutdown: shutdown_rx,
     });
-    tracing::info!(policy = policy.origin(), state_dir = %state_dir.display(), "started");
+    tracing::info!(policy = policy.origin(), state_dir = %state_dir.path().display(), "started");
     // The one line on stdout: where to connect (port 0 picks one).
     println!("listening on {addr}");
 
@@ -105,7 +124,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await;
     tracing::info!("shutting down: stopping commands");
-    stop_commands(&registry).await;
+    registry.stop_all(KILL_GRACE).await;
     // Streams of finished commands have ended with their terminal event;
     // the rest (waiting on nothing now) end here.
     let _ = shutdown.send(true);
@@ -113,44 +132,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     for command in registry.all() {
         command.remove_files();
     }
-    if owned {
-        let _ = std::fs::remove_dir_all(&state_dir);
-    }
+    drop(state_dir);
     Ok(())
 }
 
-/// SIGTERM to every running command's process group, SIGKILL to those
-/// still running after the grace, and a moment for the pumps to log their
-/// terminal events, so connected readers get them.
-async fn stop_commands(registry: &Registry) {
-    registry.close();
-    let commands = registry.all();
-    for command in &commands {
-        command.signal(libc::SIGTERM);
+/// The access token, from the flag, the environment or a file; refused if
+/// no request could match it or it would silently turn auth off.
+fn access_token(config: &Config) -> anyhow::Result<Option<String>> {
+    let token = match (&config.access_token, &config.access_token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(path)) => Some(config::read_token_file(path).map_err(anyhow::Error::msg)?),
+        (None, None) => None,
+    };
+    if let Some(token) = &token {
+        config::check_token(token).map_err(anyhow::Error::msg)?;
     }
-    let deadline = tokio::time::Instant::now() + KILL_GRACE;
-    while registry.running() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for command in &commands {
-        command.signal(libc::SIGKILL);
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while registry.running() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The given state directory, or a fresh one under the system temp dir
-/// that the host owns and removes at exit.
-fn state_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, bool)> {
-    if let Some(dir) = given {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot create --state-dir {}: {e}", dir.display()))?;
-        return Ok((dir, false));
-    }
-    let dir = std::env::temp_dir().join(format!("execd-host-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot create the state dir {}: {e}", dir.display()))?;
-    Ok((dir, true))
+    Ok(token)
 }

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::Write;
 pub use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,12 @@ pub struct OutputFile {
 
 impl OutputFile {
     pub fn create(path: PathBuf) -> std::io::Result<OutputFile> {
-        let file = File::options().create_new(true).append(true).open(&path)?;
+        // Only the host's user may read what a command printed.
+        let file = File::options()
+            .create_new(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
         Ok(OutputFile {
             path,
             writer: Mutex::new(Some(file)),

@@ -1,7 +1,7 @@
 //! Every command the host knows: running ones, finished ones within their
 //! retention, and tombstones that remember where expired logs ended.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::command::Command;
 use crate::error::ApiError;
 use crate::exec;
+use crate::group::{self, ProcessGroup};
 use crate::log::Log;
 use crate::output::OutputFile;
 use crate::policy::PolicyEngine;
@@ -30,6 +31,8 @@ pub struct Bounds {
     pub max_commands: usize,
     /// Longest line sent as one event.
     pub max_line_bytes: usize,
+    /// Most bytes of disk one command's log may take (handed to the policy).
+    pub disk_budget: u64,
 }
 
 pub struct Registry {
@@ -44,6 +47,10 @@ pub struct Registry {
     closed: AtomicBool,
     bounds: Bounds,
     tombstones: Mutex<Tombstones>,
+    /// Process groups of commands, until they are released (see `group`).
+    groups: Mutex<Vec<Arc<ProcessGroup>>>,
+    /// A command's pump ended: its group may be empty now.
+    group_ended: Arc<tokio::sync::Notify>,
     policy: PolicyEngine,
     shell: PathBuf,
     state_dir: PathBuf,
@@ -74,11 +81,14 @@ impl Registry {
             closed: AtomicBool::new(false),
             bounds,
             tombstones: Mutex::default(),
+            groups: Mutex::default(),
+            group_ended: Arc::default(),
             policy,
             shell: exec::shell(),
             state_dir,
         });
         tokio::spawn(trim_heap(Arc::downgrade(&registry)));
+        tokio::spawn(reap_groups(Arc::downgrade(&registry)));
         registry
     }
 
@@ -95,23 +105,29 @@ impl Registry {
             return Lookup::Live(command);
         }
         let tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
-        let key = u128::from_str_radix(id, 16).ok().filter(|_| id.len() == 32);
+        // Only what `new_id` makes: 32 lowercase hex digits (from_str_radix
+        // alone would take `+` and upper case, and answer 204 to a non-id).
+        let is_id = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let key = u128::from_str_radix(id, 16).ok().filter(|_| is_id);
         match key.and_then(|key| tombstones.terminal.get(&key)) {
             Some(eid) => Lookup::Expired(*eid),
             None => Lookup::Unknown,
         }
     }
 
-    /// Starts a command: a policy instance for its log, the process, and
-    /// the pump. The command is registered before this returns, so its id
-    /// never answers 404 while it runs.
-    pub async fn start(self: &Arc<Self>, request: RunRequest) -> Result<Arc<Command>, ApiError> {
+    /// Starts a command: a policy instance for its log, the first reader
+    /// (when `first_reader` gives the most readers a command may have),
+    /// the process, and the pump. The reader is admitted before the
+    /// process is spawned, so a refused request never runs anything. The
+    /// command is registered before this returns, so its id never answers
+    /// 404 while it runs.
+    pub async fn start(
+        self: &Arc<Self>,
+        request: RunRequest,
+        first_reader: Option<usize>,
+    ) -> Result<(Arc<Command>, Option<u64>), ApiError> {
         if self.closed.load(Ordering::SeqCst) {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SHUTTING_DOWN",
-                "the host is shutting down",
-            ));
+            return Err(shutting_down());
         }
         let slot = RunningSlot::take(self)?;
         let id = new_id();
@@ -135,6 +151,12 @@ impl Registry {
                 e.to_string(),
             )
         })?;
+        let log = Log::new(id.clone(), policy);
+        log.set_disk_budget(self.bounds.disk_budget).await;
+        let reader = match first_reader {
+            Some(max_readers) => Some(log.attach(max_readers).await.map_err(ApiError::from)?),
+            None => None,
+        };
         let output = if request.background {
             let path = self.state_dir.join(format!("{id}.out"));
             Some(OutputFile::create(path).map_err(|e| {
@@ -147,16 +169,30 @@ impl Registry {
         } else {
             None
         };
-        let child = exec::spawn(&self.shell, &request).map_err(spawn_error)?;
+        let mut child = exec::spawn(&self.shell, &request)
+            .await
+            .map_err(spawn_error)?;
+        let pipes = (child.stdout.take(), child.stderr.take());
+        let group = ProcessGroup::new(child).map(Arc::new).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "RUNTIME_ERROR",
+                "the command was started but has no process id",
+            )
+        })?;
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::clone(&group));
         let command = Arc::new(Command::new(
             id.clone(),
             request.command,
             request.background,
-            Log::new(id.clone(), policy),
+            log,
             output,
             scratch,
+            group,
         ));
-        command.status().pgid = child.id().map(|pid| pid as i32);
         let closed = {
             let mut commands = self.commands.write().unwrap_or_else(|p| p.into_inner());
             commands.insert(id, Arc::clone(&command));
@@ -172,8 +208,9 @@ impl Registry {
         let timeout = request.timeout;
         let max_line = self.bounds.max_line_bytes;
         tokio::spawn(async move {
-            exec::pump(Arc::clone(&pumped), child, timeout, max_line).await;
+            exec::pump(Arc::clone(&pumped), pipes, timeout, max_line).await;
             drop(slot);
+            registry.group_ended.notify_one();
             let retention = match pumped.log.retention_ms().await {
                 Some(ms) => Duration::from_millis(ms),
                 None => FALLBACK_RETENTION,
@@ -181,7 +218,44 @@ impl Registry {
             tokio::time::sleep(retention).await;
             registry.expire(&pumped).await;
         });
-        Ok(command)
+        Ok((command, reader))
+    }
+
+    /// Stops every process the host started: SIGTERM to each process group
+    /// still there (running commands, and what finished ones left behind),
+    /// SIGKILL to those still there after `grace`, and a moment for the
+    /// pumps to log their terminal events, so connected readers get them.
+    /// Closes the registry first: no command starts after this.
+    pub async fn stop_all(&self, grace: Duration) {
+        self.close();
+        for group in self.groups() {
+            group.signal(libc::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for group in self.groups() {
+            group.signal(libc::SIGKILL);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Everything was killed: the leaders are zombies now, reap them.
+        for group in self.groups() {
+            if group.leader_exited() {
+                group.release();
+            }
+        }
+    }
+
+    /// The process groups not yet released.
+    fn groups(&self) -> Vec<Arc<ProcessGroup>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Refuses new commands from now on (at shutdown, before the running
@@ -215,14 +289,18 @@ impl Registry {
         self.running.load(Ordering::Acquire)
     }
 
-    /// Every command still known, for shutdown.
+    /// Every command still known (running, or finished within its
+    /// retention), oldest first.
     pub fn all(&self) -> Vec<Arc<Command>> {
-        self.commands
+        let mut all: Vec<Arc<Command>> = self
+            .commands
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
-            .collect()
+            .collect();
+        all.sort_by_key(|c| c.started);
+        all
     }
 }
 
@@ -246,6 +324,71 @@ async fn trim_heap(registry: std::sync::Weak<Registry>) {
                 libc::malloc_trim(0);
             }
         }
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SHUTTING_DOWN",
+        "the host is shutting down",
+    )
+}
+
+/// How often process groups whose leader exited are checked for members,
+/// while any is held.
+const REAP_EVERY: Duration = Duration::from_millis(500);
+/// After a command ends, how long the check waits for others to end too:
+/// one scan of `/proc` then serves all of them, however many end a second.
+const REAP_GATHER: Duration = Duration::from_millis(20);
+
+/// Releases the process groups that have emptied out: their leaders
+/// exited, and no live member is left. Until then each leader stays an
+/// unreaped zombie, so its group id cannot be reused and DELETE or
+/// shutdown can still reach what the command left running.
+async fn reap_groups(registry: std::sync::Weak<Registry>) {
+    let mut warned = false;
+    loop {
+        let Some(ended) = registry.upgrade().map(|r| Arc::clone(&r.group_ended)) else {
+            return;
+        };
+        tokio::select! {
+            _ = ended.notified() => tokio::time::sleep(REAP_GATHER).await,
+            _ = tokio::time::sleep(REAP_EVERY) => {}
+        }
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let exited: Vec<Arc<ProcessGroup>> = registry
+            .groups()
+            .into_iter()
+            .filter(|g| g.leader_exited())
+            .collect();
+        if exited.is_empty() {
+            continue;
+        }
+        let pgids: HashSet<i32> = exited.iter().map(|g| g.pgid()).collect();
+        let alive = tokio::task::spawn_blocking(move || group::with_members(&pgids))
+            .await
+            .ok()
+            .flatten();
+        if alive.is_none() && !warned {
+            warned = true;
+            tracing::warn!(
+                "cannot read /proc: process groups are released when their leader exits, \
+                 so DELETE and shutdown cannot reach what a finished command left running"
+            );
+        }
+        for group in &exited {
+            if alive.as_ref().is_none_or(|a| !a.contains(&group.pgid())) {
+                group.release();
+            }
+        }
+        registry
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|g| !g.released());
     }
 }
 

@@ -36,8 +36,12 @@ pub struct RunRequest {
 
 impl RunRequest {
     pub fn parse(bytes: &[u8]) -> Result<RunRequest, ApiError> {
-        let body: Body = serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::bad_body(format!("invalid JSON body: {e}")))?;
+        // An object, and nothing else: serde would read a struct from an
+        // array of its fields in order, too.
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::bad_body(format!("the body must be a JSON object: {e}")))?;
+        let body = Body::deserialize(serde_json::Value::Object(object))
+            .map_err(|e| ApiError::bad_body(format!("invalid request: {e}")))?;
         let command = match body.command {
             Some(c) if !c.trim().is_empty() => c,
             Some(_) => return Err(ApiError::bad_body("`command` must not be empty")),
@@ -164,6 +168,9 @@ mod tests {
             r#"{"command":"x","uid":-1}"#,
             r#"{"command":"x","envs":{"A=B":"c"}}"#,
             r#"{"command":7}"#,
+            r#"["echo ran",null,false,null,null,null,{}]"#,
+            r#""echo ran""#,
+            "null",
         ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.code, "INVALID_REQUEST_BODY", "{bad}");

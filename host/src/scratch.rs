@@ -8,7 +8,7 @@ pub struct ScratchDir {
 
 impl ScratchDir {
     pub fn create(path: PathBuf) -> std::io::Result<ScratchDir> {
-        std::fs::create_dir(&path)?;
+        crate::state_dir::private_dir_builder(false).create(&path)?;
         Ok(ScratchDir { path })
     }
 
