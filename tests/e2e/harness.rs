@@ -44,11 +44,23 @@ impl Host {
 
     /// Starts a host; `Err` carries its stderr when it exits instead.
     pub async fn try_start(args: &[&str]) -> Result<Host, String> {
+        Host::try_start_env(args, &[]).await
+    }
+
+    /// Starts a host with extra environment variables. It listens on a
+    /// free loopback port unless `args` say `--listen`.
+    pub async fn try_start_env(args: &[&str], env: &[(&str, &str)]) -> Result<Host, String> {
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_execd-host"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             .args(args)
             .env_remove("EXECD_ACCESS_TOKEN")
             .env("EXECD_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

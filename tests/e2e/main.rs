@@ -13,6 +13,7 @@ mod startup;
 mod bounds;
 mod chaos;
 mod faults;
+mod hardening;
 mod leaks;
 mod lifecycle;
 mod probes;
