@@ -81,6 +81,20 @@ pub struct Config {
     #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
     pub max_line_bytes: u32,
 
+    /// Most bytes of disk one command may take: its event log and, for a
+    /// background command, the raw output kept for /logs (half each). Over
+    /// it, the oldest output goes (a `gap` with reason `budget`; /logs
+    /// answers from its head cursor). Suffixes K, M, G, T (binary).
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = crate::budget::parse_size)]
+    pub command_disk_budget: u64,
+
+    /// Most bytes of disk all commands may take under --state-dir; over it,
+    /// finished logs are expired oldest first, then running commands'
+    /// budgets shrink. Default: 4 GiB, or a quarter of the free space of
+    /// the state directory's filesystem at start, whichever is smaller.
+    #[arg(long, value_name = "BYTES", value_parser = crate::budget::parse_size)]
+    pub disk_budget: Option<u64>,
+
     /// Directory for background commands' raw output and the policy's
     /// per-command directories; created 0700 if missing, refused if other
     /// users may write to it or it belongs to another user. Default: a

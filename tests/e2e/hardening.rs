@@ -155,13 +155,15 @@ async fn output_files_and_policy_directories_are_private() {
     )
     .await;
     let out = state.0.join(format!("{id}.out"));
+    let first_chunk = out.join(format!("{:020}", 0));
     let log_dir = state.0.join(format!("{id}.log"));
     let spilled = log_dir.join("events.bin");
     assert!(
-        eventually(PATIENCE, || spilled.exists() && out.exists()).await,
+        eventually(PATIENCE, || spilled.exists() && first_chunk.exists()).await,
         "spill wrote its file"
     );
-    assert_eq!(mode(&out), 0o600, "background output file");
+    assert_eq!(mode(&out), 0o700, "background output directory");
+    assert_eq!(mode(&first_chunk), 0o600, "background output file");
     assert_eq!(mode(&log_dir), 0o700, "policy directory");
     assert_eq!(mode(&spilled), 0o600, "a file the policy created");
     // The host's own umask did not leak into commands.
@@ -171,7 +173,7 @@ async fn output_files_and_policy_directories_are_private() {
         return;
     }
     let probe = format!(
-        "grep -h SECRET {} {}/* 2>/dev/null; echo exit=$?",
+        "grep -h SECRET {}/* {}/* 2>/dev/null; echo exit=$?",
         out.display(),
         log_dir.display()
     );

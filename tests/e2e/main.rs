@@ -11,6 +11,7 @@ mod resume;
 mod startup;
 
 mod bounds;
+mod budgets;
 mod chaos;
 mod faults;
 mod hardening;

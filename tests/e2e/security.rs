@@ -59,7 +59,7 @@ async fn ids_never_reach_the_filesystem() {
     let id = background(&host, "echo SECRET-OUTPUT; sleep 3").await;
     assert!(
         eventually(PATIENCE, || {
-            std::fs::read_to_string(state.0.join(format!("{id}.out")))
+            std::fs::read_to_string(state.0.join(format!("{id}.out")).join(format!("{:020}", 0)))
                 .is_ok_and(|t| t.contains("SECRET"))
         })
         .await
