@@ -31,16 +31,19 @@ pub struct Config {
     #[arg(long, value_name = "PATH", conflicts_with = "access_token")]
     pub access_token_file: Option<PathBuf>,
 
-    /// Log policy: an embedded name (`ring`, `exclusive`, `spill`), a path
-    /// to a `.wasm` component built against `wit/`, or `native-ring` (the
-    /// ring compiled in, unsandboxed: for measuring the sandbox's cost).
-    #[arg(long, default_value = "ring")]
+    /// Log policy: an embedded name (`disk`, the lossless default; `ring`,
+    /// memory only; `exclusive`; `spill`), a path to a `.wasm` component
+    /// built against `wit/`, or `native-ring` (the ring compiled in,
+    /// unsandboxed: for measuring the sandbox's cost).
+    #[arg(long, default_value = "disk")]
     pub policy: String,
 
     /// A setting handed to the policy, `KEY=VALUE`; repeatable. The policy
     /// rejects unknown keys and bad values, and the host then exits.
-    /// `ring`/`exclusive`: max-events (65536), max-bytes (67108864),
-    /// retention-secs (300). `spill`: memory-bytes (1048576), retention-secs.
+    /// `disk`: memory-bytes (4194304), segment-bytes (67108864),
+    /// retention-secs (300). `ring`/`exclusive`: max-events (65536),
+    /// max-bytes (67108864), retention-secs (300). `spill`: memory-bytes
+    /// (1048576), retention-secs.
     #[arg(long = "policy-config", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub policy_config: Vec<(String, String)>,
 

@@ -38,6 +38,9 @@ pub enum AttachError {
     TooMany(usize),
 }
 
+/// The reason of a gap over output the policy could not store.
+const IO_REASON: &str = "io";
+
 /// The reason of a gap over what a failed policy held.
 const POLICY_FAILED_REASON: &str = "policy-failed";
 
@@ -73,6 +76,8 @@ struct State {
     /// should the policy fail.
     ending: Option<wit::Ending>,
     readers: Vec<u64>,
+    /// A gap with reason `io` was reported in the host's log.
+    io_gap_logged: bool,
 }
 
 enum Backend {
@@ -102,6 +107,7 @@ impl Log {
                 terminal: None,
                 ending: None,
                 readers: Vec::new(),
+                io_gap_logged: false,
             }),
             progress: watch::Sender::new(Progress::default()),
             next_reader: AtomicU64::new(1),
@@ -218,7 +224,23 @@ impl Log {
         if let Backend::Policy(policy) = &mut state.backend {
             let result = policy.read(after, max_events, max_bytes).await;
             match result.and_then(|r| state.check(after, r)) {
-                Ok(result) => return result,
+                Ok(result) => {
+                    if let ReadResult::Gap(gap) = &result
+                        && gap.reason == IO_REASON
+                        && !state.io_gap_logged
+                    {
+                        // The policy's own stderr goes nowhere: this is
+                        // where an operator learns that the disk failed.
+                        state.io_gap_logged = true;
+                        tracing::warn!(
+                            command = %self.command,
+                            from_eid = gap.from_eid,
+                            to_eid = gap.to_eid,
+                            "the policy could not store this command's output (disk full or failing): readers get a gap with reason io"
+                        );
+                    }
+                    return result;
+                }
                 Err(e) => state.fail(&self.command, e),
             }
         }

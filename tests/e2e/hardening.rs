@@ -479,7 +479,7 @@ async fn a_json_array_is_not_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_never_under_reports_what_it_dropped() {
-    let host = Host::start(&["--policy-config", "max-events=10"]).await;
+    let host = Host::start(&["--policy", "ring", "--policy-config", "max-events=10"]).await;
     let mut stream = host.run(json!({"command": "seq 1 100"})).await;
     let id = init_id(&mut stream).await;
     let _ = stream.events().await;

@@ -17,6 +17,7 @@ mod faults;
 mod hardening;
 mod leaks;
 mod lifecycle;
+mod lossless;
 mod probes;
 mod props;
 mod security;
