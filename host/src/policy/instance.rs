@@ -6,7 +6,7 @@ use wasmtime::{Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::ResumePolicy;
-use super::native::NativeRing;
+use super::native::{NativeDisk, NativeRing};
 use super::wit;
 use super::{Limits, PolicyError};
 
@@ -35,6 +35,8 @@ pub struct PolicyInstance {
 enum Kind {
     Wasm(Box<Wasm>),
     Native(NativeRing),
+    // Boxed like `Wasm`: the log is a few hundred bytes.
+    NativeDisk(Box<NativeDisk>),
 }
 
 /// A sandboxed component instance.
@@ -69,9 +71,17 @@ impl PolicyInstance {
         }
     }
 
+    pub(super) fn native_disk(log: NativeDisk) -> Self {
+        PolicyInstance {
+            kind: Kind::NativeDisk(Box::new(log)),
+        }
+    }
+
     pub async fn needs_directory(&mut self) -> Result<bool, PolicyError> {
-        let Kind::Wasm(w) = &mut self.kind else {
-            return Ok(false);
+        let w = match &mut self.kind {
+            Kind::Wasm(w) => w,
+            Kind::Native(_) => return Ok(false),
+            Kind::NativeDisk(_) => return Ok(true),
         };
         w.arm();
         let log = w.bindings.execd_resume_log();
@@ -96,6 +106,7 @@ impl PolicyInstance {
     pub async fn set_disk_budget(&mut self, bytes: u64) -> Result<u64, PolicyError> {
         match &mut self.kind {
             Kind::Native(_) => Ok(0),
+            Kind::NativeDisk(log) => Ok(log.set_disk_budget(bytes)),
             Kind::Wasm(w) => {
                 w.arm();
                 let log = w.bindings.execd_resume_log();
@@ -109,6 +120,7 @@ impl PolicyInstance {
     pub async fn append(&mut self, batch: &wit::Batch) -> Result<wit::Stored, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(ring) => ring.append(batch),
+            Kind::NativeDisk(log) => log.append(batch),
             Kind::Wasm(w) => {
                 w.arm();
                 let log = w.bindings.execd_resume_log();
@@ -123,6 +135,7 @@ impl PolicyInstance {
     pub async fn finish(&mut self, ending: wit::Ending) -> Result<wit::Stored, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(ring) => ring.finish(ending),
+            Kind::NativeDisk(log) => log.finish(ending),
             Kind::Wasm(w) => {
                 w.arm();
                 let log = w.bindings.execd_resume_log();
@@ -142,6 +155,7 @@ impl PolicyInstance {
     ) -> Result<wit::ReadResult, PolicyError> {
         match &mut self.kind {
             Kind::Native(ring) => Ok(ring.read(after, max_events, max_bytes)),
+            Kind::NativeDisk(log) => Ok(log.read(after, max_events, max_bytes)),
             Kind::Wasm(w) => {
                 w.arm();
                 let log = w.bindings.execd_resume_log();
@@ -159,6 +173,8 @@ impl PolicyInstance {
     ) -> Result<wit::Admission, PolicyError> {
         match &mut self.kind {
             Kind::Native(ring) => Ok(ring.attach(live_readers)),
+            // Readers are cursors: any number may follow.
+            Kind::NativeDisk(_) => Ok(wit::Admission::Accept),
             Kind::Wasm(w) => {
                 w.arm();
                 let log = w.bindings.execd_resume_log();
@@ -171,7 +187,7 @@ impl PolicyInstance {
 
     pub async fn detach(&mut self, reader: u64) -> Result<(), PolicyError> {
         match &mut self.kind {
-            Kind::Native(_) => Ok(()),
+            Kind::Native(_) | Kind::NativeDisk(_) => Ok(()),
             Kind::Wasm(w) => {
                 w.arm();
                 let log = w.bindings.execd_resume_log();
@@ -185,6 +201,7 @@ impl PolicyInstance {
     pub async fn retention_ms(&mut self) -> Result<u64, PolicyError> {
         match &mut self.kind {
             Kind::Native(ring) => Ok(ring.retention_ms()),
+            Kind::NativeDisk(log) => Ok(log.retention_ms()),
             Kind::Wasm(w) => {
                 w.arm();
                 let log = w.bindings.execd_resume_log();
