@@ -118,7 +118,7 @@ pub fn all() -> Vec<Entry> {
         },
         Entry {
             id: "4",
-            title: "replay of a finished 64 MiB log",
+            title: "replay of a finished 1 GiB log (default) and 64 MiB (ring)",
             run: |c| Box::pin(replay::replay(c)),
         },
         Entry {
