@@ -12,6 +12,7 @@ pub mod batch;
 pub mod body;
 pub mod command;
 pub mod config;
+pub mod envfile;
 pub mod error;
 pub mod exec;
 pub mod group;
