@@ -12,6 +12,7 @@ mod startup;
 
 mod bounds;
 mod chaos;
+mod dropin;
 mod faults;
 mod hardening;
 mod leaks;
@@ -19,3 +20,5 @@ mod lifecycle;
 mod probes;
 mod props;
 mod security;
+mod sessions;
+mod upstream;
