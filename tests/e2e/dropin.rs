@@ -89,10 +89,7 @@ async fn argv_searches_the_childs_path_and_relative_paths_use_cwd() {
     .assert_error(400, "INVALID_REQUEST_BODY");
     // A relative path is taken from the cwd.
     let (out, _, _) = outcome(&host, json!({"argv": ["./only-here-tool"], "cwd": dir_s})).await;
-    assert_eq!(
-        out,
-        vec![format!("tool ran in {dir_s}")]
-    );
+    assert_eq!(out, vec![format!("tool ran in {dir_s}")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
