@@ -1,6 +1,6 @@
 //! Builds the embedded policy components (`guest/ring`, in its `ring` and
-//! `exclusive` flavours, and `guest/spill`) for wasm32-wasip2 and leaves
-//! them in OUT_DIR for `include_bytes!`.
+//! `exclusive` flavours, `guest/spill` and `guest/disk`) for wasm32-wasip2
+//! and leaves them in OUT_DIR for `include_bytes!`.
 //!
 //! The nested cargo uses its own target directory, so it never waits on the
 //! lock of the build that runs this script.
@@ -23,6 +23,8 @@ fn main() {
         "guest/ring/Cargo.toml",
         "guest/spill/src",
         "guest/spill/Cargo.toml",
+        "guest/disk/src",
+        "guest/disk/Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -39,6 +41,8 @@ fn main() {
     );
     let spill = "execd-policy-spill";
     build_guest(root, &target_dir, spill, &[], &out_dir.join("spill.wasm"));
+    let disk = "execd-policy-disk";
+    build_guest(root, &target_dir, disk, &[], &out_dir.join("disk.wasm"));
 }
 
 fn build_guest(root: &Path, target_dir: &Path, package: &str, extra: &[&str], dest: &Path) {

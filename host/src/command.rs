@@ -118,6 +118,7 @@ impl Command {
         }
         if let Some(scratch) = &self.scratch {
             scratch.remove();
+            self.log.forget_disk();
         }
     }
 

@@ -31,16 +31,19 @@ pub struct Config {
     #[arg(long, value_name = "PATH", conflicts_with = "access_token")]
     pub access_token_file: Option<PathBuf>,
 
-    /// Log policy: an embedded name (`ring`, `exclusive`, `spill`), a path
-    /// to a `.wasm` component built against `wit/`, or `native-ring` (the
-    /// ring compiled in, unsandboxed: for measuring the sandbox's cost).
-    #[arg(long, default_value = "ring")]
+    /// Log policy: an embedded name (`disk`, the lossless default; `ring`,
+    /// memory only; `exclusive`; `spill`), a path to a `.wasm` component
+    /// built against `wit/`, or `native-ring` (the ring compiled in,
+    /// unsandboxed: for measuring the sandbox's cost).
+    #[arg(long, default_value = "disk")]
     pub policy: String,
 
     /// A setting handed to the policy, `KEY=VALUE`; repeatable. The policy
     /// rejects unknown keys and bad values, and the host then exits.
-    /// `ring`/`exclusive`: max-events (65536), max-bytes (67108864),
-    /// retention-secs (300). `spill`: memory-bytes (1048576), retention-secs.
+    /// `disk`: memory-bytes (4194304), segment-bytes (67108864),
+    /// retention-secs (300). `ring`/`exclusive`: max-events (65536),
+    /// max-bytes (67108864), retention-secs (300). `spill`: memory-bytes
+    /// (1048576), retention-secs.
     #[arg(long = "policy-config", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub policy_config: Vec<(String, String)>,
 
@@ -80,6 +83,20 @@ pub struct Config {
     /// pieces of this size (cut at a UTF-8 character boundary).
     #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
     pub max_line_bytes: u32,
+
+    /// Most bytes of disk one command may take: its event log and, for a
+    /// background command, the raw output kept for /logs (half each). Over
+    /// it, the oldest output goes (a `gap` with reason `budget`; /logs
+    /// answers from its head cursor). Suffixes K, M, G, T (binary).
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = crate::budget::parse_size)]
+    pub command_disk_budget: u64,
+
+    /// Most bytes of disk all commands may take under --state-dir; over it,
+    /// finished logs are expired oldest first, then running commands'
+    /// budgets shrink. Default: 4 GiB, or a quarter of the free space of
+    /// the state directory's filesystem at start, whichever is smaller.
+    #[arg(long, value_name = "BYTES", value_parser = crate::budget::parse_size)]
+    pub disk_budget: Option<u64>,
 
     /// Directory for background commands' raw output and the policy's
     /// per-command directories; created 0700 if missing, refused if other

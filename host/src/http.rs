@@ -16,7 +16,6 @@ use subtle::ConstantTimeEq;
 use crate::body::{self, ResponseBody};
 use crate::command::now_ms;
 use crate::error::ApiError;
-use crate::output::FileExt;
 use crate::reader;
 use crate::registry::{Lookup, Registry};
 use crate::request::RunRequest;
@@ -24,6 +23,7 @@ use crate::session::Sessions;
 use crate::sse::{self, Framing};
 use crate::upstream::Upstream;
 use crate::{metrics, session};
+use std::os::unix::fs::FileExt;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -417,8 +417,9 @@ fn interrupt(app: &App, req: &Request<Incoming>) -> Result<Response<ResponseBody
     Ok(Response::new(body::empty()))
 }
 
-/// Chunk size when streaming a background command's output file.
+/// Chunk size when streaming a background command's output.
 const LOG_CHUNK: usize = 256 * 1024;
+const HEAD_CURSOR_HEADER: &str = "EXECD-COMMANDS-HEAD-CURSOR";
 
 fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let from = match query_param(req, "cursor") {
@@ -429,35 +430,38 @@ fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<Respons
         .registry
         .get(id)
         .ok_or_else(|| ApiError::not_found(id))?;
-    if command.output.is_none() {
+    let Some(output) = &command.output else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "NOT_SUPPORTED",
             "logs are kept for background commands only; resume the stream instead",
         ));
-    }
-    let end = command.output.as_ref().map_or(0, |o| o.tail());
-    let tail = end.max(from);
+    };
+    // The chunks are opened now: what is dropped meanwhile stays readable.
+    let plan = output.plan(from).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "RUNTIME_ERROR",
+            format!("cannot read the output: {e}"),
+        )
+    })?;
+    let tail = plan.tail.max(from);
+    let head = plan.head;
     let (tx, body) = body::channel();
-    if from < end {
-        let command = Arc::clone(&command);
+    if !plan.pieces.is_empty() {
         tokio::task::spawn_blocking(move || {
-            let Some(output) = &command.output else {
-                return;
-            };
-            let Ok(file) = output.open_reader() else {
-                return;
-            };
-            let mut offset = from;
-            while offset < end {
-                let mut chunk = vec![0; LOG_CHUNK.min((end - offset) as usize)];
-                match file.read_at(&mut chunk, offset) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        offset += n as u64;
-                        if tx.blocking_send(Bytes::from(chunk)).is_err() {
-                            break;
+            for (file, mut offset, len) in plan.pieces {
+                let end = offset + len;
+                while offset < end {
+                    let mut chunk = vec![0; LOG_CHUNK.min((end - offset) as usize)];
+                    match file.read_at(&mut chunk, offset) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            chunk.truncate(n);
+                            offset += n as u64;
+                            if tx.blocking_send(Bytes::from(chunk)).is_err() {
+                                return;
+                            }
                         }
                     }
                 }
@@ -471,5 +475,6 @@ fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<Respons
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert(TAIL_CURSOR_HEADER, HeaderValue::from(tail));
+    headers.insert(HEAD_CURSOR_HEADER, HeaderValue::from(head));
     Ok(response)
 }

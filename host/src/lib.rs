@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod body;
+pub mod budget;
 pub mod command;
 pub mod config;
 pub mod envfile;

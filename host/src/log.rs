@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, watch};
 
 use crate::batch::Head;
+use crate::budget::Share;
 use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
 
@@ -37,6 +38,9 @@ pub enum AttachError {
     TooMany(usize),
 }
 
+/// The reason of a gap over output the policy could not store.
+const IO_REASON: &str = "io";
+
 /// The reason of a gap over what a failed policy held.
 const POLICY_FAILED_REASON: &str = "policy-failed";
 
@@ -59,8 +63,9 @@ pub struct Log {
     state: Mutex<State>,
     progress: watch::Sender<Progress>,
     next_reader: AtomicU64,
-    /// Bytes the policy said the log takes on disk, as of its last answer.
-    disk_bytes: AtomicU64,
+    /// Bytes the policy said the log takes on disk, as of its last answer,
+    /// counted against the host's budget.
+    disk: Share,
 }
 
 struct State {
@@ -71,6 +76,8 @@ struct State {
     /// should the policy fail.
     ending: Option<wit::Ending>,
     readers: Vec<u64>,
+    /// A gap with reason `io` was reported in the host's log.
+    io_gap_logged: bool,
 }
 
 enum Backend {
@@ -91,7 +98,7 @@ struct Kept {
 }
 
 impl Log {
-    pub fn new(command: String, policy: PolicyInstance) -> Arc<Log> {
+    pub fn new(command: String, policy: PolicyInstance, disk: Share) -> Arc<Log> {
         Arc::new(Log {
             command,
             state: Mutex::new(State {
@@ -100,17 +107,23 @@ impl Log {
                 terminal: None,
                 ending: None,
                 readers: Vec::new(),
+                io_gap_logged: false,
             }),
             progress: watch::Sender::new(Progress::default()),
             next_reader: AtomicU64::new(1),
-            disk_bytes: AtomicU64::new(0),
+            disk,
         })
     }
 
     /// Bytes the log takes on disk, as the policy last reported (0 once it
     /// failed: its files go with the command).
     pub fn disk_bytes(&self) -> u64 {
-        self.disk_bytes.load(Ordering::Relaxed)
+        self.disk.get()
+    }
+
+    /// The log's files were removed (the command expired).
+    pub fn forget_disk(&self) {
+        self.disk.set(0);
     }
 
     /// Hands the policy the command's disk budget (before the first append,
@@ -119,7 +132,7 @@ impl Log {
         let mut state = self.state.lock().await;
         if let Backend::Policy(policy) = &mut state.backend {
             match policy.set_disk_budget(bytes).await {
-                Ok(used) => self.disk_bytes.store(used, Ordering::Relaxed),
+                Ok(used) => self.disk.set(used),
                 Err(e) => state.fail(&self.command, e),
             }
         }
@@ -146,7 +159,7 @@ impl Log {
                 Ok(stored) if stored.last_eid == expected => {
                     state.newest = expected;
                     drop(state);
-                    self.disk_bytes.store(stored.disk_bytes, Ordering::Relaxed);
+                    self.disk.set(stored.disk_bytes);
                     self.progress.send_modify(|p| p.newest = expected);
                     return;
                 }
@@ -183,7 +196,7 @@ impl Log {
         if let Backend::Policy(policy) = &mut state.backend {
             match policy.finish(ending.clone()).await {
                 Ok(stored) if stored.last_eid == expected => {
-                    self.disk_bytes.store(stored.disk_bytes, Ordering::Relaxed);
+                    self.disk.set(stored.disk_bytes);
                 }
                 Ok(wit::Stored { last_eid: eid, .. }) => state.fail(
                     &self.command,
@@ -211,7 +224,23 @@ impl Log {
         if let Backend::Policy(policy) = &mut state.backend {
             let result = policy.read(after, max_events, max_bytes).await;
             match result.and_then(|r| state.check(after, r)) {
-                Ok(result) => return result,
+                Ok(result) => {
+                    if let ReadResult::Gap(gap) = &result
+                        && gap.reason == IO_REASON
+                        && !state.io_gap_logged
+                    {
+                        // The policy's own stderr goes nowhere: this is
+                        // where an operator learns that the disk failed.
+                        state.io_gap_logged = true;
+                        tracing::warn!(
+                            command = %self.command,
+                            from_eid = gap.from_eid,
+                            to_eid = gap.to_eid,
+                            "the policy could not store this command's output (disk full or failing): readers get a gap with reason io"
+                        );
+                    }
+                    return result;
+                }
                 Err(e) => state.fail(&self.command, e),
             }
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use execd_host::budget;
 use execd_host::command::KILL_GRACE;
 use execd_host::config::{self, Config};
 use execd_host::exec;
@@ -98,7 +99,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let bounds = Bounds {
         max_commands: config.max_commands,
         max_line_bytes: config.max_line_bytes as usize,
-        disk_budget: u64::MAX,
+        command_disk_budget: config.command_disk_budget,
+        disk_budget: config
+            .disk_budget
+            .unwrap_or_else(|| budget::default_host_budget(state_dir.path())),
     };
     let registry = Registry::new(policy.clone(), state_dir.path().to_path_buf(), bounds);
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -114,7 +118,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics: metrics::Source::new(),
         upstream,
     });
-    tracing::info!(policy = policy.origin(), state_dir = %state_dir.path().display(), "started");
+    tracing::info!(
+        policy = policy.origin(),
+        state_dir = %state_dir.path().display(),
+        disk_budget = bounds.disk_budget,
+        command_disk_budget = bounds.command_disk_budget,
+        "started"
+    );
     // The one line on stdout: where to connect (port 0 picks one).
     println!("listening on {addr}");
 

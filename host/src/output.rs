@@ -1,73 +1,303 @@
-//! The raw output of a background command, kept in a file for `/logs`:
-//! the contract promises the exact bytes, which the events (lossy UTF-8,
-//! split into lines) do not keep.
+//! The raw output of a background command, kept for `/logs`: the contract
+//! promises the exact bytes, which the events (lossy UTF-8, split into
+//! lines) do not keep.
+//!
+//! The bytes are bounded by the command's disk budget: they live in chunk
+//! files named by the absolute offset of their first byte, in a private
+//! directory of their own, and the oldest chunks go when the newest bytes
+//! need the room. Offsets stay absolute and are never reused, so a client
+//! holding a cursor learns, from the head cursor, exactly what it lost.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
-pub use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::budget::Share;
+use crate::state_dir::private_dir_builder;
+
+/// Smallest chunk file; a budget smaller than a few of these keeps less.
+const MIN_CHUNK: u64 = 4096;
+/// Chunks a budget is cut into: dropping one frees an eighth of it.
+const CHUNKS_PER_BUDGET: u64 = 8;
 
 pub struct OutputFile {
-    path: PathBuf,
-    /// Open while the command runs; closed when it ends, so a retained
-    /// command holds no file descriptor.
-    writer: Mutex<Option<File>>,
-    len: AtomicU64,
+    dir: PathBuf,
+    state: Mutex<State>,
+    /// This store's bytes, against the host's budget.
+    share: Share,
+}
+
+struct State {
+    /// Kept chunks, oldest first; their bytes are contiguous, from
+    /// `head()` to `tail`.
+    chunks: VecDeque<Chunk>,
+    /// The newest chunk, open for appending while the command runs.
+    writer: Option<File>,
+    /// Absolute offset of the next byte.
+    tail: u64,
+    /// Most bytes kept.
+    limit: u64,
+    closed: bool,
+    /// A write failed (disk full): said once in the host's log.
+    warned: bool,
+}
+
+struct Chunk {
+    start: u64,
+    len: u64,
+}
+
+/// What a `/logs` answer sends: the kept range, and open handles on the
+/// chunks it covers (a chunk dropped meanwhile stays readable through its
+/// handle).
+pub struct ReadPlan {
+    /// Absolute offset of the oldest byte kept.
+    pub head: u64,
+    /// Absolute offset of the end.
+    pub tail: u64,
+    /// `(file, offset in the file, bytes)` to send, in order.
+    pub pieces: Vec<(File, u64, u64)>,
 }
 
 impl OutputFile {
-    pub fn create(path: PathBuf) -> std::io::Result<OutputFile> {
-        // Only the host's user may read what a command printed.
-        let file = File::options()
-            .create_new(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)?;
+    /// A store at `dir` (created here, 0700) keeping at most `limit` bytes.
+    pub fn create(dir: PathBuf, limit: u64, share: Share) -> std::io::Result<OutputFile> {
+        private_dir_builder(false).create(&dir)?;
         Ok(OutputFile {
-            path,
-            writer: Mutex::new(Some(file)),
-            len: AtomicU64::new(0),
+            dir,
+            state: Mutex::new(State {
+                chunks: VecDeque::new(),
+                writer: None,
+                tail: 0,
+                limit,
+                closed: false,
+                warned: false,
+            }),
+            share,
         })
     }
 
-    /// Appends bytes as read from either pipe.
-    pub fn append(&self, bytes: &[u8]) {
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(file) = writer.as_mut() else { return };
-        match file.write_all(bytes) {
-            Ok(()) => {
-                self.len.fetch_add(bytes.len() as u64, Ordering::Release);
-            }
-            Err(e) => tracing::warn!(path = %self.path.display(), "cannot keep output: {e}"),
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn chunk_path(&self, start: u64) -> PathBuf {
+        chunk_path(&self.dir, start)
+    }
+
+    /// Appends bytes as read from either pipe, dropping the oldest chunks
+    /// when the limit needs the room.
+    pub fn append(&self, mut bytes: &[u8]) {
+        let mut state = self.state();
+        if state.closed {
+            return;
         }
+        let chunk_size = (state.limit / CHUNKS_PER_BUDGET).max(MIN_CHUNK);
+        while !bytes.is_empty() {
+            let full = state.chunks.back().is_none_or(|c| c.len >= chunk_size);
+            if state.writer.is_none() || full {
+                let start = state.tail;
+                let opened = File::options()
+                    .create_new(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(self.chunk_path(start));
+                match opened {
+                    Ok(file) => {
+                        state.writer = Some(file);
+                        state.chunks.push_back(Chunk { start, len: 0 });
+                    }
+                    Err(e) => {
+                        self.lose(&mut state, bytes.len() as u64, &e);
+                        return;
+                    }
+                }
+            }
+            let room = chunk_size - state.chunks.back().map_or(0, |c| c.len);
+            let (now, later) = bytes.split_at((room as usize).min(bytes.len()));
+            let written = match state.writer.as_mut() {
+                Some(file) => file.write_all(now),
+                None => Ok(()),
+            };
+            if let Err(e) = written {
+                self.lose(&mut state, bytes.len() as u64, &e);
+                return;
+            }
+            if let Some(chunk) = state.chunks.back_mut() {
+                chunk.len += now.len() as u64;
+            }
+            state.tail += now.len() as u64;
+            bytes = later;
+            self.trim(&mut state);
+        }
+        self.share.set(state.kept());
+    }
+
+    /// Bytes could not be written (a full disk): only a contiguous range
+    /// can be served, so everything before them goes, and the next bytes
+    /// start a fresh chunk at the offset after them.
+    fn lose(&self, state: &mut State, lost: u64, e: &std::io::Error) {
+        if !state.warned {
+            state.warned = true;
+            tracing::warn!(dir = %self.dir.display(), "cannot keep a background command's output, dropping what it kept: {e}");
+        }
+        state.writer = None;
+        while let Some(old) = state.chunks.pop_front() {
+            let _ = std::fs::remove_file(self.chunk_path(old.start));
+        }
+        state.tail += lost;
+        self.share.set(0);
+    }
+
+    /// Drops the oldest chunks while more than `limit` bytes are kept (the
+    /// chunk being written always stays).
+    fn trim(&self, state: &mut State) {
+        while state.kept() > state.limit && state.chunks.len() > 1 {
+            if let Some(old) = state.chunks.pop_front() {
+                let _ = std::fs::remove_file(self.chunk_path(old.start));
+            }
+        }
+    }
+
+    /// Keeps at most `limit` bytes from now on (the host's budget ran short).
+    pub fn set_limit(&self, limit: u64) {
+        let mut state = self.state();
+        state.limit = limit;
+        self.trim(&mut state);
+        self.share.set(state.kept());
     }
 
     /// Bytes written so far: the tail cursor.
     pub fn tail(&self) -> u64 {
-        self.len.load(Ordering::Acquire)
+        self.state().tail
+    }
+
+    /// Bytes on disk now.
+    pub fn disk_bytes(&self) -> u64 {
+        self.share.get()
     }
 
     /// The command ended: no more output comes.
     pub fn close(&self) {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut state = self.state();
+        state.closed = true;
+        state.writer = None;
     }
 
-    /// A handle to read the output with ([`FileExt::read_at`]).
-    pub fn open_reader(&self) -> std::io::Result<File> {
-        File::open(&self.path)
+    /// What to send for a read from `from`: the kept bytes from there (or
+    /// from the head, if `from` is before it) to the tail.
+    pub fn plan(&self, from: u64) -> std::io::Result<ReadPlan> {
+        let state = self.state();
+        let head = state.head();
+        let from = from.max(head);
+        let mut pieces = Vec::new();
+        for chunk in &state.chunks {
+            let end = chunk.start + chunk.len;
+            if end <= from {
+                continue;
+            }
+            let skip = from.saturating_sub(chunk.start);
+            let file = File::open(self.chunk_path(chunk.start))?;
+            pieces.push((file, skip, chunk.len - skip));
+        }
+        Ok(ReadPlan {
+            head,
+            tail: state.tail,
+            pieces,
+        })
     }
 
-    /// Removes the file; reads already under way keep their handle.
+    /// Removes the chunks; reads already under way keep their handles.
     pub fn remove(&self) {
-        let _ = std::fs::remove_file(&self.path);
+        let mut state = self.state();
+        state.writer = None;
+        state.closed = true;
+        state.chunks.clear();
+        drop(state);
+        if let Err(e) = std::fs::remove_dir_all(&self.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.dir.display(), "cannot remove output: {e}");
+        }
+        self.share.set(0);
+    }
+}
+
+impl State {
+    fn head(&self) -> u64 {
+        self.chunks.front().map_or(self.tail, |c| c.start)
+    }
+
+    fn kept(&self) -> u64 {
+        self.tail - self.head()
     }
 }
 
 impl Drop for OutputFile {
     fn drop(&mut self) {
         self.remove();
+    }
+}
+
+fn chunk_path(dir: &Path, start: u64) -> PathBuf {
+    // Zero-padded, so a listing sorts by offset.
+    dir.join(format!("{start:020}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::DiskUsage;
+    use std::os::unix::fs::FileExt;
+
+    fn read_all(plan: &ReadPlan) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (file, at, len) in &plan.pieces {
+            let mut buf = vec![0; *len as usize];
+            file.read_exact_at(&mut buf, *at).unwrap();
+            out.extend_from_slice(&buf);
+        }
+        out
+    }
+
+    #[test]
+    fn keeps_the_newest_bytes_with_absolute_offsets() {
+        let dir = std::env::temp_dir().join(format!("execd-output-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let usage = DiskUsage::new(u64::MAX);
+        let out = OutputFile::create(dir.clone(), 64 * 1024, Share::new(&usage)).unwrap();
+        let mut all = Vec::new();
+        for i in 0..20_000u32 {
+            let line = format!("line {i}\n");
+            out.append(line.as_bytes());
+            all.extend_from_slice(line.as_bytes());
+        }
+        let plan = out.plan(0).unwrap();
+        assert_eq!(plan.tail, all.len() as u64);
+        assert!(plan.head > 0, "the oldest bytes went");
+        assert!(plan.tail - plan.head <= 64 * 1024, "within the limit");
+        assert!(usage.used() <= 64 * 1024);
+        assert_eq!(read_all(&plan), all[plan.head as usize..]);
+        // From inside the kept range, and past the end.
+        let mid = plan.head + 100;
+        assert_eq!(read_all(&out.plan(mid).unwrap()), all[mid as usize..]);
+        assert!(out.plan(plan.tail + 5).unwrap().pieces.is_empty());
+        // A lower limit drops more.
+        out.set_limit(8 * 1024);
+        let plan = out.plan(0).unwrap();
+        assert!(plan.tail - plan.head <= 8 * 1024 + 8 * 1024);
+        assert_eq!(read_all(&plan), all[plan.head as usize..]);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert!(!names.is_empty());
+        drop(out);
+        assert!(!dir.exists());
+        assert_eq!(usage.used(), 0);
     }
 }

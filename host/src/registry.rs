@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::budget::{DiskUsage, Share};
 use crate::command::Command;
 use crate::error::ApiError;
 use crate::exec;
@@ -31,7 +32,10 @@ pub struct Bounds {
     pub max_commands: usize,
     /// Longest line sent as one event.
     pub max_line_bytes: usize,
-    /// Most bytes of disk one command's log may take (handed to the policy).
+    /// Most bytes of disk one command may take: its log, and a background
+    /// command's raw output, half each (see `budget`).
+    pub command_disk_budget: u64,
+    /// Most bytes of disk all commands may take.
     pub disk_budget: u64,
 }
 
@@ -51,6 +55,8 @@ pub struct Registry {
     groups: Mutex<Vec<Arc<ProcessGroup>>>,
     /// A command's pump ended: its group may be empty now.
     group_ended: Arc<tokio::sync::Notify>,
+    /// What all commands store on disk, against `--disk-budget`.
+    disk: Arc<DiskUsage>,
     policy: PolicyEngine,
     shell: PathBuf,
     state_dir: PathBuf,
@@ -83,12 +89,17 @@ impl Registry {
             tombstones: Mutex::default(),
             groups: Mutex::default(),
             group_ended: Arc::default(),
+            disk: DiskUsage::new(bounds.disk_budget),
             policy,
             shell: exec::shell(),
             state_dir,
         });
         tokio::spawn(trim_heap(Arc::downgrade(&registry)));
         tokio::spawn(reap_groups(Arc::downgrade(&registry)));
+        tokio::spawn(Registry::enforce_disk_budget(
+            Arc::downgrade(&registry),
+            Arc::clone(&registry.disk),
+        ));
         registry
     }
 
@@ -151,15 +162,18 @@ impl Registry {
                 e.to_string(),
             )
         })?;
-        let log = Log::new(id.clone(), policy);
-        log.set_disk_budget(self.bounds.disk_budget).await;
+        let (log_budget, output_budget) =
+            split_budget(self.bounds.command_disk_budget, request.background);
+        let log = Log::new(id.clone(), policy, Share::new(&self.disk));
+        log.set_disk_budget(log_budget).await;
         let reader = match first_reader {
             Some(max_readers) => Some(log.attach(max_readers).await.map_err(ApiError::from)?),
             None => None,
         };
         let output = if request.background {
             let path = self.state_dir.join(format!("{id}.out"));
-            Some(OutputFile::create(path).map_err(|e| {
+            let share = Share::new(&self.disk);
+            Some(OutputFile::create(path, output_budget, share).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "RUNTIME_ERROR",
@@ -267,10 +281,15 @@ impl Registry {
 
     async fn expire(&self, command: &Command) {
         let terminal = command.log.terminal().await.unwrap_or(0);
-        self.commands
+        let removed = self
+            .commands
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&command.id);
+        if removed.is_none() {
+            // Expired already, early, to make room on disk.
+            return;
+        }
         if let Ok(key) = u128::from_str_radix(&command.id, 16) {
             let mut tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
             tombstones.terminal.insert(key, terminal);
@@ -282,6 +301,68 @@ impl Registry {
             }
         }
         self.freed.store(true, Ordering::Release);
+    }
+
+    /// Keeps the host within its disk budget, for as long as the registry
+    /// lives: when the commands' stores add up to more, finished logs are
+    /// expired oldest first; only when none is left do running commands'
+    /// budgets shrink, in proportion, so that every one keeps its newest
+    /// output.
+    async fn enforce_disk_budget(registry: std::sync::Weak<Registry>, disk: Arc<DiskUsage>) {
+        loop {
+            disk.went_over().await;
+            let Some(registry) = registry.upgrade() else {
+                return;
+            };
+            let mut finished: Vec<Arc<Command>> = registry
+                .all()
+                .into_iter()
+                .filter(|c| !c.status().running)
+                .collect();
+            finished.sort_by_key(|c| c.status().finished_at);
+            for command in finished {
+                if disk.used() <= disk.budget() {
+                    break;
+                }
+                tracing::info!(id = %command.id, used = disk.used(), budget = disk.budget(), "expiring a finished log early: the host's disk budget is full (--disk-budget)");
+                registry.expire(&command).await;
+                command.remove_files();
+            }
+            if disk.used() > disk.budget() {
+                registry.shrink_running(&disk).await;
+            }
+            drop(registry);
+            // What was freed is counted at once; give new output a moment
+            // before looking again, rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Lowers every running command's budget to its share of what the host
+    /// can still hold.
+    async fn shrink_running(&self, disk: &DiskUsage) {
+        let running: Vec<Arc<Command>> = self
+            .all()
+            .into_iter()
+            .filter(|c| c.status().running)
+            .collect();
+        let used = disk.used().max(1);
+        tracing::warn!(
+            used,
+            budget = disk.budget(),
+            commands = running.len(),
+            "the host's disk budget is full with running commands only: their oldest output goes (--disk-budget)"
+        );
+        for command in running {
+            let scale = |bytes: u64| (bytes as u128 * disk.budget() as u128 / used as u128) as u64;
+            command
+                .log
+                .set_disk_budget(scale(command.log.disk_bytes()))
+                .await;
+            if let Some(output) = &command.output {
+                output.set_limit(scale(output.disk_bytes()));
+            }
+        }
     }
 
     /// How many commands are running.
@@ -324,6 +405,16 @@ async fn trim_heap(registry: std::sync::Weak<Registry>) {
                 libc::malloc_trim(0);
             }
         }
+    }
+}
+
+/// A command's budget as `(log, raw output)`: a background command keeps
+/// both, half each; a foreground one only its log.
+fn split_budget(budget: u64, background: bool) -> (u64, u64) {
+    if background {
+        (budget / 2, budget - budget / 2)
+    } else {
+        (budget, 0)
     }
 }
 

@@ -90,7 +90,15 @@ async fn all_places_free(host: &Host, id: &str, max: usize) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resets_mid_event_leak_nothing() {
     let started = Instant::now();
-    let host = Host::start(&["--max-readers", "3", "--policy-config", "max-bytes=4194304"]).await;
+    let host = Host::start(&[
+        "--max-readers",
+        "3",
+        "--policy",
+        "ring",
+        "--policy-config",
+        "max-bytes=4194304",
+    ])
+    .await;
     let (fds0, rss0) = warmed_up(&host).await;
 
     // The POST stream itself, reset mid-event.
@@ -234,7 +242,7 @@ async fn a_client_that_never_reads_costs_bounded_memory() {
     let started = Instant::now();
     // The ring's own bound is set low, so memory growth beyond it would be
     // per-connection buffering.
-    let host = Host::start(&["--policy-config", "max-bytes=16777216"]).await;
+    let host = Host::start(&["--policy", "ring", "--policy-config", "max-bytes=16777216"]).await;
     let (fds0, rss0) = warmed_up(&host).await;
 
     let mut conn = connect(&host).await;
@@ -296,6 +304,8 @@ async fn thousands_of_connections_opened_and_dropped() {
     // output file open while retained) are gone when fds are compared.
     let host = Arc::new(
         Host::start(&[
+            "--policy",
+            "ring",
             "--policy-config",
             "max-bytes=4194304",
             "--policy-config",

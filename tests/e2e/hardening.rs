@@ -155,13 +155,15 @@ async fn output_files_and_policy_directories_are_private() {
     )
     .await;
     let out = state.0.join(format!("{id}.out"));
+    let first_chunk = out.join(format!("{:020}", 0));
     let log_dir = state.0.join(format!("{id}.log"));
     let spilled = log_dir.join("events.bin");
     assert!(
-        eventually(PATIENCE, || spilled.exists() && out.exists()).await,
+        eventually(PATIENCE, || spilled.exists() && first_chunk.exists()).await,
         "spill wrote its file"
     );
-    assert_eq!(mode(&out), 0o600, "background output file");
+    assert_eq!(mode(&out), 0o700, "background output directory");
+    assert_eq!(mode(&first_chunk), 0o600, "background output file");
     assert_eq!(mode(&log_dir), 0o700, "policy directory");
     assert_eq!(mode(&spilled), 0o600, "a file the policy created");
     // The host's own umask did not leak into commands.
@@ -171,7 +173,7 @@ async fn output_files_and_policy_directories_are_private() {
         return;
     }
     let probe = format!(
-        "grep -h SECRET {} {}/* 2>/dev/null; echo exit=$?",
+        "grep -h SECRET {}/* {}/* 2>/dev/null; echo exit=$?",
         out.display(),
         log_dir.display()
     );
@@ -477,7 +479,7 @@ async fn a_json_array_is_not_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_never_under_reports_what_it_dropped() {
-    let host = Host::start(&["--policy-config", "max-events=10"]).await;
+    let host = Host::start(&["--policy", "ring", "--policy-config", "max-events=10"]).await;
     let mut stream = host.run(json!({"command": "seq 1 100"})).await;
     let id = init_id(&mut stream).await;
     let _ = stream.events().await;

@@ -11,12 +11,14 @@ mod resume;
 mod startup;
 
 mod bounds;
+mod budgets;
 mod chaos;
 mod dropin;
 mod faults;
 mod hardening;
 mod leaks;
 mod lifecycle;
+mod lossless;
 mod probes;
 mod props;
 mod security;

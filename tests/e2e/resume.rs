@@ -179,7 +179,7 @@ async fn slow_reader_does_not_slow_the_command_or_other_readers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_reports_a_gap_with_the_exact_range() {
-    let host = Host::start(&["--policy-config", "max-events=10"]).await;
+    let host = Host::start(&["--policy", "ring", "--policy-config", "max-events=10"]).await;
     let mut stream = host
         .run(json!({ "command": "seq 1 100", "background": true }))
         .await;

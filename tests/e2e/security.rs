@@ -59,7 +59,7 @@ async fn ids_never_reach_the_filesystem() {
     let id = background(&host, "echo SECRET-OUTPUT; sleep 3").await;
     assert!(
         eventually(PATIENCE, || {
-            std::fs::read_to_string(state.0.join(format!("{id}.out")))
+            std::fs::read_to_string(state.0.join(format!("{id}.out")).join(format!("{:020}", 0)))
                 .is_ok_and(|t| t.contains("SECRET"))
         })
         .await
@@ -100,7 +100,8 @@ async fn ids_never_reach_the_filesystem() {
     // The real id still works, and its output file is untouched.
     let logs = host.call("GET", &format!("/command/{id}/logs"), "").await;
     assert_eq!(logs.text(), "SECRET-OUTPUT\n");
-    assert_eq!(entries(&state), std::slice::from_ref(&out));
+    // The default policy keeps its log in `<id>.log`.
+    assert_eq!(entries(&state), [format!("{id}.log"), out]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,10 +128,12 @@ async fn request_fields_other_than_cwd_create_no_files() {
             id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
             "ids are the host's own: {id}"
         );
+        // The default policy's directory, and background output.
+        want.push(format!("{id}.log"));
         if background {
             want.push(format!("{id}.out"));
-            want.sort();
         }
+        want.sort();
         assert_eq!(
             entries(&state),
             want,

@@ -18,10 +18,13 @@ async fn refused(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_policy_config_value_is_refused() {
-    let err = refused(&["--policy-config", "max-events=0"]).await;
+    let err = refused(&["--policy", "ring", "--policy-config", "max-events=0"]).await;
     assert!(err.contains("max-events"), "stderr: {err}");
-    let err = refused(&["--policy-config", "max-events=lots"]).await;
+    let err = refused(&["--policy", "ring", "--policy-config", "max-events=lots"]).await;
     assert!(err.contains("max-events"), "stderr: {err}");
+    // The default policy's own settings, too.
+    let err = refused(&["--policy-config", "memory-bytes=lots"]).await;
+    assert!(err.contains("memory-bytes"), "stderr: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,8 +79,20 @@ async fn exclusive_policy_starts_and_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_policy_config_starts() {
     let host = Host::start(&[
+        "--policy",
+        "ring",
         "--policy-config",
         "max-events=10",
+        "--policy-config",
+        "retention-secs=5",
+    ])
+    .await;
+    assert_eq!(host.call("GET", "/ping", "").await.status, 200);
+    let host = Host::start(&[
+        "--policy-config",
+        "memory-bytes=65536",
+        "--policy-config",
+        "segment-bytes=1048576",
         "--policy-config",
         "retention-secs=5",
     ])

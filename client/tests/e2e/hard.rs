@@ -228,7 +228,7 @@ async fn evicted(host: &Host) -> String {
 
 #[tokio::test]
 async fn a_gap_reaches_the_library_with_its_range() {
-    let host = Host::start(&["--policy-config", "max-events=10"]).await;
+    let host = Host::start(&["--policy", "ring", "--policy-config", "max-events=10"]).await;
     let id = evicted(&host).await;
     let mut events = host.client().attach(&id, 0).await.expect("attach");
     let Some(Ok(Event::Gap(gap))) = events.next().await else {
@@ -252,7 +252,7 @@ async fn a_gap_reaches_the_library_with_its_range() {
 
 #[tokio::test]
 async fn a_gap_is_one_clear_stderr_line() {
-    let host = Host::start(&["--policy-config", "max-events=10"]).await;
+    let host = Host::start(&["--policy", "ring", "--policy-config", "max-events=10"]).await;
     let id = evicted(&host).await;
     let out = ctl(&["--url", &host.url(), "attach", &id]).await;
     assert_eq!(out.code(), 0, "{out:?}");

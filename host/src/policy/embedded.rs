@@ -15,6 +15,10 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
         "spill",
         include_bytes!(concat!(env!("OUT_DIR"), "/spill.wasm")),
     ),
+    (
+        "disk",
+        include_bytes!(concat!(env!("OUT_DIR"), "/disk.wasm")),
+    ),
 ];
 
 /// The component named `name`, if one is embedded.

@@ -1,0 +1,431 @@
+#![doc = include_str!("../FORMAT.md")]
+
+use std::fmt;
+use std::io::{self, Read};
+
+use crate::events::{Channel, Ending, Outcome, Run};
+
+/// The first bytes of every segment file.
+pub const MAGIC: [u8; 8] = *b"EXECDSEG";
+/// The format version this crate writes and reads.
+pub const VERSION: u32 = 1;
+/// Bytes of a file header.
+pub const FILE_HEADER_LEN: usize = 32;
+/// Bytes of a record header.
+pub const RECORD_HEADER_LEN: usize = 32;
+/// Bytes of one encoded run.
+const RUN_LEN: usize = 16;
+/// Bytes of an ending body before its message.
+const ENDING_FIXED_LEN: usize = 28;
+
+const KIND_LINES: u8 = 1;
+const KIND_ENDING: u8 = 2;
+
+/// Why bytes are not a valid segment or record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormatError {
+    /// Fewer bytes than the structure needs.
+    Short,
+    /// Not a segment file of this version.
+    NotASegment,
+    /// A checksum does not match.
+    Checksum,
+    /// Fields that contradict each other or the format.
+    Invalid(&'static str),
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatError::Short => f.write_str("cut short"),
+            FormatError::NotASegment => f.write_str("not a version-1 segment file"),
+            FormatError::Checksum => f.write_str("checksum mismatch"),
+            FormatError::Invalid(why) => write!(f, "invalid: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// What a segment file's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileHeader {
+    /// Eid of the first line the file holds.
+    pub first_eid: u64,
+    /// Text bytes logged before that line.
+    pub text_offset: u64,
+}
+
+impl FileHeader {
+    pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
+        let mut out = [0; FILE_HEADER_LEN];
+        out[..8].copy_from_slice(&MAGIC);
+        out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        out[16..24].copy_from_slice(&self.first_eid.to_le_bytes());
+        out[24..32].copy_from_slice(&self.text_offset.to_le_bytes());
+        let crc = crc32fast::hash(&out[16..]);
+        out[12..16].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<FileHeader, FormatError> {
+        let bytes = bytes.get(..FILE_HEADER_LEN).ok_or(FormatError::Short)?;
+        if bytes[..8] != MAGIC || u32_at(bytes, 8) != VERSION {
+            return Err(FormatError::NotASegment);
+        }
+        if crc32fast::hash(&bytes[16..]) != u32_at(bytes, 12) {
+            return Err(FormatError::Checksum);
+        }
+        Ok(FileHeader {
+            first_eid: u64_at(bytes, 16),
+            text_offset: u64_at(bytes, 24),
+        })
+    }
+}
+
+/// What a record holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Lines,
+    Ending,
+}
+
+/// A decoded record header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub kind: Kind,
+    /// Eid of the first line, or of the terminal event.
+    pub first_eid: u64,
+    pub lines: u32,
+    pub runs: u32,
+    pub text_len: u32,
+    pub body_len: u32,
+    crc: u32,
+}
+
+impl RecordHeader {
+    /// Decodes and checks a header's fields (not yet its checksum, which
+    /// covers the body too: see [`RecordHeader::verify`]).
+    pub fn decode(bytes: &[u8]) -> Result<RecordHeader, FormatError> {
+        let bytes = bytes.get(..RECORD_HEADER_LEN).ok_or(FormatError::Short)?;
+        let kind = match bytes[8] {
+            KIND_LINES => Kind::Lines,
+            KIND_ENDING => Kind::Ending,
+            _ => return Err(FormatError::Invalid("unknown record kind")),
+        };
+        if bytes[9..12] != [0, 0, 0] {
+            return Err(FormatError::Invalid("reserved bytes are not zero"));
+        }
+        let header = RecordHeader {
+            kind,
+            first_eid: u64_at(bytes, 16),
+            lines: u32_at(bytes, 12),
+            runs: u32_at(bytes, 24),
+            text_len: u32_at(bytes, 28),
+            body_len: u32_at(bytes, 4),
+            crc: u32_at(bytes, 0),
+        };
+        match kind {
+            Kind::Lines => {
+                let body = 4 * u64::from(header.lines)
+                    + RUN_LEN as u64 * u64::from(header.runs)
+                    + u64::from(header.text_len);
+                if header.lines == 0 || header.runs == 0 || body != u64::from(header.body_len) {
+                    return Err(FormatError::Invalid("lines record sizes do not add up"));
+                }
+            }
+            Kind::Ending => {
+                if header.lines != 0 || header.runs != 0 || header.text_len != 0 {
+                    return Err(FormatError::Invalid("ending record with line counts"));
+                }
+                if (header.body_len as usize) < ENDING_FIXED_LEN {
+                    return Err(FormatError::Invalid("ending record too short"));
+                }
+            }
+        }
+        Ok(header)
+    }
+
+    /// Bytes of the whole record, header included.
+    pub fn record_len(&self) -> u64 {
+        RECORD_HEADER_LEN as u64 + u64::from(self.body_len)
+    }
+
+    /// Eid after the record's last event.
+    pub fn end_eid(&self) -> u64 {
+        match self.kind {
+            Kind::Lines => self.first_eid + u64::from(self.lines),
+            Kind::Ending => self.first_eid + 1,
+        }
+    }
+
+    /// Checks the checksum of `record`, the whole record (header and body).
+    pub fn verify(&self, record: &[u8]) -> Result<(), FormatError> {
+        let record = record
+            .get(..self.record_len() as usize)
+            .ok_or(FormatError::Short)?;
+        if crc32fast::hash(&record[4..]) == self.crc {
+            Ok(())
+        } else {
+            Err(FormatError::Checksum)
+        }
+    }
+}
+
+/// Appends a lines record holding a batch's columns to `out`.
+pub fn encode_lines(out: &mut Vec<u8>, first_eid: u64, lens: &[u32], runs: &[Run], text: &[u8]) {
+    let start = out.len();
+    let body_len = 4 * lens.len() + RUN_LEN * runs.len() + text.len();
+    out.reserve(RECORD_HEADER_LEN + body_len);
+    push_header(
+        out,
+        KIND_LINES,
+        first_eid,
+        [lens.len(), runs.len(), text.len(), body_len],
+    );
+    for len in lens {
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    for run in runs {
+        out.extend_from_slice(&run.timestamp_ms.to_le_bytes());
+        out.extend_from_slice(&run.lines.to_le_bytes());
+        out.extend_from_slice(&[channel_byte(run.channel), 0, 0, 0]);
+    }
+    out.extend_from_slice(text);
+    seal(out, start);
+}
+
+/// Appends an ending record for the terminal event `eid` to `out`.
+pub fn encode_ending(out: &mut Vec<u8>, eid: u64, ending: &Ending) {
+    let start = out.len();
+    let (outcome, exit_code, message) = match &ending.outcome {
+        Outcome::Completed => (0u8, 0i32, ""),
+        Outcome::Failed { exit_code, message } => (1, *exit_code, message.as_str()),
+    };
+    push_header(
+        out,
+        KIND_ENDING,
+        eid,
+        [0, 0, 0, ENDING_FIXED_LEN + message.len()],
+    );
+    out.extend_from_slice(&[outcome, 0, 0, 0]);
+    out.extend_from_slice(&exit_code.to_le_bytes());
+    out.extend_from_slice(&ending.execution_ms.to_le_bytes());
+    out.extend_from_slice(&ending.timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&(message.len() as u32).to_le_bytes());
+    out.extend_from_slice(message.as_bytes());
+    seal(out, start);
+}
+
+/// Writes a record header with a zero checksum; `[lines, runs, text, body]`.
+fn push_header(out: &mut Vec<u8>, kind: u8, first_eid: u64, sizes: [usize; 4]) {
+    let [lines, runs, text, body] = sizes.map(|n| n as u32);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&body.to_le_bytes());
+    out.extend_from_slice(&[kind, 0, 0, 0]);
+    out.extend_from_slice(&lines.to_le_bytes());
+    out.extend_from_slice(&first_eid.to_le_bytes());
+    out.extend_from_slice(&runs.to_le_bytes());
+    out.extend_from_slice(&text.to_le_bytes());
+}
+
+/// Fills in the checksum of the record that starts at `start` of `out`.
+fn seal(out: &mut [u8], start: usize) {
+    let crc = crc32fast::hash(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn channel_byte(channel: Channel) -> u8 {
+    match channel {
+        Channel::Stdout => 0,
+        Channel::Stderr => 1,
+    }
+}
+
+/// The columns of a lines record, borrowed from its bytes.
+pub struct LinesBody<'a> {
+    lens: &'a [u8],
+    runs: &'a [u8],
+    /// The lines' texts, one after another.
+    pub text: &'a [u8],
+}
+
+impl<'a> LinesBody<'a> {
+    /// Splits a checked record (header and body, see
+    /// [`RecordHeader::verify`]) into its columns and checks the runs.
+    pub fn parse(header: &RecordHeader, record: &'a [u8]) -> Result<LinesBody<'a>, FormatError> {
+        let body = record
+            .get(RECORD_HEADER_LEN..header.record_len() as usize)
+            .ok_or(FormatError::Short)?;
+        let lens_len = 4 * header.lines as usize;
+        let runs_len = RUN_LEN * header.runs as usize;
+        let (lens, rest) = body.split_at_checked(lens_len).ok_or(FormatError::Short)?;
+        let (runs, text) = rest.split_at_checked(runs_len).ok_or(FormatError::Short)?;
+        let mut covered = 0u64;
+        for run in runs.chunks_exact(RUN_LEN) {
+            if run[12] > 1 || u32_at(run, 8) == 0 {
+                return Err(FormatError::Invalid("bad run"));
+            }
+            covered += u64::from(u32_at(run, 8));
+        }
+        if covered != u64::from(header.lines) {
+            return Err(FormatError::Invalid("runs do not cover the lines"));
+        }
+        Ok(LinesBody { lens, runs, text })
+    }
+
+    /// How many lines.
+    pub fn len(&self) -> usize {
+        self.lens.len() / 4
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// The lengths of lines `from..`, in order.
+    pub fn lens_from(&self, from: usize) -> impl Iterator<Item = u32> + 'a {
+        let lens: &'a [u8] = self.lens.get(from * 4..).unwrap_or_default();
+        lens.chunks_exact(4).map(|l| u32_at(l, 0))
+    }
+
+    /// The runs, in order (checked by [`LinesBody::parse`]).
+    pub fn runs(&self) -> impl Iterator<Item = Run> + 'a {
+        self.runs.chunks_exact(RUN_LEN).map(|run| Run {
+            channel: if run[12] == 0 {
+                Channel::Stdout
+            } else {
+                Channel::Stderr
+            },
+            timestamp_ms: u64_at(run, 0),
+            lines: u32_at(run, 8),
+        })
+    }
+}
+
+/// Decodes the terminal event of a checked ending record.
+pub fn decode_ending(header: &RecordHeader, record: &[u8]) -> Result<Ending, FormatError> {
+    let body = record
+        .get(RECORD_HEADER_LEN..header.record_len() as usize)
+        .ok_or(FormatError::Short)?;
+    let message_len = u32_at(body, 24) as usize;
+    let message = body
+        .get(ENDING_FIXED_LEN..)
+        .filter(|m| m.len() == message_len)
+        .and_then(|m| std::str::from_utf8(m).ok())
+        .ok_or(FormatError::Invalid("ending message"))?;
+    let outcome = match body[0] {
+        0 => Outcome::Completed,
+        1 => Outcome::Failed {
+            exit_code: i32::from_le_bytes([body[4], body[5], body[6], body[7]]),
+            message: message.to_string(),
+        },
+        _ => return Err(FormatError::Invalid("unknown outcome")),
+    };
+    Ok(Ending {
+        outcome,
+        execution_ms: u64_at(body, 8),
+        timestamp_ms: u64_at(body, 16),
+    })
+}
+
+/// What a scan of a whole segment file found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scan {
+    pub header: FileHeader,
+    /// Bytes from the start of the file to the end of its last whole,
+    /// checked record: where a recovery cuts the file.
+    pub valid_len: u64,
+    /// Eid after the last line of the whole records.
+    pub end_eid: u64,
+    /// Text offset after the last line of the whole records.
+    pub text_end: u64,
+    /// The terminal event, when an ending record is among them.
+    pub ending: Option<(u64, Ending)>,
+    /// Why the file goes on past `valid_len`, if it does: a torn last
+    /// write, or a damaged record.
+    pub cut: Option<FormatError>,
+}
+
+/// Reads a segment file from its start to its end (or to its first bad
+/// record) and says what it holds and where its whole records end. Fails
+/// only when the file header itself is unreadable or bad.
+pub fn scan(mut file: impl Read) -> io::Result<Scan> {
+    let mut head = [0; FILE_HEADER_LEN];
+    file.read_exact(&mut head)?;
+    let header =
+        FileHeader::decode(&head).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut scan = Scan {
+        header,
+        valid_len: FILE_HEADER_LEN as u64,
+        end_eid: header.first_eid,
+        text_end: header.text_offset,
+        ending: None,
+        cut: None,
+    };
+    let mut record = Vec::new();
+    loop {
+        record.clear();
+        match read_up_to(&mut file, &mut record, RECORD_HEADER_LEN)? {
+            0 => return Ok(scan),
+            n if n < RECORD_HEADER_LEN => return Ok(cut(scan, FormatError::Short)),
+            _ => {}
+        }
+        let rh = match RecordHeader::decode(&record) {
+            Ok(rh) => rh,
+            Err(e) => return Ok(cut(scan, e)),
+        };
+        let body_len = rh.body_len as usize;
+        if read_up_to(&mut file, &mut record, body_len)? < body_len {
+            return Ok(cut(scan, FormatError::Short));
+        }
+        if let Err(e) = rh.verify(&record) {
+            return Ok(cut(scan, e));
+        }
+        if scan.ending.is_some() {
+            return Ok(cut(scan, FormatError::Invalid("a record after the ending")));
+        }
+        if rh.first_eid != scan.end_eid {
+            return Ok(cut(scan, FormatError::Invalid("eids do not follow on")));
+        }
+        match rh.kind {
+            Kind::Lines => {
+                if let Err(e) = LinesBody::parse(&rh, &record) {
+                    return Ok(cut(scan, e));
+                }
+                scan.end_eid = rh.end_eid();
+                scan.text_end += u64::from(rh.text_len);
+            }
+            Kind::Ending => match decode_ending(&rh, &record) {
+                Ok(ending) => scan.ending = Some((rh.first_eid, ending)),
+                Err(e) => return Ok(cut(scan, e)),
+            },
+        }
+        scan.valid_len += rh.record_len();
+    }
+}
+
+fn cut(scan: Scan, why: FormatError) -> Scan {
+    Scan {
+        cut: Some(why),
+        ..scan
+    }
+}
+
+/// Appends up to `n` bytes from `file` to `out`; fewer only at its end.
+fn read_up_to(file: &mut impl Read, out: &mut Vec<u8>, n: usize) -> io::Result<usize> {
+    let got = file.take(n as u64).read_to_end(out)?;
+    Ok(got)
+}

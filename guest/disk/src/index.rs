@@ -1,0 +1,237 @@
+//! Where every line older than the write frontier is: a list of spans of
+//! consecutive eids, each either held by a segment file or missing (with
+//! the reason). One entry per segment or per stretch of missing lines,
+//! never one per line or per batch.
+
+use std::collections::VecDeque;
+
+use crate::events::BUDGET;
+use crate::segment::Segment;
+
+/// What holds a span's lines.
+#[derive(Debug)]
+pub enum Place {
+    /// A segment file (its records, from the span's first eid).
+    Stored(Segment),
+    /// Nothing: they were dropped or never written, for this reason.
+    Missing(&'static str),
+}
+
+/// Lines `first_eid..end_eid`, whose texts take the text offsets
+/// `text_start..text_end`.
+#[derive(Debug)]
+pub struct Span {
+    pub first_eid: u64,
+    pub end_eid: u64,
+    pub text_start: u64,
+    pub text_end: u64,
+    pub place: Place,
+}
+
+/// Spans covering eids `1..end_eid` back to back, oldest first.
+#[derive(Debug)]
+pub struct Index {
+    spans: VecDeque<Span>,
+    end_eid: u64,
+    end_text: u64,
+    /// Bytes of the segment files kept, plus those of files that could not
+    /// be deleted.
+    disk_bytes: u64,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            spans: VecDeque::new(),
+            end_eid: 1,
+            end_text: 0,
+            disk_bytes: 0,
+        }
+    }
+}
+
+impl Index {
+    /// Eid after the last line the index covers: the write frontier.
+    pub fn end_eid(&self) -> u64 {
+        self.end_eid
+    }
+
+    /// Text offset at [`Index::end_eid`].
+    pub fn end_text(&self) -> u64 {
+        self.end_text
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes
+    }
+
+    /// The span holding `eid`, if the index covers it.
+    pub fn find(&self, eid: u64) -> Option<&Span> {
+        let i = self.spans.partition_point(|s| s.end_eid <= eid);
+        self.spans.get(i).filter(|s| s.first_eid <= eid)
+    }
+
+    /// Covers `end_eid()..end_eid` (texts up to `text_end`) as missing.
+    pub fn push_missing(&mut self, end_eid: u64, text_end: u64, reason: &'static str) {
+        let (first_eid, text_start) = (self.end_eid, self.end_text);
+        self.end_eid = end_eid;
+        self.end_text = text_end;
+        if let Some(last) = self.spans.back_mut()
+            && matches!(last.place, Place::Missing(r) if r == reason)
+        {
+            last.end_eid = end_eid;
+            last.text_end = text_end;
+            return;
+        }
+        self.spans.push_back(Span {
+            first_eid,
+            end_eid,
+            text_start,
+            text_end,
+            place: Place::Missing(reason),
+        });
+    }
+
+    /// Adds a new, empty segment at the frontier; it becomes the one
+    /// [`Index::open_segment`] returns.
+    pub fn push_segment(&mut self, segment: Segment) {
+        self.disk_bytes += segment.file_bytes;
+        self.spans.push_back(Span {
+            first_eid: self.end_eid,
+            end_eid: self.end_eid,
+            text_start: self.end_text,
+            text_end: self.end_text,
+            place: Place::Stored(segment),
+        });
+    }
+
+    /// The newest segment, when it is still open for appends.
+    pub fn open_segment(&self) -> Option<&Segment> {
+        match self.spans.back().map(|s| &s.place) {
+            Some(Place::Stored(segment)) if segment.is_open() => Some(segment),
+            _ => None,
+        }
+    }
+
+    /// Seals the open segment, if any.
+    pub fn seal(&mut self) {
+        if let Some(Span {
+            place: Place::Stored(segment),
+            ..
+        }) = self.spans.back_mut()
+        {
+            segment.seal();
+        }
+    }
+
+    /// Appends a record to the open segment. For a lines record, `lines`
+    /// is the eid and text offset after its last line: the frontier moves
+    /// there. Keeps the disk count true whether or not the write works.
+    pub fn append(&mut self, record: &[u8], lines: Option<(u64, u64)>) -> std::io::Result<()> {
+        let start = (self.end_eid, self.end_text);
+        let Some(Span {
+            place: Place::Stored(segment),
+            end_eid,
+            text_end,
+            ..
+        }) = self.spans.back_mut()
+        else {
+            return Err(std::io::Error::other("no open segment"));
+        };
+        let before = segment.file_bytes;
+        let result = segment.append(record, lines.map(|_| start));
+        self.disk_bytes = self.disk_bytes - before + segment.file_bytes;
+        result?;
+        if let Some((eid, text)) = lines {
+            *end_eid = eid;
+            *text_end = text;
+            self.end_eid = eid;
+            self.end_text = text;
+        }
+        Ok(())
+    }
+
+    /// Turns the oldest segment's span into a `budget` gap and hands the
+    /// segment back for its file to be deleted; `None` when none is left.
+    pub fn drop_oldest(&mut self) -> Option<Segment> {
+        let i = self
+            .spans
+            .iter()
+            .position(|s| matches!(s.place, Place::Stored(_)))?;
+        let span = &mut self.spans[i];
+        let Place::Stored(segment) = std::mem::replace(&mut span.place, Place::Missing(BUDGET))
+        else {
+            return None;
+        };
+        self.disk_bytes -= segment.file_bytes;
+        if span.first_eid == span.end_eid {
+            // A segment that held no line leaves no gap behind.
+            self.spans.remove(i);
+            if i > 0 && i < self.spans.len() {
+                self.merge_around(i);
+            }
+        } else {
+            self.merge_around(i);
+        }
+        Some(segment)
+    }
+
+    /// Counts bytes left on disk by a file that could not be deleted.
+    pub fn count_undeleted(&mut self, bytes: u64) {
+        self.disk_bytes += bytes;
+    }
+
+    /// Cuts the span holding `eid` short at `eid` (text offset
+    /// `text_offset`, file offset `offset`), after a read found the record
+    /// there unreadable: the rest of its lines become an `io` gap.
+    pub fn cut(&mut self, eid: u64, text_offset: u64, offset: u64, reason: &'static str) {
+        let i = self.spans.partition_point(|s| s.end_eid <= eid);
+        let Some(span) = self.spans.get_mut(i) else {
+            return;
+        };
+        let Place::Stored(segment) = &mut span.place else {
+            return;
+        };
+        if eid < span.first_eid {
+            return;
+        }
+        segment.cut_at(offset, eid);
+        let lost = Span {
+            first_eid: eid,
+            end_eid: span.end_eid,
+            text_start: text_offset,
+            text_end: span.text_end,
+            place: Place::Missing(reason),
+        };
+        span.end_eid = eid;
+        span.text_end = text_offset;
+        if lost.first_eid < lost.end_eid {
+            self.spans.insert(i + 1, lost);
+            self.merge_around(i + 1);
+        }
+    }
+
+    /// Merges the missing span at `i` with equal neighbours.
+    fn merge_around(&mut self, i: usize) {
+        let same = |a: &Span, b: &Span| match (&a.place, &b.place) {
+            (Place::Missing(x), Place::Missing(y)) => x == y,
+            _ => false,
+        };
+        let mut i = i;
+        if i > 0 && same(&self.spans[i - 1], &self.spans[i]) {
+            let Some(span) = self.spans.remove(i) else {
+                return;
+            };
+            i -= 1;
+            self.spans[i].end_eid = span.end_eid;
+            self.spans[i].text_end = span.text_end;
+        }
+        if i + 1 < self.spans.len() && same(&self.spans[i], &self.spans[i + 1]) {
+            let Some(span) = self.spans.remove(i + 1) else {
+                return;
+            };
+            self.spans[i].end_eid = span.end_eid;
+            self.spans[i].text_end = span.text_end;
+        }
+    }
+}

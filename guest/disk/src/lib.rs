@@ -1,0 +1,40 @@
+//! `disk`: a lossless, disk-backed execd-host log policy.
+//!
+//! Every batch of a command's output is written, as it is appended and in
+//! the columnar form it arrived in, to append-only segment files in the
+//! command's directory (`/log`); the newest `memory-bytes` of it also stay
+//! in memory for readers that keep up. Readers that lag read the files
+//! sequentially. Nothing is lost while the output stays within the disk
+//! budget the host sets; beyond it the oldest segments are dropped and
+//! reported as a `gap` with reason `budget`; output that could not be
+//! written (a full disk) is reported with reason `io` once it leaves
+//! memory. The terminal event is never dropped. Any number of readers.
+//!
+//! Memory does not grow with the output: the tail is bounded, and the
+//! index of the files holds one entry per segment plus a checkpoint per
+//! 64 KiB of records.
+//!
+//! The logic is plain Rust ([`Log`]) that builds and is tested natively;
+//! `component` wraps it as a WebAssembly component. The file format is in
+//! [`format`].
+//!
+//! Settings: `memory-bytes` (default 4 MiB), `segment-bytes` (64 MiB),
+//! `retention-secs` (300).
+
+mod config;
+mod events;
+pub mod format;
+mod index;
+mod log;
+mod replay;
+mod segment;
+mod tail;
+
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
+mod component;
+
+pub use config::{Config, ConfigError};
+pub use events::{
+    BUDGET, Batch, Channel, Ending, Events, Gap, IO, Outcome, ReadResult, Run, Stored,
+};
+pub use log::Log;

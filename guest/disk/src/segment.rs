@@ -1,0 +1,143 @@
+//! One segment file: creating it, appending records to it, its sparse index
+//! of checkpoints, and deleting it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::format::{FILE_HEADER_LEN, FileHeader};
+
+/// Most bytes of records between two checkpoints: a read from a point
+/// between them walks at most this many bytes of record headers.
+pub const CHECKPOINT_EVERY: u64 = 64 << 10;
+
+/// A record boundary in a segment: where the record with `eid` starts,
+/// and the text offset of that line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub eid: u64,
+    pub offset: u64,
+    pub text_offset: u64,
+}
+
+/// An append-only file of records.
+#[derive(Debug)]
+pub struct Segment {
+    /// Its sequence number, which names the file.
+    pub seq: u64,
+    pub path: PathBuf,
+    /// Offset after the last whole record written: reads stop here.
+    pub data_end: u64,
+    /// Bytes the file takes on disk (beyond `data_end` only when a failed
+    /// write left part of a record that could not be cut off).
+    pub file_bytes: u64,
+    /// One per [`CHECKPOINT_EVERY`] bytes of records, the first at the
+    /// first record; in eid order.
+    checkpoints: Vec<Checkpoint>,
+    /// Open while records may still be appended.
+    writer: Option<File>,
+}
+
+impl Segment {
+    /// The file name of segment `seq`; names sort in sequence order.
+    pub fn file_name(seq: u64) -> String {
+        format!("{seq:010}.seg")
+    }
+
+    /// Creates the file and writes its header.
+    pub fn create(dir: &Path, seq: u64, header: FileHeader) -> io::Result<Segment> {
+        let path = dir.join(Segment::file_name(seq));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        if let Err(e) = file.write_all(&header.encode()) {
+            drop(file);
+            // Best effort: a header-less file is useless to a recovery.
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Segment {
+            seq,
+            path,
+            data_end: FILE_HEADER_LEN as u64,
+            file_bytes: FILE_HEADER_LEN as u64,
+            checkpoints: Vec::new(),
+            writer: Some(file),
+        })
+    }
+
+    /// Whether records may still be appended.
+    pub fn is_open(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Whether it holds no record yet.
+    pub fn is_empty(&self) -> bool {
+        self.data_end == FILE_HEADER_LEN as u64
+    }
+
+    /// Appends one whole record in one write. `line` is the eid and text
+    /// offset of its first line, for a lines record (checkpoints index
+    /// lines only). On failure the segment is sealed, the partial record
+    /// cut off when possible, and `file_bytes` says what is left on disk.
+    pub fn append(&mut self, record: &[u8], line: Option<(u64, u64)>) -> io::Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(io::Error::other("segment is sealed"));
+        };
+        if let Err(e) = writer.write_all(record) {
+            self.file_bytes = match writer.set_len(self.data_end) {
+                Ok(()) => self.data_end,
+                Err(_) => writer
+                    .metadata()
+                    .map(|m| m.len())
+                    .unwrap_or(self.data_end + record.len() as u64),
+            };
+            self.writer = None;
+            return Err(e);
+        }
+        if let Some((eid, text_offset)) = line {
+            let due = self
+                .checkpoints
+                .last()
+                .is_none_or(|last| self.data_end >= last.offset + CHECKPOINT_EVERY);
+            if due {
+                self.checkpoints.push(Checkpoint {
+                    eid,
+                    offset: self.data_end,
+                    text_offset,
+                });
+            }
+        }
+        self.data_end += record.len() as u64;
+        self.file_bytes = self.file_bytes.max(self.data_end);
+        Ok(())
+    }
+
+    /// Closes it for writing: later records go to a new segment.
+    pub fn seal(&mut self) {
+        self.writer = None;
+    }
+
+    /// The last checkpoint at or before `eid`.
+    pub fn checkpoint_for(&self, eid: u64) -> Option<Checkpoint> {
+        let after = self.checkpoints.partition_point(|c| c.eid <= eid);
+        after.checked_sub(1).map(|i| self.checkpoints[i])
+    }
+
+    /// Forgets everything from the record at `offset` (holding `eid`) on,
+    /// after a read found it unreadable; the file stays as it is.
+    pub fn cut_at(&mut self, offset: u64, eid: u64) {
+        self.data_end = self.data_end.min(offset);
+        self.checkpoints
+            .retain(|c| c.eid < eid && c.offset < offset);
+        self.writer = None;
+    }
+
+    /// Deletes the file.
+    pub fn remove(mut self) -> io::Result<()> {
+        self.writer = None;
+        fs::remove_file(&self.path)
+    }
+}

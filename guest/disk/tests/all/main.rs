@@ -1,0 +1,9 @@
+//! Tests of the disk log through its public API, natively, with real
+//! files in temporary directories. One binary with a module per concern.
+
+mod budget;
+mod corruption;
+mod io_errors;
+mod properties;
+mod reads;
+mod support;
