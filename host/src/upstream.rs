@@ -161,6 +161,13 @@ impl Upstream {
         let mut answer = Response::new(incoming.map_err(|e| -> BodyError { Box::new(e) }).boxed());
         *answer.status_mut() = parts.status;
         *answer.headers_mut() = end_to_end(&parts.headers);
+        // A proxy says it was one (RFC 9110, Via); it also keeps an
+        // upstream's bodiless 400 from looking like hyper's own answer to
+        // a request it could not parse (see `parse_errors`).
+        answer.headers_mut().append(
+            header::VIA,
+            header::HeaderValue::from_static("1.1 execd-host"),
+        );
         Ok(answer)
     }
 }
