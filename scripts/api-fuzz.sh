@@ -200,7 +200,7 @@ status=0
         --max-examples "$max_examples" \
         --exclude-path /metrics/watch \
         --seed "$seed" \
-        --workers 2 \
+        --workers 1 \
         --request-timeout 15 \
         --suppress-health-check all \
         --report junit,ndjson --report-dir "$work/report"
