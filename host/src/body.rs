@@ -10,14 +10,23 @@ use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
-pub type ResponseBody = BoxBody<Bytes, Infallible>;
+/// Why a body broke off: only a forwarded one can (see `upstream`), and
+/// then the client must see a broken response, never a complete-looking
+/// one.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type ResponseBody = BoxBody<Bytes, BodyError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into()).map_err(never).boxed()
 }
 
 pub fn empty() -> ResponseBody {
-    Empty::new().boxed()
+    Empty::new().map_err(never).boxed()
+}
+
+fn never(never: Infallible) -> BodyError {
+    match never {}
 }
 
 /// Frames written by a producer task, which sees the client leave as its
@@ -31,7 +40,7 @@ const IN_FLIGHT: usize = 2;
 
 pub fn channel() -> (mpsc::Sender<Bytes>, ResponseBody) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);
-    (tx, ChannelBody { rx }.boxed())
+    (tx, ChannelBody { rx }.map_err(never).boxed())
 }
 
 impl Body for ChannelBody {

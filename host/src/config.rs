@@ -104,6 +104,12 @@ pub struct Config {
     /// fresh private temporary directory, removed when the host exits.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+
+    /// An execd to forward every route the host does not serve itself to
+    /// (files, code contexts, PTY), after the host's own token check:
+    /// `http://host:port`. https is not supported.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
 }
 
 /// Why an access token is unusable. HTTP trims header values, so a token

@@ -90,12 +90,26 @@ pub fn private_thread_umask() {
     }
 }
 
-/// Starts the command in a new process group, stdin from `/dev/null`.
+/// Starts the command in a new process group, stdin from `/dev/null`:
+/// its `argv` as it is, or else its `command` under `shell -c`.
 pub async fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Child> {
-    let mut cmd = tokio::process::Command::new(shell);
-    cmd.arg("-c")
-        .arg(&request.command)
-        .stdin(Stdio::null())
+    let mut cmd = match &request.argv {
+        Some(argv) => {
+            let (first, rest) = argv
+                .split_first()
+                .ok_or_else(|| std::io::Error::other("an empty argv"))?;
+            let mut cmd = tokio::process::Command::new(program(first, request)?);
+            // The program sees its name as given, not the path found.
+            cmd.arg0(first).args(rest);
+            cmd
+        }
+        None => {
+            let mut cmd = tokio::process::Command::new(shell);
+            cmd.arg("-c").arg(&request.command);
+            cmd
+        }
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -123,6 +137,42 @@ pub async fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Chi
     let gone = || std::io::Error::other("the command spawner thread is gone");
     spawner.send(job).map_err(|_| gone())?;
     spawned.await.map_err(|_| gone())?
+}
+
+/// The file an argv's program names: a path (relative ones from the
+/// command's cwd), or a bare name searched in the absolute entries of the
+/// child's `PATH`. Resolved here rather than by the spawn: std falls back
+/// from `posix_spawn` to a full `fork` when a command's own `PATH` must be
+/// searched, and a name found nowhere can be answered with a clear 400.
+fn program(name: &str, request: &RunRequest) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return Ok(match &request.cwd {
+            Some(cwd) if path.is_relative() => cwd.join(path),
+            _ => path,
+        });
+    }
+    let path = match request.envs.get("PATH") {
+        Some(path) => Some(path.clone()),
+        None => std::env::var("PATH").ok(),
+    }
+    .unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "`{name}` is not an executable file in any directory of the command's PATH"
+                ),
+            )
+        })
 }
 
 /// The primary group of `uid` from the passwd database.

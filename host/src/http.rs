@@ -19,7 +19,10 @@ use crate::error::ApiError;
 use crate::reader;
 use crate::registry::{Lookup, Registry};
 use crate::request::RunRequest;
+use crate::session::Sessions;
 use crate::sse::{self, Framing};
+use crate::upstream::Upstream;
+use crate::{metrics, session};
 use std::os::unix::fs::FileExt;
 
 /// Everything a request handler needs.
@@ -33,6 +36,10 @@ pub struct App {
     pub max_readers: usize,
     /// Turns true when the host shuts down: streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub sessions: Sessions,
+    pub metrics: metrics::Source,
+    /// Where routes the host does not serve go (`--upstream`).
+    pub upstream: Option<Upstream>,
 }
 
 const TOKEN_HEADER: &str = "x-execd-access-token";
@@ -100,19 +107,32 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
         (["command", "status", id], &Method::GET) => status(app, id),
         (["command", id, "resume"], &Method::GET) => resume(app, id, &req).await,
         (["command", id, "logs"], &Method::GET) => logs(app, id, &req),
+        (["session"], &Method::POST) => session::create(app, req).await,
+        (["session", id], &Method::DELETE) => session::delete(app, id),
+        (["session", id, "run"], &Method::POST) => session::run(app, id, req).await,
+        (["metrics"], &Method::GET) => metrics::get(app).await,
+        (["metrics", "watch"], &Method::GET) => metrics::watch(app, &req),
         (["ping"], _)
         | (["command"], _)
         | (["command", "status", _], _)
-        | (["command", _, "resume" | "logs"], _) => Err(ApiError::new(
+        | (["command", _, "resume" | "logs"], _)
+        | (["session"], _)
+        | (["session", _], _)
+        | (["session", _, "run"], _)
+        | (["metrics"], _)
+        | (["metrics", "watch"], _) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
             format!("{method} is not allowed on {path}"),
         )),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("no route {path}"),
-        )),
+        _ => match &app.upstream {
+            Some(upstream) => upstream.forward(req).await,
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                format!("no route {path}"),
+            )),
+        },
     }
 }
 
@@ -171,7 +191,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn framing(app: &App, req: &Request<Incoming>) -> Result<Framing, ApiError> {
+pub(crate) fn framing(app: &App, req: &Request<Incoming>) -> Result<Framing, ApiError> {
     match query_param(req, "framing") {
         None => Ok(app.framing),
         Some(value) => Framing::parse(&value).ok_or_else(|| {
@@ -184,7 +204,7 @@ fn framing(app: &App, req: &Request<Incoming>) -> Result<Framing, ApiError> {
     }
 }
 
-fn event_stream(body: ResponseBody) -> Response<ResponseBody> {
+pub(crate) fn event_stream(body: ResponseBody) -> Response<ResponseBody> {
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -203,13 +223,24 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
     // reader is admitted before the command starts: a refusal runs nothing.
     let first_reader = (!background).then_some(app.max_readers);
     let (command, reader) = app.registry.start(request, first_reader).await?;
+    Ok(command_stream(app, framing, &command, reader))
+}
+
+/// The response to a started command: `init`, then its events from a
+/// reader (foreground), or the background acknowledgement.
+pub(crate) fn command_stream(
+    app: &App,
+    framing: Framing,
+    command: &crate::command::Command,
+    reader: Option<u64>,
+) -> Response<ResponseBody> {
     let mut prelude = Vec::new();
     sse::init(&mut prelude, framing, &command.id, now_ms());
     let (tx, body) = body::channel();
     let Some(reader) = reader else {
         sse::spawned(&mut prelude, framing, now_ms());
         let _ = tx.try_send(Bytes::from(prelude));
-        return Ok(event_stream(body));
+        return event_stream(body);
     };
     let _ = tx.try_send(Bytes::from(prelude));
     let log = Arc::clone(&command.log);
@@ -221,10 +252,10 @@ async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Response
         tx,
         app.shutdown.clone(),
     ));
-    Ok(event_stream(body))
+    event_stream(body)
 }
 
-async fn read_body(
+pub(crate) async fn read_body(
     req: Request<Incoming>,
     limit: usize,
     timeout: Duration,
@@ -362,7 +393,9 @@ struct ListEntry<'a> {
     newest_eid: u64,
 }
 
-fn json_response(value: &impl serde::Serialize) -> Result<Response<ResponseBody>, ApiError> {
+pub(crate) fn json_response(
+    value: &impl serde::Serialize,
+) -> Result<Response<ResponseBody>, ApiError> {
     let json = serde_json::to_vec(value)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
     let mut response = Response::new(body::full(json));

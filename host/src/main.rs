@@ -10,10 +10,13 @@ use execd_host::command::KILL_GRACE;
 use execd_host::config::{self, Config};
 use execd_host::exec;
 use execd_host::http::App;
+use execd_host::metrics;
 use execd_host::policy::{Limits, PolicyEngine};
 use execd_host::registry::{Bounds, Registry};
 use execd_host::server;
+use execd_host::session::Sessions;
 use execd_host::state_dir::StateDir;
+use execd_host::upstream::Upstream;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -73,6 +76,10 @@ fn raise_fd_limit() {
 async fn run(config: Config) -> anyhow::Result<()> {
     raise_fd_limit();
     let access_token = access_token(&config)?;
+    let upstream = match &config.upstream {
+        Some(url) => Some(Upstream::parse(url).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let limits = Limits {
         memory_mb: config.policy_memory_mb,
         call_ms: config.policy_call_ms,
@@ -107,6 +114,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         body_timeout: Duration::from_millis(config.request_timeout_ms),
         max_readers: config.max_readers as usize,
         shutdown: shutdown_rx,
+        sessions: Sessions::new(state_dir.path()),
+        metrics: metrics::Source::new(),
+        upstream,
     });
     tracing::info!(
         policy = policy.origin(),
@@ -128,7 +138,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let draining = server::serve(
         listener,
-        app,
+        Arc::clone(&app),
         Duration::from_millis(config.request_timeout_ms),
         stop,
     )
@@ -142,6 +152,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     for command in registry.all() {
         command.remove_files();
     }
+    app.sessions.remove_all();
     drop(state_dir);
     Ok(())
 }

@@ -197,6 +197,22 @@ fn automatic_answer(head: &[u8]) -> Option<(ApiError, &'static str)> {
     if !head.ends_with(b"\r\n\r\n") || !contains(head, b"\r\ncontent-length: 0\r\n") {
         return None;
     }
+    // Hyper's own answer has these headers and no other: an answer that
+    // came through the host from elsewhere (a forwarded upstream's, which
+    // carries `via`) is left as it is.
+    let only_hypers = head
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .filter(|line| line.len() > 1)
+        .all(|line| {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            [&b"content-length"[..], b"connection", b"date"]
+                .iter()
+                .any(|known| name.eq_ignore_ascii_case(known))
+        });
+    if !only_hypers {
+        return None;
+    }
     let (status, code, message) = match status {
         b"400" => (
             StatusCode::BAD_REQUEST,
@@ -392,6 +408,12 @@ mod tests {
         // Hyper answers in the version the client last spoke.
         let old = b"HTTP/1.0 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
         assert_eq!(automatic_answer(old).unwrap().1, "HTTP/1.0");
+    }
+
+    #[test]
+    fn leaves_forwarded_answers_alone() {
+        let forwarded = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nvia: 1.1 execd-host\r\ndate: x\r\n\r\n";
+        assert!(automatic_answer(forwarded).is_none());
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
 use crate::http::{App, handle};
 use crate::parse_errors::ParseErrorBodies;
@@ -26,7 +26,12 @@ pub async fn serve(
     head_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) -> Draining {
-    let graceful = GracefulShutdown::new();
+    // hyper-util's GracefulShutdown cannot watch a connection that may be
+    // upgraded (a WebSocket passed to `--upstream`), so the same is done
+    // here: `stopping` asks each connection to finish, and each holds an
+    // `open` sender, all of them gone once every connection has ended.
+    let (stopping, _) = watch::channel(false);
+    let (open, all_closed) = mpsc::channel::<()>(1);
     tokio::pin!(stop);
     loop {
         let (stream, _) = tokio::select! {
@@ -39,7 +44,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut stop => return Draining(graceful),
+            _ = &mut stop => return Draining { stopping, open, all_closed },
         };
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
@@ -49,24 +54,56 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(head_timeout)
             .max_header_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(ParseErrorBodies::new(stream)), service);
-        let conn = graceful.watch(conn);
+            .serve_connection(TokioIo::new(ParseErrorBodies::new(stream)), service)
+            .with_upgrades();
+        let mut stop_rx = stopping.subscribe();
+        let open = open.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stopped(&mut stop_rx) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!("connection ended: {e}");
             }
+            drop(open);
         });
     }
 }
 
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        let now = *stop.borrow_and_update();
+        if now || stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The connections still open after the listener closed.
-pub struct Draining(GracefulShutdown);
+pub struct Draining {
+    stopping: watch::Sender<bool>,
+    open: mpsc::Sender<()>,
+    all_closed: mpsc::Receiver<()>,
+}
 
 impl Draining {
     /// Asks idle keep-alive connections to close and waits, at most
     /// `limit`, for responses in flight to finish.
     pub async fn wait(self, limit: Duration) {
-        if tokio::time::timeout(limit, self.0.shutdown())
+        let Draining {
+            stopping,
+            open,
+            mut all_closed,
+        } = self;
+        stopping.send_replace(true);
+        drop(open);
+        if tokio::time::timeout(limit, all_closed.recv())
             .await
             .is_err()
         {

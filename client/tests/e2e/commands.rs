@@ -394,7 +394,6 @@ async fn ctrl_c_detaches_with_the_flag() {
 }
 
 #[tokio::test]
-#[ignore = "needs the host's /session endpoints (issue #13)"]
 async fn sessions_new_run_rm() {
     let host = Host::start(&[]).await;
     let out = on(&host, &["session", "new", "--cwd", "/tmp"]).await;

@@ -1,0 +1,248 @@
+//! The `EXECD_ENVS` file: `KEY=VALUE` lines that every command's
+//! environment takes after the host's own and before the request's `envs`.
+//!
+//! OpenSandbox's SDK persists `commands.set_env(K, V)` by running a shell
+//! command that appends a line to the file the *command's* `EXECD_ENVS`
+//! names, so the file is read again at every spawn: a variable set by one
+//! command is seen by the next. The SDK writes `K='v'` (literal) for values
+//! without a single quote and `K="v"` (backslash escapes, `$NAME`
+//! expanded) otherwise; bare values are trimmed and `$NAME`-expanded too.
+//! Blank lines, `#` comments and an `export ` prefix are accepted. A
+//! malformed line is skipped and logged (by line number: values may be
+//! secrets), never fatal.
+
+use std::path::Path;
+
+use crate::exec::SECRET_ENV;
+
+/// The variable naming the file, in the host's own environment.
+pub const EXECD_ENVS: &str = "EXECD_ENVS";
+
+/// Largest file read; a bigger one is ignored (and logged): it is read at
+/// every spawn.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The entries of the host's `EXECD_ENVS` file, in file order (later
+/// lines win), or none when the variable is unset or the file is missing.
+pub fn load() -> Vec<(String, String)> {
+    match std::env::var_os(EXECD_ENVS) {
+        Some(path) if !path.is_empty() => read(Path::new(&path)),
+        _ => Vec::new(),
+    }
+}
+
+/// The entries of the file at `path` (see [`parse`]); a missing file has
+/// none, quietly: nothing has called `set_env` yet.
+pub fn read(path: &Path) -> Vec<(String, String)> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+            tracing::warn!(path = %path.display(), "the EXECD_ENVS file is over {MAX_FILE_BYTES} bytes: ignored");
+            return Vec::new();
+        }
+        Ok(_) => {}
+        Err(_) => return Vec::new(),
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => parse(&String::from_utf8_lossy(&bytes), |line, why| {
+            tracing::warn!(path = %path.display(), line, "EXECD_ENVS line skipped: {why}");
+        }),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot read the EXECD_ENVS file: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Parses the file's text; `skipped(line_number, why)` hears of each
+/// malformed line. `$NAME` in values takes earlier lines first, then the
+/// host's environment (less its secrets).
+pub fn parse(text: &str, mut skipped: impl FnMut(usize, &str)) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+        let Some((key, value)) = line.split_once('=') else {
+            skipped(n + 1, "no `=`");
+            continue;
+        };
+        if !valid_key(key) {
+            skipped(n + 1, "not a variable name");
+            continue;
+        }
+        let lookup = |name: &str| {
+            entries
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| host_var(name))
+        };
+        match value_of(value, &lookup) {
+            Ok(value) => entries.push((key.to_string(), value)),
+            Err(why) => skipped(n + 1, why),
+        }
+    }
+    entries
+}
+
+/// A variable of the host's environment as a command sees it (never one
+/// of [`SECRET_ENV`]).
+pub fn host_var(name: &str) -> Option<String> {
+    if SECRET_ENV.contains(&name) {
+        return None;
+    }
+    std::env::var(name).ok()
+}
+
+fn valid_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn value_of(raw: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, &'static str> {
+    let raw = raw.trim();
+    let value = if let Some(rest) = raw.strip_prefix('\'') {
+        let inner = rest.strip_suffix('\'').ok_or("unterminated single quote")?;
+        if inner.contains('\'') {
+            return Err("a single quote inside a single-quoted value");
+        }
+        inner.to_string()
+    } else if let Some(rest) = raw.strip_prefix('"') {
+        let inner = rest.strip_suffix('"').ok_or("unterminated double quote")?;
+        unescape_double_quoted(inner, lookup)?
+    } else {
+        expand(raw, lookup)
+    };
+    if value.contains('\0') {
+        return Err("a NUL byte");
+    }
+    Ok(value)
+}
+
+/// The SDK's double-quoted form: `\\`, `\"`, `\n`, `\r`, `\t`, `\$`
+/// escapes, `$NAME` expanded.
+fn unescape_double_quoted(
+    inner: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, &'static str> {
+    let mut out = String::new();
+    let mut literal = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let escaped = match chars.next() {
+                    Some('n') => '\n',
+                    Some('r') => '\r',
+                    Some('t') => '\t',
+                    Some(other @ ('\\' | '"' | '$' | '`')) => other,
+                    Some(other) => {
+                        literal.push('\\');
+                        other
+                    }
+                    None => return Err("a trailing backslash"),
+                };
+                // An escaped `$` must not be expanded: flush what came
+                // before through expansion, keep this one literal.
+                out.push_str(&expand(&std::mem::take(&mut literal), lookup));
+                out.push(escaped);
+            }
+            '"' => return Err("an unescaped double quote inside a double-quoted value"),
+            c => literal.push(c),
+        }
+    }
+    out.push_str(&expand(&literal, lookup));
+    Ok(out)
+}
+
+/// Expands `$NAME` and `${NAME}`; an undefined variable is empty, as in a
+/// shell. A `$` not followed by a name stays.
+pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    expand_vars(text, &|name| Some(lookup(name).unwrap_or_default()))
+        .unwrap_or_else(|_| String::new())
+}
+
+/// Expands `$NAME` and `${NAME}` (a name is `[A-Za-z0-9_]+`); `Err(name)`
+/// for the first variable `lookup` does not know. A `$` not followed by a
+/// name, or a `${` never closed, stays as it is.
+pub fn expand_vars(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, consumed) = match after.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) if !inner[..end].is_empty() && inner[..end].chars().all(is_name) => {
+                    (&inner[..end], end + 2)
+                }
+                _ => ("", 0),
+            },
+            None => {
+                let end = after.find(|c: char| !is_name(c)).unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        out.push_str(&lookup(name).ok_or_else(|| name.to_string())?);
+        rest = &after[consumed..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(text: &str) -> (Vec<(String, String)>, Vec<usize>) {
+        let mut bad = Vec::new();
+        let parsed = parse(text, |n, _| bad.push(n));
+        (parsed, bad)
+    }
+
+    #[test]
+    fn the_sdks_two_forms_and_bare_values() {
+        let (e, bad) = entries(concat!(
+            "# comment\n",
+            "\n",
+            "A='it is $HOME, literally'\n",
+            "B=\"it's \\\"q\\\" \\n $A \\$A\"\n",
+            "export C= plain $A\n",
+        ));
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(e[0], ("A".into(), "it is $HOME, literally".into()));
+        assert_eq!(
+            e[1],
+            ("B".into(), "it's \"q\" \n it is $HOME, literally $A".into())
+        );
+        assert_eq!(e[2].1, "plain it is $HOME, literally");
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped() {
+        let (e, bad) = entries("NOEQUALS\n1A=x\nA='open\nB=\"open\nC=ok\nD='a'b'\n");
+        assert_eq!(bad, vec![1, 2, 3, 4, 6]);
+        assert_eq!(e, vec![("C".into(), "ok".into())]);
+    }
+
+    #[test]
+    fn expansion() {
+        let lookup = |n: &str| (n == "X").then(|| "x".to_string());
+        assert_eq!(expand_vars("a$X/${X}b$", &lookup).unwrap(), "ax/xb$");
+        assert_eq!(expand_vars("$ {X", &lookup).unwrap(), "$ {X");
+        assert_eq!(expand_vars("${Y}", &lookup), Err("Y".to_string()));
+        assert_eq!(expand("$Y.", &lookup), ".");
+    }
+}

@@ -1,0 +1,369 @@
+//! Bash sessions (execd's `/session` API), made resumable.
+//!
+//! execd keeps one bash process per session and feeds it commands; here a
+//! session is a directory and a saved state, and each run is a command
+//! like any other (its own process group, log, eids, resume, status,
+//! DELETE): `bash -c` with a prologue that restores the state the previous
+//! run saved, and an EXIT trap that saves it again. The state is the
+//! exported variables the session set or changed (inherited ones that a
+//! run left as they came are not frozen, so a later `set_env` still
+//! reaches the session) and the working directory. The user's stdout and
+//! stderr are left alone, so they stay separate events (execd merges
+//! them), and the exit code is the user command's, `exit N` included. A run
+//! killed by a signal (timeout, DELETE) saves nothing: the session keeps
+//! the state of the run before.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::Deserialize;
+
+use crate::command::Command;
+use crate::error::ApiError;
+use crate::exec;
+use crate::http::{self, App};
+use crate::request::{self, RunRequest};
+use crate::state_dir::private_dir_builder;
+
+/// Most sessions at once: each holds a directory.
+pub const MAX_SESSIONS: usize = 1024;
+
+/// The name of a session's saved state, in its directory.
+const STATE_FILE: &str = "state.sh";
+
+/// Runs before the user's command. `$1` is the state file, `$2` the
+/// command, `$3` this run's cwd override (may be empty). `builtin`
+/// everywhere, and IFS set, because the user's command may redefine
+/// anything before the EXIT trap runs.
+const PROLOGUE: &str = r#"__execd_state=$1 __execd_cmd=$2 __execd_cwd=$3
+set --
+declare -A __execd_init
+for __execd_n in $(compgen -e); do __execd_init[$__execd_n]=${!__execd_n}; done
+if [ -f "$__execd_state" ]; then . "$__execd_state"; fi
+__execd_home=$PWD
+if [ -n "$__execd_cwd" ]; then builtin cd -- "$__execd_cwd" || builtin exit 1; fi
+__execd_there=$PWD
+__execd_save() {
+    __execd_rc=$?
+    local IFS=$' \t\n' __execd_pwd=$PWD
+    # A cwd given for one run is for that run only, unless it moved on.
+    if [ -n "$__execd_cwd" ] && [ "$PWD" = "$__execd_there" ]; then __execd_pwd=$__execd_home; fi
+    {
+        for __execd_n in $(builtin compgen -e); do
+            case $__execd_n in _|PWD|SHLVL) continue;; esac
+            if [ "${__execd_init[$__execd_n]+set}" = set ] \
+                && [ "${__execd_init[$__execd_n]}" = "${!__execd_n}" ]; then continue; fi
+            builtin declare -p "$__execd_n"
+        done
+        builtin printf 'builtin cd -- %q\n' "$__execd_pwd"
+    } >"$__execd_state" 2>/dev/null
+    builtin exit "$__execd_rc"
+}
+trap __execd_save EXIT
+unset __execd_n
+eval "$__execd_cmd"
+"#;
+
+/// Every session the host knows.
+pub struct Sessions {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// `<state dir>/sessions`, holding one directory per session.
+    root: PathBuf,
+    /// bash, if there is one: sessions need it.
+    bash: Option<PathBuf>,
+}
+
+struct Session {
+    dir: PathBuf,
+    /// Where its first run starts.
+    cwd: Option<PathBuf>,
+    run: Mutex<Run>,
+}
+
+/// What a session is doing.
+enum Run {
+    Idle,
+    /// A run is being started (its command does not exist yet).
+    Starting,
+    Running(Arc<Command>),
+    /// Deleted: nothing may start.
+    Deleted,
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    cwd: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RunBody {
+    command: Option<String>,
+    cwd: Option<String>,
+    timeout: Option<i64>,
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "SESSION_NOT_FOUND",
+        format!("no session `{id}` (never created, or deleted)"),
+    )
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "RUNTIME_ERROR", message)
+}
+
+/// A JSON object (or nothing at all, for an optional body).
+fn object<T: for<'de> Deserialize<'de>>(bytes: &[u8], optional: bool) -> Result<T, ApiError> {
+    let bytes = if optional && bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_body(format!("the body must be a JSON object: {e}")))?;
+    T::deserialize(serde_json::Value::Object(object))
+        .map_err(|e| ApiError::bad_body(format!("invalid request: {e}")))
+}
+
+/// A `cwd` field: `~` and `$NAME` expanded from the environment a command
+/// would get now; empty is none.
+fn cwd(raw: Option<&str>) -> Result<Option<PathBuf>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => Ok(Some(request::resolve_cwd(
+            raw,
+            &request::command_env(HashMap::new()),
+        )?)),
+    }
+}
+
+impl Sessions {
+    /// Sessions kept under `state_dir`; what a previous host left there is
+    /// removed (sessions do not survive the host).
+    pub fn new(state_dir: &Path) -> Sessions {
+        let root = state_dir.join("sessions");
+        let _ = std::fs::remove_dir_all(&root);
+        let bash = Some(exec::shell()).filter(|s| s.ends_with("bash"));
+        Sessions {
+            sessions: Mutex::default(),
+            root,
+            bash,
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Session>, ApiError> {
+        self.map().get(id).cloned().ok_or_else(|| not_found(id))
+    }
+
+    /// `POST /session`: a new session, its id.
+    pub fn create(&self, body: &[u8]) -> Result<String, ApiError> {
+        let body: CreateBody = object(body, true)?;
+        let cwd = cwd(body.cwd.as_deref())?;
+        if self.bash.is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "NOT_SUPPORTED",
+                "sessions need bash, and this host has none",
+            ));
+        }
+        let mut sessions = self.map();
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TOO_MANY_SESSIONS",
+                format!("{MAX_SESSIONS} sessions exist, the most this host allows; delete one"),
+            ));
+        }
+        let id = new_id();
+        let dir = self.root.join(&id);
+        private_dir_builder(true)
+            .create(&dir)
+            .map_err(|e| internal(format!("cannot create the session's directory: {e}")))?;
+        sessions.insert(
+            id.clone(),
+            Arc::new(Session {
+                dir,
+                cwd,
+                run: Mutex::new(Run::Idle),
+            }),
+        );
+        Ok(id)
+    }
+
+    /// `DELETE /session/{id}`: ends its running run (SIGTERM, then SIGKILL,
+    /// as `DELETE /command`) and removes its directory.
+    pub fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let session = self.map().remove(id).ok_or_else(|| not_found(id))?;
+        let previous = std::mem::replace(&mut *session.lock(), Run::Deleted);
+        if let Run::Running(command) = previous {
+            command.interrupt();
+        }
+        // A run still ending writes its state into a directory that is
+        // gone: it fails quietly, which is what a deleted session wants.
+        if let Err(e) = std::fs::remove_dir_all(&session.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %session.dir.display(), "cannot remove a session's directory: {e}");
+        }
+        Ok(())
+    }
+
+    /// `POST /session/{id}/run`, up to the command's start: checks the
+    /// body, claims the session (409 `SESSION_BUSY` while a run is on),
+    /// and hands back the command to start and the claim, which
+    /// [`Claim::started`] completes.
+    pub fn prepare(&self, id: &str, body: &[u8]) -> Result<(RunRequest, Claim), ApiError> {
+        let session = self.get(id)?;
+        let body: RunBody = object(body, false)?;
+        let command = match body.command {
+            Some(command) => request::check_command(command)?,
+            None => return Err(ApiError::bad_body("`command` is required")),
+        };
+        let timeout = request::timeout(body.timeout)?;
+        let run_cwd = cwd(body.cwd.as_deref())?;
+        let bash = self.bash.clone().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_IMPLEMENTED, "NOT_SUPPORTED", "no bash")
+        })?;
+        {
+            let mut run = session.lock();
+            match &*run {
+                Run::Deleted => return Err(not_found(id)),
+                Run::Starting => return Err(busy(id)),
+                Run::Running(c) if c.status().running => return Err(busy(id)),
+                Run::Idle | Run::Running(_) => *run = Run::Starting,
+            }
+        }
+        let argv = vec![
+            bash.to_string_lossy().into_owned(),
+            "-c".into(),
+            PROLOGUE.into(),
+            "execd-session".into(),
+            session.dir.join(STATE_FILE).to_string_lossy().into_owned(),
+            command.clone(),
+            run_cwd
+                .as_deref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ];
+        let request = RunRequest {
+            command,
+            argv: Some(argv),
+            cwd: session.cwd.clone(),
+            background: false,
+            timeout,
+            uid: None,
+            gid: None,
+            envs: request::command_env(HashMap::new()),
+        };
+        Ok((request, Claim(Some(session))))
+    }
+
+    /// Removes every session's files (at host exit).
+    pub fn remove_all(&self) {
+        self.map().clear();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn busy(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "SESSION_BUSY",
+        format!("session `{id}` is running a command; one run at a time"),
+    )
+}
+
+impl Session {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Run> {
+        self.run.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A session claimed for a run being started; dropped unfinished (the
+/// start failed), the session is idle again.
+pub struct Claim(Option<Arc<Session>>);
+
+impl Claim {
+    /// The run's command started: the session is busy until it ends. A
+    /// session deleted meanwhile ends it at once.
+    pub fn started(mut self, command: &Arc<Command>) {
+        let Some(session) = self.0.take() else {
+            return;
+        };
+        let mut run = session.lock();
+        if matches!(*run, Run::Deleted) {
+            command.interrupt();
+        } else {
+            *run = Run::Running(Arc::clone(command));
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(session) = self.0.take() {
+            let mut run = session.lock();
+            if matches!(*run, Run::Starting) {
+                *run = Run::Idle;
+            }
+        }
+    }
+}
+
+/// A new session id: 128 random bits, hex, prefixed so it never passes
+/// for a command id.
+fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&crate::command::now_ms().to_le_bytes());
+        bytes[8..].copy_from_slice(&n.to_le_bytes());
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("session-{hex}")
+}
+
+// The HTTP side (routes in `http`).
+
+type Answer = Result<hyper::Response<crate::body::ResponseBody>, ApiError>;
+
+#[derive(serde::Serialize)]
+struct Created {
+    session_id: String,
+}
+
+/// `POST /session` `{cwd?}` -> `{"session_id"}`.
+pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Answer {
+    let bytes = http::read_body(req, app.max_body_bytes, app.body_timeout).await?;
+    let session_id = app.sessions.create(&bytes)?;
+    http::json_response(&Created { session_id })
+}
+
+/// `DELETE /session/{id}`.
+pub fn delete(app: &App, id: &str) -> Answer {
+    app.sessions.delete(id)?;
+    Ok(hyper::Response::new(crate::body::empty()))
+}
+
+/// `POST /session/{id}/run` `{command, cwd?, timeout?}`: the same stream as
+/// a foreground `POST /command`.
+pub async fn run(app: &Arc<App>, id: &str, req: Request<Incoming>) -> Answer {
+    let framing = http::framing(app, &req)?;
+    // Unknown sessions are told before the body is waited for.
+    app.sessions.get(id)?;
+    let bytes = http::read_body(req, app.max_body_bytes, app.body_timeout).await?;
+    let (request, claim) = app.sessions.prepare(id, &bytes)?;
+    let (command, reader) = app.registry.start(request, Some(app.max_readers)).await?;
+    claim.started(&command);
+    Ok(http::command_stream(app, framing, &command, reader))
+}
