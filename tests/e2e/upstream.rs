@@ -260,7 +260,10 @@ async fn a_download_streams_through() {
     let xs = buf[body_at..].iter().filter(|&&b| b == b'x').count();
     assert_eq!(xs, 16 * 64 * 1024, "every byte of the download");
     let head = String::from_utf8_lossy(&buf[..body_at]).to_ascii_lowercase();
-    assert!(head.contains("via: 1.1 execd-host"), "the proxy says so: {head}");
+    assert!(
+        head.contains("via: 1.1 execd-host"),
+        "the proxy says so: {head}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
