@@ -431,3 +431,35 @@ async fn sessions_new_run_rm() {
     assert_eq!(out.code(), 243, "{out:?}");
     assert!(out.stderr.contains("has no session"), "{}", out.stderr);
 }
+
+/// The library's argv run: no shell between the words and the program, and
+/// the same events and exit code as shell text.
+#[tokio::test]
+async fn the_library_runs_an_argv_without_a_shell() {
+    let host = Host::start(&[]).await;
+    let client = host.client();
+    let run = Run::argv([
+        "sh",
+        "-c",
+        "echo \"$0\" \"$1\"; echo e >&2; exit 4",
+        "$HOME",
+        "a  b",
+    ]);
+    let mut events = client.run(run).await.expect("run");
+    let (mut stdout, mut stderr, mut code) = (Vec::new(), Vec::new(), None);
+    while let Some(event) = events.next().await {
+        match event.expect("event") {
+            execd_client::Event::Stdout(line) => stdout.push(line.text),
+            execd_client::Event::Stderr(line) => stderr.push(line.text),
+            execd_client::Event::Exit(exit) => code = Some(exit.code),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        stdout,
+        ["$HOME a  b"],
+        "the words reach the program as they are"
+    );
+    assert_eq!(stderr, ["e"]);
+    assert_eq!(code, Some(4));
+}
