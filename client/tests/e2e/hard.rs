@@ -369,3 +369,30 @@ async fn execdctl_gives_up_with_a_clear_error_and_its_own_status() {
         (1..=lines.len()).map(|i| i.to_string()).collect::<Vec<_>>()
     );
 }
+
+/// A policy that failed (here: the default policy over a 2 MiB memory cap)
+/// is the typed `PolicyFailed`, from `attach` or the stream's first event,
+/// not a retry loop.
+#[tokio::test]
+async fn a_failed_policy_is_the_typed_policy_failed_error() {
+    let host = Host::start(&["--policy-memory-mb", "2"]).await;
+    let client = host.client();
+    let id = client
+        .spawn(Run::shell("seq 1 600000"))
+        .await
+        .expect("spawn");
+    eventually("the command to finish", || {
+        let client = client.clone();
+        let id = id.clone();
+        async move { client.status(&id).await.is_ok_and(|s| !s.running) }
+    })
+    .await;
+    let result = match client.attach(&id, 0).await {
+        Ok(mut events) => events.next().await.and_then(|e| e.err()),
+        Err(e) => Some(e),
+    };
+    assert!(
+        matches!(result, Some(Error::PolicyFailed { .. })),
+        "{result:?}"
+    );
+}
