@@ -23,6 +23,7 @@
 
 mod config;
 mod events;
+mod file;
 pub mod format;
 mod index;
 mod log;

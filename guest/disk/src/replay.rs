@@ -3,8 +3,8 @@
 //! stopped), walking record headers, with the file read in large
 //! sequential blocks so that a replay costs one syscall per block.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use crate::file::SegmentFile;
+use std::io;
 
 use crate::events::{Batch, Budget};
 use crate::format::{FILE_HEADER_LEN, Kind, LinesBody, RECORD_HEADER_LEN, RecordHeader};
@@ -52,7 +52,7 @@ pub struct Broken {
 
 struct Block {
     seq: u64,
-    file: File,
+    file: SegmentFile,
     /// File offset of `data[0]`.
     start: u64,
     data: Vec<u8>,
@@ -243,10 +243,7 @@ impl Replay {
         }
         block.data.resize(read_len, 0);
         block.start = offset;
-        let read = block
-            .file
-            .seek(SeekFrom::Start(offset))
-            .and_then(|_| block.file.read_exact(&mut block.data));
+        let read = block.file.read_exact_at(&mut block.data, offset);
         if let Err(e) = read {
             block.data.clear();
             return Err(e);
@@ -260,7 +257,7 @@ impl Replay {
         if self.blocks.len() < BLOCKS {
             self.blocks.push(Block {
                 seq: segment.seq,
-                file: File::open(&segment.path)?,
+                file: SegmentFile::open(&segment.path)?,
                 start: 0,
                 data: Vec::new(),
                 used: self.clock,
@@ -273,7 +270,7 @@ impl Replay {
         let block = &mut self.blocks[i];
         if block.seq != segment.seq {
             block.data.clear();
-            block.file = File::open(&segment.path)?;
+            block.file = SegmentFile::open(&segment.path)?;
             block.seq = segment.seq;
         }
         Ok(i)

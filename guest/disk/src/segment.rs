@@ -1,10 +1,11 @@
 //! One segment file: creating it, appending records to it, its sparse index
 //! of checkpoints, and deleting it.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::file::SegmentFile;
 use crate::format::{FILE_HEADER_LEN, FileHeader};
 
 /// Most bytes of records between two checkpoints: a read from a point
@@ -35,7 +36,7 @@ pub struct Segment {
     /// first record; in eid order.
     checkpoints: Vec<Checkpoint>,
     /// Open while records may still be appended.
-    writer: Option<File>,
+    writer: Option<SegmentFile>,
 }
 
 impl Segment {
@@ -47,12 +48,8 @@ impl Segment {
     /// Creates the file and writes its header.
     pub fn create(dir: &Path, seq: u64, header: FileHeader) -> io::Result<Segment> {
         let path = dir.join(Segment::file_name(seq));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
-        if let Err(e) = file.write_all(&header.encode()) {
+        let file = SegmentFile::create(&path)?;
+        if let Err(e) = file.write_all_at(&header.encode(), 0) {
             drop(file);
             // Best effort: a header-less file is useless to a recovery.
             let _ = fs::remove_file(&path);
@@ -83,16 +80,15 @@ impl Segment {
     /// lines only). On failure the segment is sealed, the partial record
     /// cut off when possible, and `file_bytes` says what is left on disk.
     pub fn append(&mut self, record: &[u8], line: Option<(u64, u64)>) -> io::Result<()> {
-        let Some(writer) = self.writer.as_mut() else {
+        let Some(writer) = self.writer.as_ref() else {
             return Err(io::Error::other("segment is sealed"));
         };
-        if let Err(e) = writer.write_all(record) {
+        // Records follow on at `data_end`: the file's end as far as whole
+        // records go (a failed write seals the segment).
+        if let Err(e) = writer.write_all_at(record, self.data_end) {
             self.file_bytes = match writer.set_len(self.data_end) {
                 Ok(()) => self.data_end,
-                Err(_) => writer
-                    .metadata()
-                    .map(|m| m.len())
-                    .unwrap_or(self.data_end + record.len() as u64),
+                Err(_) => writer.len().unwrap_or(self.data_end + record.len() as u64),
             };
             self.writer = None;
             return Err(e);
