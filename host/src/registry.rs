@@ -527,7 +527,7 @@ impl Drop for RunningSlot {
 }
 
 /// A new command id: 128 random bits, hex.
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // No entropy source: fall back to time and a counter, still unique.

@@ -319,18 +319,10 @@ impl Drop for Claim {
     }
 }
 
-/// A new session id: 128 random bits, hex, prefixed so it never passes
-/// for a command id.
+/// A new session id: 128 random bits, hex, as a command id is made, but
+/// prefixed so it never passes for one.
 fn new_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        bytes[..8].copy_from_slice(&crate::command::now_ms().to_le_bytes());
-        bytes[8..].copy_from_slice(&n.to_le_bytes());
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("session-{hex}")
+    format!("session-{}", crate::registry::new_id())
 }
 
 // The HTTP side (routes in `http`).
