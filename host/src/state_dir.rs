@@ -83,11 +83,6 @@ impl StateDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Whether the directory is the host's own, removed at exit.
-    pub fn is_owned(&self) -> bool {
-        self.owned
-    }
 }
 
 impl Drop for StateDir {

@@ -38,19 +38,19 @@ fn header_u64(response: &Response, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no numeric {name}: {:?}", response.headers))
 }
 
+/// A `ring` host (memory only, so the disk holds raw output alone) on
+/// `state`, with these budget flags.
+async fn ring_host(state: &TempDir, budgets: &[&str]) -> Host {
+    let dir = state.0.to_str().expect("utf-8");
+    let mut args = vec!["--state-dir", dir, "--policy", "ring"];
+    args.extend_from_slice(budgets);
+    Host::start(&args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_keep_their_newest_bytes_within_the_command_budget() {
     let state = TempDir::new("budget-logs");
-    let dir = state.0.to_str().expect("utf-8").to_string();
-    let host = Host::start(&[
-        "--state-dir",
-        &dir,
-        "--policy",
-        "ring",
-        "--command-disk-budget",
-        "1M",
-    ])
-    .await;
+    let host = ring_host(&state, &["--command-disk-budget", "1M"]).await;
     let n = 300_000;
     let id = background(&host, &format!("seq 1 {n}")).await;
     host.wait_finished(&id).await;
@@ -90,17 +90,10 @@ async fn logs_keep_their_newest_bytes_within_the_command_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_budget_expires_the_oldest_finished_logs_first() {
     let state = TempDir::new("budget-host");
-    let dir = state.0.to_str().expect("utf-8").to_string();
-    let host = Host::start(&[
-        "--state-dir",
-        &dir,
-        "--policy",
-        "ring",
-        "--command-disk-budget",
-        "1M",
-        "--disk-budget",
-        "1M",
-    ])
+    let host = ring_host(
+        &state,
+        &["--command-disk-budget", "1M", "--disk-budget", "1M"],
+    )
     .await;
     // Each keeps about 400 KB for /logs; three do not fit in 1 MiB.
     let print = "head -c 400000 /dev/zero | tr '\\0' x";
@@ -133,17 +126,10 @@ async fn the_host_budget_expires_the_oldest_finished_logs_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_command_shrinks_only_when_nothing_finished_is_left() {
     let state = TempDir::new("budget-running");
-    let dir = state.0.to_str().expect("utf-8").to_string();
-    let host = Host::start(&[
-        "--state-dir",
-        &dir,
-        "--policy",
-        "ring",
-        "--command-disk-budget",
-        "8M",
-        "--disk-budget",
-        "1M",
-    ])
+    let host = ring_host(
+        &state,
+        &["--command-disk-budget", "8M", "--disk-budget", "1M"],
+    )
     .await;
     // 3 MB of raw output, within its own budget's raw half (4 MiB), but
     // not within the host's 1 MiB: it keeps its newest bytes.
