@@ -195,6 +195,9 @@ fn line(buf: &mut Vec<u8>, framing: Framing, eid: u64, run: &Run, text: &str, st
     close(buf);
 }
 
+/// What a command that the host lost at a restart reports as its error.
+pub const HOST_RESTARTED: &str = "the host restarted before the command ended";
+
 /// The terminal event: `execution_complete`, or `error` as execd sends it.
 fn end(buf: &mut Vec<u8>, framing: Framing, eid: u64, ending: &Ending) {
     let ts = ending.timestamp_ms;
@@ -216,6 +219,13 @@ fn end(buf: &mut Vec<u8>, framing: Framing, eid: u64, ending: &Ending) {
             );
             json_str(buf, &failure.message);
             let _ = write!(buf, "]}},\"timestamp\":{ts},\"execution_time\":{ms}");
+        }
+        Outcome::HostRestarted => {
+            open(buf, framing, Some(eid), "error");
+            let _ = write!(
+                buf,
+                "{{\"eid\":{eid},\"type\":\"error\",\"error\":{{\"ename\":\"HostRestarted\",\"evalue\":\"-1\",\"traceback\":[\"{HOST_RESTARTED}\"]}},\"timestamp\":{ts},\"execution_time\":{ms}"
+            );
         }
     }
     close(buf);

@@ -339,6 +339,13 @@ fn expected(
                                  "evalue": f.exit_code.to_string(),
                                  "traceback": [f.message]}}),
             ),
+            Outcome::HostRestarted => (
+                "error",
+                eid,
+                json!({"eid": eid, "type": "error", "timestamp": ts, "execution_time": ms,
+                       "error": {"ename": "HostRestarted", "evalue": "-1",
+                                 "traceback": [execd_host::sse::HOST_RESTARTED]}}),
+            ),
         });
     }
     want
@@ -390,6 +397,7 @@ fn any_ending() -> impl Strategy<Value = Option<Ending>> {
         Just(Outcome::Completed),
         (any::<i32>(), any_text())
             .prop_map(|(exit_code, message)| Outcome::Failed(Failure { exit_code, message })),
+        Just(Outcome::HostRestarted),
     ];
     proptest::option::of((outcome, any::<u64>(), any::<u64>()).prop_map(
         |(outcome, execution_ms, timestamp_ms)| Ending {

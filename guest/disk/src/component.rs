@@ -41,6 +41,16 @@ impl wit::Guest for Policy {
         Ok(())
     }
 
+    fn reopen() -> Result<wit::Reopened, String> {
+        let reopened = LOG.with_borrow_mut(|log| log.reopen())?;
+        Ok(wit::Reopened {
+            last_eid: reopened.last_eid,
+            disk_bytes: reopened.disk_bytes,
+            ending: reopened.ending.map(to_wit_ending),
+            damage: reopened.damage,
+        })
+    }
+
     fn set_disk_budget(bytes: u64) -> u64 {
         LOG.with_borrow_mut(|log| log.set_disk_budget(bytes))
     }
@@ -132,6 +142,7 @@ fn from_wit_ending(e: wit::Ending) -> Ending {
                 exit_code: f.exit_code,
                 message: f.message,
             },
+            wit::Outcome::HostRestarted => Outcome::HostRestarted,
         },
         execution_ms: e.execution_ms,
         timestamp_ms: e.timestamp_ms,
@@ -145,6 +156,7 @@ fn to_wit_ending(e: Ending) -> wit::Ending {
             Outcome::Failed { exit_code, message } => {
                 wit::Outcome::Failed(wit::Failure { exit_code, message })
             }
+            Outcome::HostRestarted => wit::Outcome::HostRestarted,
         },
         execution_ms: e.execution_ms,
         timestamp_ms: e.timestamp_ms,

@@ -123,6 +123,8 @@ impl Batch {
 pub enum Outcome {
     Completed,
     Failed { exit_code: i32, message: String },
+    /// The host stopped before the command ended; a later host ended the log.
+    HostRestarted,
 }
 
 /// The terminal event's content.
@@ -152,6 +154,20 @@ pub struct Gap {
     pub reason: &'static str,
 }
 
+/// What [`crate::Log::reopen`] found in a directory a previous host left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reopened {
+    /// Eid of the newest event kept, 0 when none.
+    pub last_eid: u64,
+    pub disk_bytes: u64,
+    /// The terminal event, when the log has one (its eid is `last_eid`).
+    pub ending: Option<Ending>,
+    /// What was damaged and cut or skipped, in words for the host's log.
+    pub damage: Vec<String>,
+}
+
+/// Gap reason: found corrupt when the log was reopened.
+pub const DAMAGED: &str = "damaged";
 /// Gap reason: the disk budget made the log drop (or never store) them.
 pub const BUDGET: &str = "budget";
 /// Gap reason: writing or reading them failed (a full disk, a bad file).

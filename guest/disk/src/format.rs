@@ -213,6 +213,7 @@ pub fn encode_ending(out: &mut Vec<u8>, eid: u64, ending: &Ending) {
     let (outcome, exit_code, message) = match &ending.outcome {
         Outcome::Completed => (0u8, 0i32, ""),
         Outcome::Failed { exit_code, message } => (1, *exit_code, message.as_str()),
+        Outcome::HostRestarted => (2, -1, ""),
     };
     push_header(
         out,
@@ -332,6 +333,7 @@ pub fn decode_ending(header: &RecordHeader, record: &[u8]) -> Result<Ending, For
             exit_code: i32::from_le_bytes([body[4], body[5], body[6], body[7]]),
             message: message.to_string(),
         },
+        2 => Outcome::HostRestarted,
         _ => return Err(FormatError::Invalid("unknown outcome")),
     };
     Ok(Ending {

@@ -36,6 +36,7 @@ mod component;
 
 pub use config::{Config, ConfigError};
 pub use events::{
-    BUDGET, Batch, Channel, Ending, Events, Gap, IO, Outcome, ReadResult, Run, Stored,
+    BUDGET, Batch, Channel, DAMAGED, Ending, Events, Gap, IO, Outcome, ReadResult, Reopened, Run,
+    Stored,
 };
 pub use log::Log;

@@ -14,7 +14,9 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::Config;
-use crate::events::{BUDGET, Batch, Budget, Ending, Events, Gap, IO, ReadResult, Stored};
+use crate::events::{
+    BUDGET, Batch, Budget, Ending, Events, Gap, IO, ReadResult, Reopened, Stored,
+};
 use crate::format::{self, FILE_HEADER_LEN, FileHeader};
 use crate::index::{Index, Place};
 use crate::replay::{Mark, Replay};
@@ -122,6 +124,12 @@ impl Log {
             last_eid: self.next_eid - 1,
             disk_bytes: self.disk_bytes(),
         }
+    }
+
+    /// Reopens the log a previous instance left in the directory (a host
+    /// restart). Not yet implemented.
+    pub fn reopen(&mut self) -> Result<Reopened, String> {
+        Err("not yet".into())
     }
 
     /// Bounds the bytes the files take from now on, dropping the oldest

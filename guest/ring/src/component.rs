@@ -54,6 +54,10 @@ impl wit::Guest for Policy {
         0
     }
 
+    fn reopen() -> Result<wit::Reopened, String> {
+        Err("`ring` keeps its log in memory only: nothing survives a restart".into())
+    }
+
     fn append(batch: wit::Batch) -> Result<wit::Stored, String> {
         RING.with_borrow_mut(|ring| ring.append(from_wit_batch(batch)))
             .map(in_memory)
@@ -143,6 +147,7 @@ fn from_wit_ending(e: wit::Ending) -> Ending {
                 exit_code: f.exit_code,
                 message: f.message,
             },
+            wit::Outcome::HostRestarted => Outcome::HostRestarted,
         },
         execution_ms: e.execution_ms,
         timestamp_ms: e.timestamp_ms,
@@ -156,6 +161,7 @@ fn to_wit_ending(e: Ending) -> wit::Ending {
             Outcome::Failed { exit_code, message } => {
                 wit::Outcome::Failed(wit::Failure { exit_code, message })
             }
+            Outcome::HostRestarted => wit::Outcome::HostRestarted,
         },
         execution_ms: e.execution_ms,
         timestamp_ms: e.timestamp_ms,

@@ -96,6 +96,8 @@ impl Batch {
 pub enum Outcome {
     Completed,
     Failed { exit_code: i32, message: String },
+    /// The host stopped before the command ended; a later host ended the log.
+    HostRestarted,
 }
 
 /// The terminal event's content.

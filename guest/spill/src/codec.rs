@@ -40,6 +40,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
                     out.extend_from_slice(&f.exit_code.to_le_bytes());
                     put_str(out, &f.message);
                 }
+                Outcome::HostRestarted => out.push(2),
             }
             out.extend_from_slice(&end.execution_ms.to_le_bytes());
             out.extend_from_slice(&end.timestamp_ms.to_le_bytes());
@@ -70,6 +71,7 @@ fn decode(bytes: &mut &[u8]) -> Option<Event> {
         2 => {
             let outcome = match take(bytes, 1)?[0] {
                 0 => Outcome::Completed,
+                2 => Outcome::HostRestarted,
                 _ => {
                     let exit_code = i32::from_le_bytes(take(bytes, 4)?.try_into().ok()?);
                     Outcome::Failed(Failure {

@@ -15,7 +15,7 @@ wit_bindgen::generate!({
 });
 
 use exports::execd::resume::log::{
-    Admission, Batch, Channel, Ending, Events, Gap, Guest, ReadResult, Run, Stored,
+    Admission, Batch, Channel, Ending, Events, Gap, Guest, ReadResult, Reopened, Run, Stored,
 };
 
 /// One kept line: its pipe, time and own text.
@@ -70,6 +70,12 @@ impl Guest for Policy {
     fn set_disk_budget(_bytes: u64) -> u64 {
         // This log lives in memory only: there is no disk use to bound.
         0
+    }
+
+    fn reopen() -> Result<Reopened, String> {
+        // Called only after a host restart, on a directory a previous host
+        // left. A memory-only log kept nothing there: refusing drops it.
+        Err("this policy keeps its log in memory only: nothing survives a restart".into())
     }
 
     fn append(batch: Batch) -> Result<Stored, String> {

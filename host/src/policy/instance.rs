@@ -117,6 +117,22 @@ impl PolicyInstance {
         }
     }
 
+    /// Reopens the log a previous host left in the instance's directory.
+    pub async fn reopen(&mut self) -> Result<wit::Reopened, PolicyError> {
+        let result = match &mut self.kind {
+            Kind::Native(_) => Err(super::native::RING_KEEPS_NOTHING.to_string()),
+            Kind::NativeDisk(log) => log.reopen(),
+            Kind::Wasm(w) => {
+                w.arm();
+                let log = w.bindings.execd_resume_log();
+                log.call_reopen(&mut w.store)
+                    .await
+                    .map_err(|e| w.explain(e, "reopen"))?
+            }
+        };
+        result.map_err(|reason| PolicyError::Refused(reason, "reopen"))
+    }
+
     pub async fn append(&mut self, batch: &wit::Batch) -> Result<wit::Stored, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(ring) => ring.append(batch),

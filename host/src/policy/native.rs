@@ -58,19 +58,22 @@ macro_rules! conversions {
                             exit_code: f.exit_code,
                             message: f.message,
                         },
+                        wit::Outcome::HostRestarted => p::Outcome::HostRestarted,
                     },
                     execution_ms: ending.execution_ms,
                     timestamp_ms: ending.timestamp_ms,
                 }
             }
 
-            fn ending_out(end: p::Ending) -> wit::Ending {
+            #[allow(dead_code)] // `ring` reopens nothing
+            pub fn ending_out(end: p::Ending) -> wit::Ending {
                 wit::Ending {
                     outcome: match end.outcome {
                         p::Outcome::Completed => wit::Outcome::Completed,
                         p::Outcome::Failed { exit_code, message } => {
                             wit::Outcome::Failed(wit::Failure { exit_code, message })
                         }
+                        p::Outcome::HostRestarted => wit::Outcome::HostRestarted,
                     },
                     execution_ms: end.execution_ms,
                     timestamp_ms: end.timestamp_ms,
@@ -142,6 +145,10 @@ impl NativeRing {
     }
 }
 
+/// What `native-ring` answers `reopen`: it kept nothing.
+pub const RING_KEEPS_NOTHING: &str =
+    "`native-ring` keeps its log in memory only: nothing survives a restart";
+
 fn in_memory(last_eid: u64) -> wit::Stored {
     wit::Stored {
         last_eid,
@@ -167,6 +174,16 @@ impl NativeDisk {
 
     pub fn set_disk_budget(&mut self, bytes: u64) -> u64 {
         self.0.set_disk_budget(bytes)
+    }
+
+    pub fn reopen(&mut self) -> Result<wit::Reopened, String> {
+        let reopened = self.0.reopen()?;
+        Ok(wit::Reopened {
+            last_eid: reopened.last_eid,
+            disk_bytes: reopened.disk_bytes,
+            ending: reopened.ending.map(disk_wit::ending_out),
+            damage: reopened.damage,
+        })
     }
 
     pub fn append(&mut self, batch: &wit::Batch) -> Result<wit::Stored, String> {

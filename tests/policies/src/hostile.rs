@@ -43,6 +43,10 @@ impl wit::Guest for Policy {
         0
     }
 
+    fn reopen() -> Result<wit::Reopened, String> {
+        Err("memory only".into())
+    }
+
     fn append(batch: wit::Batch) -> Result<wit::Stored, String> {
         let triggered = String::from_utf8_lossy(&batch.text).contains(TRIGGER);
         if triggered {
@@ -80,6 +84,7 @@ impl wit::Guest for Policy {
                     exit_code: f.exit_code,
                     message: f.message,
                 },
+                wit::Outcome::HostRestarted => Outcome::HostRestarted,
             },
             execution_ms: ending.execution_ms,
             timestamp_ms: ending.timestamp_ms,
@@ -188,6 +193,7 @@ fn to_wit_ending(end: Ending) -> wit::Ending {
             Outcome::Failed { exit_code, message } => {
                 wit::Outcome::Failed(wit::Failure { exit_code, message })
             }
+            Outcome::HostRestarted => wit::Outcome::HostRestarted,
         },
         execution_ms: end.execution_ms,
         timestamp_ms: end.timestamp_ms,
