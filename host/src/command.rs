@@ -9,7 +9,10 @@ use serde::Serialize;
 use crate::group::ProcessGroup;
 use crate::log::Log;
 use crate::output::OutputFile;
+use crate::policy::wit::{Ending, Outcome};
+use crate::record::RecordFile;
 use crate::scratch::ScratchDir;
+use crate::sse::HOST_RESTARTED;
 
 /// What `GET /command/status/{id}` reports.
 #[derive(Clone, Debug, Default)]
@@ -31,9 +34,20 @@ pub struct Command {
     pub output: Option<OutputFile>,
     /// The policy's directory for this command's log, if it wanted one.
     pub scratch: Option<ScratchDir>,
-    /// Its process group, which may outlive it (`sleep 60 &`).
-    group: Arc<ProcessGroup>,
+    /// What a later host needs to know of it, in a kept state directory.
+    pub record: Option<RecordFile>,
+    /// Its process group, which may outlive it (`sleep 60 &`); `None` for
+    /// a command a previous host ran.
+    group: Option<Arc<ProcessGroup>>,
     status: Mutex<Status>,
+}
+
+/// The files of a command, as [`Command::new`] and [`Command::recovered`]
+/// take them.
+pub struct Files {
+    pub output: Option<OutputFile>,
+    pub scratch: Option<ScratchDir>,
+    pub record: Option<RecordFile>,
 }
 
 #[derive(Serialize)]
@@ -58,24 +72,68 @@ impl Command {
         id: String,
         content: String,
         background: bool,
+        started_at: SystemTime,
         log: Arc<Log>,
-        output: Option<OutputFile>,
-        scratch: Option<ScratchDir>,
+        files: Files,
         group: Arc<ProcessGroup>,
     ) -> Command {
         Command {
             id,
             content,
             background,
-            started_at: SystemTime::now(),
+            started_at,
             started: Instant::now(),
             log,
-            output,
-            scratch,
-            group,
+            output: files.output,
+            scratch: files.scratch,
+            record: files.record,
+            group: Some(group),
             status: Mutex::new(Status {
                 running: true,
                 ..Status::default()
+            }),
+        }
+    }
+
+    /// A command a previous host on this state directory ran, which has
+    /// ended (`ending` is its log's terminal event).
+    pub fn recovered(
+        id: String,
+        content: String,
+        background: bool,
+        started_at: SystemTime,
+        log: Arc<Log>,
+        files: Files,
+        ending: &Ending,
+    ) -> Command {
+        let (exit_code, error) = match &ending.outcome {
+            Outcome::Completed => (0, None),
+            Outcome::Failed(f) => (f.exit_code, Some(f.message.clone())),
+            Outcome::HostRestarted => (-1, Some(HOST_RESTARTED.to_string())),
+        };
+        let finished_at = SystemTime::UNIX_EPOCH + Duration::from_millis(ending.timestamp_ms);
+        // Only orders commands and times a running one: a guess will do.
+        let started = SystemTime::now()
+            .duration_since(started_at)
+            .ok()
+            .and_then(|ago| Instant::now().checked_sub(ago))
+            .unwrap_or_else(Instant::now);
+        Command {
+            id,
+            content,
+            background,
+            started_at,
+            started,
+            log,
+            output: files.output,
+            scratch: files.scratch,
+            record: files.record,
+            group: None,
+            status: Mutex::new(Status {
+                running: false,
+                exit_code: Some(exit_code),
+                error,
+                finished_at: Some(finished_at),
             }),
         }
     }
@@ -102,12 +160,26 @@ impl Command {
     /// whatever it left running after it ended. False when nothing of the
     /// group is left.
     pub fn signal(&self, signal: i32) -> bool {
-        self.group.signal(signal)
+        self.group.as_ref().is_some_and(|g| g.signal(signal))
     }
 
-    /// The command's process group.
-    pub fn group(&self) -> &Arc<ProcessGroup> {
-        &self.group
+    /// The command's process group; `None` if a previous host ran it.
+    pub fn group(&self) -> Option<&Arc<ProcessGroup>> {
+        self.group.as_ref()
+    }
+
+    /// Leaves this command's files in place for a later host (at shutdown,
+    /// with a kept `--state-dir`).
+    pub fn keep_files(&self) {
+        if let Some(output) = &self.output {
+            output.keep();
+        }
+        if let Some(scratch) = &self.scratch {
+            scratch.keep();
+        }
+        if let Some(record) = &self.record {
+            record.keep();
+        }
     }
 
     /// Deletes the files kept for this command (at host exit; otherwise
@@ -120,6 +192,7 @@ impl Command {
             scratch.remove();
             self.log.forget_disk();
         }
+        // The record goes when the command is dropped.
     }
 
     /// SIGTERM to the group now, SIGKILL after [`KILL_GRACE`] to whatever

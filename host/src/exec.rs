@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::time::{Instant, sleep_until};
 
-use crate::command::{Command, now_ms};
+use crate::command::{Command, now_ms, unix_ms};
 use crate::lines::LineSplitter;
 use crate::policy::wit::{Batch, Channel, Ending, Failure, Outcome};
 use crate::request::RunRequest;
@@ -250,7 +250,9 @@ pub async fn pump(
 ) {
     let mut out = Pipe::<ChildStdout>::new(pipes.0, Channel::Stdout, max_line);
     let mut err = Pipe::<ChildStderr>::new(pipes.1, Channel::Stderr, max_line);
-    let group = Arc::clone(command.group());
+    let Some(group) = command.group().map(Arc::clone) else {
+        return; // ran by a previous host: nothing to pump
+    };
     // Noted, not reaped: the group stays signallable (see `group`).
     let leader_exit = group.leader_exit();
     tokio::pin!(leader_exit);
@@ -313,18 +315,21 @@ pub async fn pump(
     }
     let status = exit.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL));
     let (outcome, exit_code, error) = describe(status);
+    let finished_at = std::time::SystemTime::now();
     {
         let mut s = command.status();
         s.running = false;
         s.exit_code = Some(exit_code);
         s.error = error;
-        s.finished_at = Some(std::time::SystemTime::now());
+        // The same instant as the terminal event's, which is what a
+        // restarted host reports.
+        s.finished_at = Some(finished_at);
     }
     let execution_ms = command.started.elapsed().as_millis() as u64;
     let ending = Ending {
         outcome,
         execution_ms,
-        timestamp_ms: now_ms(),
+        timestamp_ms: unix_ms(finished_at),
     };
     command.log.finish(ending).await;
 }

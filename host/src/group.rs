@@ -190,6 +190,67 @@ pub fn with_members(pgids: &HashSet<i32>) -> Option<HashSet<i32>> {
     Some(alive)
 }
 
+/// When a process started, in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`): with the boot id, what tells a pid from a later
+/// process that reused the number.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_ticks_of(&stat)
+}
+
+fn start_ticks_of(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Fields from the state (field 3) on: the start time is field 22.
+    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// This boot of the machine: start times count from it.
+pub fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_string())
+}
+
+/// Who led a process group, so that a later host can find the group again
+/// without hitting another that reused the number.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Leader {
+    pub pgid: i32,
+    pub start_ticks: u64,
+    pub boot_id: String,
+}
+
+impl Leader {
+    /// The leader `pid` as it is now; `None` if `/proc` cannot tell.
+    pub fn of(pid: i32) -> Option<Leader> {
+        Some(Leader {
+            pgid: pid,
+            start_ticks: start_ticks(pid)?,
+            boot_id: boot_id()?,
+        })
+    }
+
+    /// SIGKILLs what is left of this group, which a host that died left
+    /// behind (its pipes' reader is gone). Only the same group: after a
+    /// reboot nothing of it can be left; a live process with the leader's
+    /// pid but another start time means the number was reused, and its
+    /// group is not this one. With the leader gone, members still in the
+    /// group id are this group's: the kernel does not hand out a number
+    /// that is still some group's id. True if a signal was sent.
+    pub fn kill_leftovers(&self) -> bool {
+        if boot_id().as_deref() != Some(self.boot_id.as_str()) || self.pgid <= 1 {
+            return false;
+        }
+        let ours = match start_ticks(self.pgid) {
+            Some(ticks) => ticks == self.start_ticks,
+            None => with_members(&HashSet::from([self.pgid]))
+                .is_some_and(|alive| alive.contains(&self.pgid)),
+        };
+        // SAFETY: kill(2) has no memory-safety preconditions; the group
+        // was checked to be the recorded one just above.
+        ours && unsafe { libc::kill(-self.pgid, libc::SIGKILL) == 0 }
+    }
+}
+
 /// The state and process group fields of a `/proc/<pid>/stat` line. The
 /// command name before them is in parentheses and may hold anything, so
 /// the fields are counted from the last `)`.
@@ -212,5 +273,27 @@ mod tests {
         assert_eq!(state_and_pgrp(stat), Some(('S', 4240)));
         assert_eq!(state_and_pgrp("garbage"), None);
         assert_eq!(state_and_pgrp("1 (x) Z"), None);
+    }
+
+    #[test]
+    fn start_time_of_this_process() {
+        let stat = "4242 (a) b (c)) S 1 4240 4240 0 -1 4194560 99 0 0 0 0 0 0 0 20 0 1 0 123456 0";
+        assert_eq!(start_ticks_of(stat), Some(123456));
+        assert_eq!(start_ticks_of("4242 (x) S 1"), None);
+        let me = std::process::id() as i32;
+        assert!(start_ticks(me).is_some());
+        assert_eq!(start_ticks(me), start_ticks(me));
+        assert!(boot_id().is_some_and(|id| !id.is_empty()));
+    }
+
+    #[test]
+    fn a_leader_from_another_boot_is_never_signalled() {
+        let me = std::process::id() as i32;
+        let mut leader = Leader::of(me).unwrap();
+        leader.boot_id = "another boot".into();
+        assert!(!leader.kill_leftovers());
+        let mut reused = Leader::of(me).unwrap();
+        reused.start_ticks += 1;
+        assert!(!reused.kill_leftovers(), "same pid, other start time: not ours");
     }
 }

@@ -25,6 +25,8 @@ pub mod output;
 pub mod parse_errors;
 pub mod policy;
 pub mod reader;
+pub mod record;
+pub mod recovery;
 pub mod registry;
 pub mod request;
 pub mod scratch;

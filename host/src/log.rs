@@ -115,6 +115,50 @@ impl Log {
         })
     }
 
+    /// The log a previous host left, which `policy` reopened and found to
+    /// end at `newest` (with `ending` as its eid, when it has one). Checked
+    /// to the rules of `wit/` first: a policy that says it holds a
+    /// terminal event but no eid for it is not believed.
+    pub fn reopened(
+        command: String,
+        policy: PolicyInstance,
+        disk: Share,
+        reopened: wit::Reopened,
+    ) -> Result<Arc<Log>, PolicyError> {
+        let newest = reopened.last_eid;
+        if reopened.ending.is_some() && newest == 0 {
+            return Err(PolicyError::Nonsense(
+                "it has a terminal event, yet no eid for it".into(),
+                "reopen",
+            ));
+        }
+        disk.set(reopened.disk_bytes);
+        let terminal = reopened.ending.as_ref().map(|_| newest);
+        let log = Arc::new(Log {
+            command,
+            state: Mutex::new(State {
+                backend: Backend::Policy(policy),
+                newest,
+                terminal,
+                ending: reopened.ending,
+                readers: Vec::new(),
+                io_gap_logged: false,
+            }),
+            progress: watch::Sender::new(Progress {
+                newest,
+                finished: terminal.is_some(),
+            }),
+            next_reader: AtomicU64::new(1),
+            disk,
+        });
+        Ok(log)
+    }
+
+    /// The terminal event, once logged.
+    pub async fn ending(&self) -> Option<wit::Ending> {
+        self.state.lock().await.ending.clone()
+    }
+
     /// Bytes the log takes on disk, as the policy last reported (0 once it
     /// failed: its files go with the command).
     pub fn disk_bytes(&self) -> u64 {

@@ -12,6 +12,7 @@ use execd_host::exec;
 use execd_host::http::App;
 use execd_host::metrics;
 use execd_host::policy::{Limits, PolicyEngine};
+use execd_host::recovery::{self, Recovered};
 use execd_host::registry::{Bounds, Registry};
 use execd_host::server;
 use execd_host::session::Sessions;
@@ -106,7 +107,28 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .disk_budget
             .unwrap_or_else(|| budget::default_host_budget(state_dir.path())),
     };
-    let registry = Registry::new(policy.clone(), state_dir.path().to_path_buf(), bounds);
+    let registry = Registry::new(
+        policy.clone(),
+        state_dir.path().to_path_buf(),
+        state_dir.kept(),
+        bounds,
+    );
+    if state_dir.kept() {
+        let started = std::time::Instant::now();
+        let found = recovery::recover(&registry, state_dir.path())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read --state-dir {}: {e}", state_dir.path().display()))?;
+        if found != Recovered::default() {
+            tracing::info!(
+                logs = found.logs,
+                interrupted = found.interrupted,
+                killed = found.killed,
+                dropped = found.dropped,
+                took_ms = started.elapsed().as_millis() as u64,
+                "recovered what the previous host left in the state directory"
+            );
+        }
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let app = Arc::new(App {
         registry: Arc::clone(&registry),
@@ -152,7 +174,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = shutdown.send(true);
     draining.wait(Duration::from_secs(5)).await;
     for command in registry.all() {
-        command.remove_files();
+        if state_dir.kept() {
+            // For the next host on this directory (see `recovery`).
+            command.keep_files();
+        } else {
+            command.remove_files();
+        }
     }
     app.sessions.remove_all();
     drop(state_dir);

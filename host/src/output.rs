@@ -14,6 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::budget::Share;
 use crate::state_dir::private_dir_builder;
@@ -28,6 +29,9 @@ pub struct OutputFile {
     state: Mutex<State>,
     /// This store's bytes, against the host's budget.
     share: Share,
+    /// Left in place when dropped: the host is stopping and keeps its
+    /// state directory for the next one.
+    keep: AtomicBool,
 }
 
 struct State {
@@ -77,7 +81,71 @@ impl OutputFile {
                 warned: false,
             }),
             share,
+            keep: AtomicBool::new(false),
         })
+    }
+
+    /// The store a previous host left at `dir` (its command has ended):
+    /// the chunk files there, named by offset. Only a contiguous run of
+    /// them can be served, so the newest is kept: everything before a hole
+    /// (or a file that is not a chunk) goes, and a chunk cut short (a crash
+    /// mid-write) ends the run. Then trimmed to `limit`.
+    pub fn reopen(dir: PathBuf, limit: u64, share: Share) -> std::io::Result<OutputFile> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let start = name
+                .to_str()
+                .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u64>().ok());
+            let meta = entry.metadata()?;
+            match start {
+                Some(start) if meta.is_file() => found.push(Chunk {
+                    start,
+                    len: meta.len(),
+                }),
+                _ => tracing::warn!(path = %entry.path().display(), "not an output chunk, left alone"),
+            }
+        }
+        found.sort_by_key(|c| c.start);
+        // The newest contiguous run: walk back from the last chunk.
+        let mut first = found.len();
+        while first > 0 {
+            let chunk = &found[first - 1];
+            let joins = found
+                .get(first)
+                .is_none_or(|next| chunk.start.checked_add(chunk.len) == Some(next.start));
+            if !joins {
+                break;
+            }
+            first -= 1;
+        }
+        for lost in found.drain(..first) {
+            tracing::warn!(dir = %dir.display(), offset = lost.start, "output chunk before a hole dropped");
+            let _ = std::fs::remove_file(chunk_path(&dir, lost.start));
+        }
+        let tail = found.last().map_or(0, |c| c.start + c.len);
+        let output = OutputFile {
+            dir,
+            state: Mutex::new(State {
+                chunks: found.into(),
+                writer: None,
+                tail,
+                limit,
+                closed: true,
+                warned: false,
+            }),
+            share,
+            keep: AtomicBool::new(false),
+        };
+        output.set_limit(limit);
+        Ok(output)
+    }
+
+    /// Leave the files when this value is dropped.
+    pub fn keep(&self) {
+        self.keep.store(true, Ordering::Relaxed);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -238,6 +306,9 @@ impl State {
 
 impl Drop for OutputFile {
     fn drop(&mut self) {
+        if self.keep.load(Ordering::Relaxed) {
+            return;
+        }
         self.remove();
     }
 }
@@ -299,5 +370,49 @@ mod tests {
         drop(out);
         assert!(!dir.exists());
         assert_eq!(usage.used(), 0);
+    }
+
+    #[test]
+    fn reopens_what_a_previous_host_kept() {
+        let dir = std::env::temp_dir().join(format!("execd-output-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let usage = DiskUsage::new(u64::MAX);
+        let out = OutputFile::create(dir.clone(), 64 * 1024, Share::new(&usage)).unwrap();
+        let mut all = Vec::new();
+        for i in 0..20_000u32 {
+            let line = format!("line {i}\n");
+            out.append(line.as_bytes());
+            all.extend_from_slice(line.as_bytes());
+        }
+        let before = out.plan(0).unwrap();
+        out.keep();
+        drop(out);
+        assert_eq!(usage.used(), 0, "a kept store still gives its share back");
+
+        let again = OutputFile::reopen(dir.clone(), 64 * 1024, Share::new(&usage)).unwrap();
+        let plan = again.plan(0).unwrap();
+        assert_eq!((plan.head, plan.tail), (before.head, before.tail));
+        assert_eq!(read_all(&plan), all[plan.head as usize..]);
+        assert_eq!(usage.used(), plan.tail - plan.head);
+        again.append(b"more");
+        assert_eq!(again.tail(), before.tail, "an ended command gets no more output");
+        again.keep();
+        drop(again);
+
+        // A hole: only the newest run is served; junk is left alone.
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        std::fs::remove_file(dir.join(&names[1])).unwrap();
+        std::fs::write(dir.join("junk"), b"x").unwrap();
+        let holed = OutputFile::reopen(dir.clone(), 64 * 1024, Share::new(&usage)).unwrap();
+        let plan = holed.plan(0).unwrap();
+        assert_eq!(plan.tail, before.tail);
+        assert!(plan.head > before.head);
+        assert_eq!(read_all(&plan), all[plan.head as usize..]);
+        drop(holed);
+        assert!(!dir.exists());
     }
 }

@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::budget::{DiskUsage, Share};
-use crate::command::Command;
+use crate::command::{Command, Files};
 use crate::error::ApiError;
 use crate::exec;
-use crate::group::{self, ProcessGroup};
+use crate::group::{self, Leader, ProcessGroup};
 use crate::log::Log;
 use crate::output::OutputFile;
 use crate::policy::PolicyEngine;
+use crate::record::{CommandRecord, RecordFile};
 use crate::request::RunRequest;
 use crate::scratch::ScratchDir;
 use hyper::StatusCode;
@@ -60,6 +61,9 @@ pub struct Registry {
     policy: PolicyEngine,
     shell: PathBuf,
     state_dir: PathBuf,
+    /// The state directory outlives this host (`--state-dir`): each
+    /// command gets a record there, for a later host to recover.
+    kept: bool,
 }
 
 /// Expired ids (as the 128-bit numbers they spell) and their terminal eids.
@@ -79,7 +83,13 @@ pub enum Lookup {
 
 impl Registry {
     /// A registry; call from within the runtime (it starts the heap trimmer).
-    pub fn new(policy: PolicyEngine, state_dir: PathBuf, bounds: Bounds) -> Arc<Registry> {
+    /// `kept`: the state directory outlives this host (see `recovery`).
+    pub fn new(
+        policy: PolicyEngine,
+        state_dir: PathBuf,
+        kept: bool,
+        bounds: Bounds,
+    ) -> Arc<Registry> {
         let registry = Arc::new(Registry {
             commands: RwLock::default(),
             running: AtomicUsize::new(0),
@@ -93,6 +103,7 @@ impl Registry {
             policy,
             shell: exec::shell(),
             state_dir,
+            kept,
         });
         tokio::spawn(trim_heap(Arc::downgrade(&registry)));
         tokio::spawn(reap_groups(Arc::downgrade(&registry)));
@@ -116,10 +127,7 @@ impl Registry {
             return Lookup::Live(command);
         }
         let tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
-        // Only what `new_id` makes: 32 lowercase hex digits (from_str_radix
-        // alone would take `+` and upper case, and answer 204 to a non-id).
-        let is_id = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let key = u128::from_str_radix(id, 16).ok().filter(|_| is_id);
+        let key = u128::from_str_radix(id, 16).ok().filter(|_| is_id(id));
         match key.and_then(|key| tombstones.terminal.get(&key)) {
             Some(eid) => Lookup::Expired(*eid),
             None => Lookup::Unknown,
@@ -194,6 +202,27 @@ impl Registry {
                 "the command was started but has no process id",
             )
         })?;
+        let started_at = std::time::SystemTime::now();
+        let record = if self.kept {
+            let record = CommandRecord::new(
+                &id,
+                &request.command,
+                request.background,
+                crate::command::unix_ms(started_at),
+                Leader::of(group.pgid()),
+            );
+            match RecordFile::write(&self.state_dir, &record) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    // The command runs, and is served; only a restart
+                    // would lose it.
+                    tracing::warn!(id = %id, "cannot write the command's record, a restarted host will not serve it: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         self.groups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -202,9 +231,13 @@ impl Registry {
             id.clone(),
             request.command,
             request.background,
+            started_at,
             log,
-            output,
-            scratch,
+            Files {
+                output,
+                scratch,
+                record,
+            },
             group,
         ));
         let closed = {
@@ -233,6 +266,39 @@ impl Registry {
             registry.expire(&pumped).await;
         });
         Ok((command, reader))
+    }
+
+    /// Serves a command a previous host ran (see `recovery`) for `left`
+    /// more, then expires it.
+    pub fn adopt(self: &Arc<Self>, command: Arc<Command>, left: Duration) {
+        self.commands
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(command.id.clone(), Arc::clone(&command));
+        let registry = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(left).await;
+            registry.expire(&command).await;
+        });
+    }
+
+    /// The policy every command's log runs.
+    pub fn policy(&self) -> &PolicyEngine {
+        &self.policy
+    }
+
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
+    /// What all commands store on disk.
+    pub fn disk(&self) -> &Arc<DiskUsage> {
+        &self.disk
+    }
+
+    /// Whether the state directory outlives this host.
+    pub fn kept(&self) -> bool {
+        self.kept
     }
 
     /// Stops every process the host started: SIGTERM to each process group
@@ -380,7 +446,7 @@ impl Registry {
             .values()
             .cloned()
             .collect();
-        all.sort_by_key(|c| c.started);
+        all.sort_by_key(|c| c.started_at);
         all
     }
 }
@@ -410,7 +476,7 @@ async fn trim_heap(registry: std::sync::Weak<Registry>) {
 
 /// A command's budget as `(log, raw output)`: a background command keeps
 /// both, half each; a foreground one only its log.
-fn split_budget(budget: u64, background: bool) -> (u64, u64) {
+pub(crate) fn split_budget(budget: u64, background: bool) -> (u64, u64) {
     if background {
         (budget / 2, budget - budget / 2)
     } else {
@@ -524,6 +590,12 @@ impl Drop for RunningSlot {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Whether `id` is what [`new_id`] makes: 32 lowercase hex digits
+/// (`u128::from_str_radix` alone would take `+` and upper case).
+pub(crate) fn is_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A new command id: 128 random bits, hex.

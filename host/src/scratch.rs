@@ -1,15 +1,32 @@
 //! A policy's private directory for one command, removed with the command.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct ScratchDir {
     path: PathBuf,
+    /// Left in place when dropped: the host is stopping and keeps its
+    /// state directory for the next one.
+    keep: AtomicBool,
 }
 
 impl ScratchDir {
     pub fn create(path: PathBuf) -> std::io::Result<ScratchDir> {
         crate::state_dir::private_dir_builder(false).create(&path)?;
-        Ok(ScratchDir { path })
+        Ok(ScratchDir::existing(path))
+    }
+
+    /// The directory a previous host left, now this host's.
+    pub fn existing(path: PathBuf) -> ScratchDir {
+        ScratchDir {
+            path,
+            keep: AtomicBool::new(false),
+        }
+    }
+
+    /// Leave the directory when this value is dropped.
+    pub fn keep(&self) {
+        self.keep.store(true, Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -28,6 +45,9 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
+        if self.keep.load(Ordering::Relaxed) {
+            return;
+        }
         self.remove();
     }
 }

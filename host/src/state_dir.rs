@@ -13,7 +13,12 @@ pub struct StateDir {
     path: PathBuf,
     /// Made by this host for itself: removed when dropped.
     owned: bool,
+    /// The operator's directory is this host's while it holds this lock.
+    _lock: Option<std::fs::File>,
 }
+
+/// The lock file in an operator's state directory.
+pub const LOCK_FILE: &str = "execd-host.lock";
 
 impl StateDir {
     /// A fresh private directory (0700) under the system temp dir, with an
@@ -29,7 +34,13 @@ impl StateDir {
             let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             let path = parent.join(format!("execd-host-{name}"));
             match private_dir_builder(false).create(&path) {
-                Ok(()) => return Ok(StateDir { path, owned: true }),
+                Ok(()) => {
+                    return Ok(StateDir {
+                        path,
+                        owned: true,
+                        _lock: None,
+                    });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => {
                     return Err(format!(
@@ -47,8 +58,9 @@ impl StateDir {
     }
 
     /// The operator's directory, created (0700) if missing, kept at exit.
-    /// Refused if it is not a directory, belongs to another user, or other
-    /// users may write to it.
+    /// Refused if it is not a directory, belongs to another user, other
+    /// users may write to it, or another live host holds it (a lock held
+    /// for this host's life: two hosts would hand out each other's logs).
     pub fn given(path: &Path) -> Result<StateDir, String> {
         let shown = path.display();
         if !path.exists() {
@@ -74,15 +86,68 @@ impl StateDir {
                 meta.mode() & 0o777
             ));
         }
+        let lock = lock(path)?;
         Ok(StateDir {
             path: path.to_path_buf(),
             owned: false,
+            _lock: Some(lock),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether the directory outlives this host (the operator's own).
+    pub fn kept(&self) -> bool {
+        !self.owned
+    }
+}
+
+/// Takes the directory's lock (`flock`, so it goes with the process, however
+/// it dies), and writes this host's pid in the file for the next one's
+/// message.
+fn lock(dir: &Path) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(format!("cannot lock {}: {e}", path.display()));
+        }
+        let mut holder = String::new();
+        let _ = file.take(32).read_to_string(&mut holder);
+        let holder = holder.trim();
+        let holder = if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {holder})")
+        };
+        return Err(format!(
+            "another execd-host{holder} is using --state-dir {}: two hosts cannot share one",
+            dir.display()
+        ));
+    }
+    let pid = std::process::id().to_string();
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(pid.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), "cannot write the lock file: {e}");
+    }
+    Ok(file)
 }
 
 impl Drop for StateDir {

@@ -230,6 +230,19 @@ impl Host {
             .expect("VmRSS")
     }
 
+    /// Sends SIGKILL and waits: the host gets no chance to clean up (a
+    /// crash, the OOM killer).
+    pub async fn kill(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signalling the child we spawned, by its pid.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("host exits after SIGKILL")
+            .expect("wait for host")
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
@@ -323,14 +336,32 @@ pub struct Stream {
     pub comments: usize,
 }
 
+/// A request to whatever host listens on `addr` now, for clients that
+/// outlive a host: `None` when nothing listens there or the connection
+/// broke before the answer's head.
+pub async fn try_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<Stream> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.ok()?;
+    let stream = Stream::try_open(stream).await.ok()?;
+    (stream.status != 0).then_some(stream)
+}
+
 impl Stream {
     async fn open(stream: TcpStream) -> Stream {
+        Stream::try_open(stream).await.expect("read the answer's head")
+    }
+
+    async fn try_open(stream: TcpStream) -> std::io::Result<Stream> {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         tokio::time::timeout(PATIENCE, reader.read_line(&mut line))
             .await
-            .expect("status line in time")
-            .expect("read status line");
+            .expect("status line in time")?;
         let status = line
             .split(' ')
             .nth(1)
@@ -339,7 +370,7 @@ impl Stream {
         let mut headers = Vec::new();
         loop {
             line.clear();
-            reader.read_line(&mut line).await.expect("read header");
+            reader.read_line(&mut line).await?;
             let l = line.trim_end();
             if l.is_empty() {
                 break;
@@ -357,7 +388,7 @@ impl Stream {
         let chunked = find("transfer-encoding").is_some_and(|v| v.contains("chunked"));
         let content_left = find("content-length").and_then(|v| v.parse().ok());
         let done = status == 204 || content_left == Some(0);
-        Stream {
+        Ok(Stream {
             reader,
             status,
             headers,
@@ -367,7 +398,7 @@ impl Stream {
             done,
             pending: Vec::new(),
             comments: 0,
-        }
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

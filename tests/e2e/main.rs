@@ -21,6 +21,7 @@ mod lifecycle;
 mod lossless;
 mod probes;
 mod props;
+mod restart;
 mod security;
 mod sessions;
 mod upstream;
