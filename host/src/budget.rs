@@ -3,7 +3,7 @@
 //!
 //! A command's budget covers everything kept for it: its event log (which
 //! the policy bounds, told by `set-disk-budget`) and, for a background
-//! command, the raw bytes kept for `/logs` (bounded by [`crate::output`]).
+//! command, the raw bytes kept for `/logs` (bounded by [`crate::exec::output`]).
 //! A background command's budget is split in two halves, one for each.
 //!
 //! The host's budget is the sum over all commands. Every store reports

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::group::ProcessGroup;
+use crate::exec::group::ProcessGroup;
 use crate::log::Log;
-use crate::output::OutputFile;
+use crate::exec::output::OutputFile;
 use crate::policy::wit::{Ending, Outcome};
 use crate::record::RecordFile;
 use crate::scratch::ScratchDir;
-use crate::sse::HOST_RESTARTED;
+use crate::stream::sse::HOST_RESTARTED;
 
 /// What `GET /command/status/{id}` reports.
 #[derive(Clone, Debug, Default)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::sse::Framing;
+use crate::stream::sse::Framing;
 
 /// A command-execution daemon whose output streams survive disconnects.
 ///

@@ -8,30 +8,17 @@
 //! - [`reader`] streams a log from a cursor; [`http`] serves the API over
 //!   [`sse`] framing; [`registry`] knows every command by id.
 
-pub mod batch;
-pub mod body;
 pub mod budget;
 pub mod command;
 pub mod config;
-pub mod envfile;
-pub mod error;
 pub mod exec;
-pub mod group;
 pub mod http;
-pub mod lines;
 pub mod log;
-pub mod metrics;
-pub mod output;
-pub mod parse_errors;
 pub mod policy;
-pub mod reader;
 pub mod record;
 pub mod recovery;
 pub mod registry;
-pub mod request;
 pub mod scratch;
-pub mod server;
 pub mod session;
-pub mod sse;
 pub mod state_dir;
-pub mod upstream;
+pub mod stream;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::group::Leader;
+use crate::exec::group::Leader;
 
 /// The version of the record's shape; a record of another is not read.
 const VERSION: u32 = 1;

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use crate::budget::Share;
 use crate::command::{Command, Files, now_ms};
 use crate::log::Log;
-use crate::output::OutputFile;
+use crate::exec::output::OutputFile;
 use crate::policy::wit::{Ending, Outcome};
 use crate::record::{self, CommandRecord, RecordFile};
 use crate::registry::{Registry, is_id, split_budget};

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use crate::budget::{DiskUsage, Share};
 use crate::command::{Command, Files};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::exec;
-use crate::group::{self, Leader, ProcessGroup};
+use crate::exec::group::{self, Leader, ProcessGroup};
 use crate::log::Log;
-use crate::output::OutputFile;
+use crate::exec::output::OutputFile;
 use crate::policy::PolicyEngine;
 use crate::record::{CommandRecord, RecordFile};
-use crate::request::RunRequest;
+use crate::http::request::RunRequest;
 use crate::scratch::ScratchDir;
 use hyper::StatusCode;
 

@@ -22,10 +22,10 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 
 use crate::command::Command;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::exec;
 use crate::http::{self, App};
-use crate::request::{self, RunRequest};
+use crate::http::request::{self, RunRequest};
 use crate::state_dir::private_dir_builder;
 
 /// Most sessions at once: each holds a directory.
@@ -327,7 +327,7 @@ fn new_id() -> String {
 
 // The HTTP side (routes in `http`).
 
-type Answer = Result<hyper::Response<crate::body::ResponseBody>, ApiError>;
+type Answer = Result<hyper::Response<crate::http::body::ResponseBody>, ApiError>;
 
 #[derive(serde::Serialize)]
 struct Created {
@@ -344,7 +344,7 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Answer {
 /// `DELETE /session/{id}`.
 pub fn delete(app: &App, id: &str) -> Answer {
     app.sessions.delete(id)?;
-    Ok(hyper::Response::new(crate::body::empty()))
+    Ok(hyper::Response::new(crate::http::body::empty()))
 }
 
 /// `POST /session/{id}/run` `{command, cwd?, timeout?}`: the same stream as

@@ -4,11 +4,11 @@
 //! are bounded so the whole module runs in a few seconds; failures found
 //! once are kept below as plain regression tests.
 
-use execd_host::batch::Head;
-use execd_host::lines::{LineSplitter, append_text, text_of};
+use execd_host::log::batch::Head;
+use execd_host::exec::lines::{LineSplitter, append_text, text_of};
 use execd_host::policy::wit::{Batch, Channel, Ending, Events, Failure, Gap, Outcome, Run};
-use execd_host::request::RunRequest;
-use execd_host::sse::{self, Framing};
+use execd_host::http::request::RunRequest;
+use execd_host::stream::sse::{self, Framing};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -171,7 +171,7 @@ proptest! {
         input in line_bytes(),
         cuts in proptest::collection::vec(0usize..64, 0..8),
     ) {
-        let got = split_in_chunks(&input, &cuts, execd_host::lines::MAX_LINE);
+        let got = split_in_chunks(&input, &cuts, execd_host::exec::lines::MAX_LINE);
         prop_assert_eq!(got, reference_lines(&input));
     }
 }
@@ -344,7 +344,7 @@ fn expected(
                 eid,
                 json!({"eid": eid, "type": "error", "timestamp": ts, "execution_time": ms,
                        "error": {"ename": "HostRestarted", "evalue": "-1",
-                                 "traceback": [execd_host::sse::HOST_RESTARTED]}}),
+                                 "traceback": [execd_host::stream::sse::HOST_RESTARTED]}}),
             ),
         });
     }

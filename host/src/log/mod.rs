@@ -7,13 +7,15 @@
 //! answers nonsense is dropped, and from then on the host continues the
 //! eids itself in a small buffer that only already-connected readers use.
 
+pub mod batch;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, watch};
 
-use crate::batch::Head;
+use crate::log::batch::Head;
 use crate::budget::Share;
 use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};

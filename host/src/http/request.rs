@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::envfile;
-use crate::error::ApiError;
+use crate::exec::envfile;
+use crate::http::error::ApiError;
 
 /// The body as sent. Unknown fields are ignored, as execd does.
 #[derive(Deserialize)]

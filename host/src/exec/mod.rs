@@ -1,6 +1,11 @@
 //! Running a command: spawning it in its own process group, and the pump
 //! that reads both pipes, splits lines and appends them to the log.
 
+pub mod envfile;
+pub mod group;
+pub mod lines;
+pub mod output;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -12,9 +17,9 @@ use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::time::{Instant, sleep_until};
 
 use crate::command::{Command, now_ms, unix_ms};
-use crate::lines::LineSplitter;
+use crate::exec::lines::LineSplitter;
 use crate::policy::wit::{Batch, Channel, Ending, Failure, Outcome};
-use crate::request::RunRequest;
+use crate::http::request::RunRequest;
 
 /// How long an unterminated line may wait for its end before it is sent
 /// as it is (prompts, progress dots). Counted from when that line began, so

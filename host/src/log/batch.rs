@@ -2,7 +2,7 @@
 //! pipe and millisecond, one text buffer), the shape that crosses the wasm
 //! boundary as a few block copies instead of one copy per line.
 
-use crate::lines::append_text;
+use crate::exec::lines::append_text;
 use crate::policy::wit::{Batch, Channel, Run};
 
 /// One line's place in a batch: its pipe, its time, its text's length.

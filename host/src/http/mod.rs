@@ -3,6 +3,14 @@
 //! the contract's JSON bodies in exactly one place, `respond`, which
 //! [`handle`] runs on a task of its own.
 
+pub mod body;
+pub mod error;
+pub mod metrics;
+pub mod parse_errors;
+pub mod request;
+pub mod server;
+pub mod upstream;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,16 +21,17 @@ use hyper::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
-use crate::body::{self, ResponseBody};
+use crate::http::body::{self, ResponseBody};
 use crate::command::now_ms;
-use crate::error::ApiError;
-use crate::reader;
+use crate::http::error::ApiError;
+use crate::stream::reader;
 use crate::registry::{Lookup, Registry};
-use crate::request::RunRequest;
+use crate::http::request::RunRequest;
 use crate::session::Sessions;
-use crate::sse::{self, Framing};
-use crate::upstream::Upstream;
-use crate::{metrics, session};
+use crate::stream::sse::{self, Framing};
+use crate::http::upstream::Upstream;
+use crate::http::metrics;
+use crate::session;
 use std::os::unix::fs::FileExt;
 
 /// Everything a request handler needs.

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::http::{App, handle};
-use crate::parse_errors::ParseErrorBodies;
+use crate::http::parse_errors::ParseErrorBodies;
 
 /// Largest request head (request line and headers) accepted; larger ones
 /// get 431. Hyper's own bound is its read buffer, which a fast client can

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::command::now_ms;
 use crate::log::Log;
 use crate::policy::wit::ReadResult;
-use crate::sse::{self, Framing};
+use crate::stream::sse::{self, Framing};
 
 /// SSE comment / ping interval while a stream waits.
 pub const KEEPALIVE: Duration = Duration::from_secs(3);

@@ -27,7 +27,7 @@ use std::task::{Context, Poll, ready};
 use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Longest response head looked at; the host's own are far smaller.
 const MAX_HEAD: usize = 64 * 1024;

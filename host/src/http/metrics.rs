@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::command::now_ms;
 use crate::http::{self, App};
-use crate::sse::Framing;
+use crate::stream::sse::Framing;
 
 /// What `GET /metrics` answers.
 #[derive(Serialize, Debug, Clone, Copy)]
@@ -200,7 +200,7 @@ pub async fn once(source: &Source) -> Metrics {
 
 // The HTTP side (routes in `http`).
 
-type Answer = Result<hyper::Response<crate::body::ResponseBody>, crate::error::ApiError>;
+type Answer = Result<hyper::Response<crate::http::body::ResponseBody>, crate::http::error::ApiError>;
 
 /// `GET /metrics`.
 pub async fn get(app: &App) -> Answer {
@@ -212,7 +212,7 @@ pub async fn get(app: &App) -> Answer {
 /// or the host stops.
 pub fn watch(app: &Arc<App>, req: &hyper::Request<hyper::body::Incoming>) -> Answer {
     let framing = http::framing(app, req)?;
-    let (tx, body) = crate::body::channel();
+    let (tx, body) = crate::http::body::channel();
     let app = Arc::clone(app);
     tokio::spawn(async move {
         let mut shutdown = app.shutdown.clone();
@@ -222,7 +222,7 @@ pub fn watch(app: &Arc<App>, req: &hyper::Request<hyper::body::Incoming>) -> Ans
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
-                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = crate::http::server::stopped(&mut shutdown) => return,
             }
             let (metrics, now) = app.metrics.sample(before);
             before = now;

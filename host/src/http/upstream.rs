@@ -20,8 +20,8 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 
-use crate::body::{self, BodyError, ResponseBody};
-use crate::error::ApiError;
+use crate::http::body::{self, BodyError, ResponseBody};
+use crate::http::error::ApiError;
 
 /// Longest wait for the upstream to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
