@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use execd_host::policy::{Limits, PolicyEngine};
+use execd_host::internal::Tasks;
+use execd_host::internal::policy::{EpochTicker, Limits, PolicyEngine, PolicySource};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,7 +23,14 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|");
     for name in ["ring", "exclusive", "spill", "native-ring"] {
         let started = Instant::now();
-        let engine = PolicyEngine::load(name, Vec::new(), limits).await?;
+        let engine = PolicyEngine::load(
+            &PolicySource::Named(name.into()),
+            Vec::new(),
+            limits,
+            EpochTicker::Thread,
+            &Tasks::default(),
+        )
+        .await?;
         let compile = started.elapsed();
         let dir = std::env::temp_dir().join(format!("execd-instantiate-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;

@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
-/// Default budget of one command: 1 GiB.
-pub const DEFAULT_COMMAND_BUDGET: u64 = 1 << 30;
 /// Upper bound of the default host budget: 4 GiB.
 pub const DEFAULT_HOST_BUDGET_CAP: u64 = 4 << 30;
 

@@ -7,19 +7,25 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::exec::group::ProcessGroup;
-use crate::log::Log;
 use crate::exec::output::OutputFile;
+use crate::log::Log;
 use crate::policy::wit::{Ending, Outcome};
 use crate::record::RecordFile;
 use crate::scratch::ScratchDir;
 use crate::stream::sse::HOST_RESTARTED;
+use crate::time::rfc3339;
 
-/// What `GET /command/status/{id}` reports.
-#[derive(Clone, Debug, Default)]
+/// Where a command stands: what `GET /command/status/{id}` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
+    /// Its process has not ended yet.
     pub running: bool,
+    /// Its exit status once ended: -1 when a signal killed it.
     pub exit_code: Option<i32>,
+    /// How it failed, when it did (e.g. `exit status 2`).
     pub error: Option<String>,
+    /// When it ended.
     pub finished_at: Option<SystemTime>,
 }
 
@@ -64,7 +70,8 @@ pub struct StatusBody<'a> {
     finished_at: Option<String>,
 }
 
-/// Grace between SIGTERM and SIGKILL on interrupt.
+/// Grace between SIGTERM and SIGKILL on interrupt, and the daemon's at
+/// shutdown.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 
 impl Command {
@@ -194,32 +201,4 @@ impl Command {
         }
         // The record goes when the command is dropped.
     }
-
-    /// SIGTERM to the group now, SIGKILL after [`KILL_GRACE`] to whatever
-    /// of it is still there.
-    pub fn interrupt(self: &Arc<Self>) {
-        if !self.signal(libc::SIGTERM) {
-            return;
-        }
-        let command = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(KILL_GRACE).await;
-            if command.signal(libc::SIGKILL) {
-                tracing::info!(id = %command.id, "SIGKILL after interrupt grace");
-            }
-        });
-    }
-}
-
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-pub fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
 }

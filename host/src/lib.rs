@@ -1,24 +1,106 @@
 //! execd-host: runs shell commands for a sandbox and streams their output
-//! as Server-Sent Events that survive disconnects.
+//! as Server-Sent Events that survive disconnects. This crate is the
+//! daemon as a library, for programs that would rather link the host than
+//! run a second process.
 //!
-//! - [`exec`] spawns processes and pumps their pipes, split by [`lines`],
-//!   into a command's [`log`].
-//! - The log's content is kept by a [`policy`], a sandboxed WebAssembly
-//!   component: it assigns eids, bounds, evicts and admits readers.
-//! - [`reader`] streams a log from a cursor; [`http`] serves the API over
-//!   [`sse`] framing; [`registry`] knows every command by id.
+//! - [`Host::builder`] takes every setting the daemon has a flag for
+//!   ([`HostBuilder`], with its `DEFAULT_*`s); [`HostBuilder::build`]
+//!   compiles the policy and makes the state directory.
+//! - [`Host::serve`] serves the HTTP API on a listener, in the manner of
+//!   `axum::serve`; [`Host::service`] is the same API as a
+//!   `tower::Service`, to mount in a server of your own beside your routes.
+//! - [`Host::run`] starts a command directly; its [`Execution`] gives the
+//!   id, the status, interrupt, and [`Execution::events`]: a `Stream` of
+//!   typed [`Event`]s read by the same cursor as `/resume`.
+//! - [`Host::shutdown`] stops the commands (SIGTERM, then SIGKILL), lets
+//!   readers get their terminal events, removes the host's files, and
+//!   leaves no task or thread behind.
+//!
+//! Process-wide choices (the umask, the fd limit, signals) are the
+//! program's: see [`process`], and `src/main.rs` for how the daemon makes
+//! them.
+//!
+//! ```
+//! use futures_util::StreamExt;
+//! use execd_host::{Event, Host, Run};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = Host::builder().policy("ring").build().await?;
+//!
+//! // Over HTTP: port 0 picks a free port.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let serving = tokio::spawn(host.serve(listener).into_future());
+//!
+//! // Or directly, with typed events.
+//! let command = host.run(Run::shell("echo hello; echo world")).await?;
+//! let mut events = command.events(0).await?;
+//! let mut lines = Vec::new();
+//! while let Some(event) = events.next().await {
+//!     match event {
+//!         Event::Lines(batch) => lines.extend(batch.into_iter().map(|l| l.text)),
+//!         Event::Gap(gap) => println!("missed eids {}..={}", gap.from_eid, gap.to_eid),
+//!         Event::End(end) => println!("ended: {:?}", end.outcome),
+//!     }
+//! }
+//! assert_eq!(lines, ["hello", "world"]);
+//!
+//! host.shutdown(std::time::Duration::from_secs(3)).await;
+//! serving.await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Inside the crate, each concern has its folder: `http/` (serving,
+//! routes, the error mapping), `stream/` (the reader cursor, SSE framing),
+//! `exec/` (spawning, the pump, lines, raw output), `log/` (the log: eids,
+//! its rule checks, the fallback after a policy failure), `policy/` (the
+//! wasmtime sandbox), and beside them `registry`, `command`, `config` and
+//! the restart pieces `record`, `recovery`, `state_dir`.
 
-pub mod budget;
-pub mod command;
-pub mod config;
-pub mod exec;
-pub mod http;
-pub mod log;
-pub mod policy;
-pub mod record;
-pub mod recovery;
-pub mod registry;
-pub mod scratch;
-pub mod session;
-pub mod state_dir;
-pub mod stream;
+#![deny(missing_docs)]
+
+mod budget;
+mod command;
+mod config;
+mod error;
+mod exec;
+mod host;
+mod http;
+mod log;
+mod policy;
+pub mod process;
+mod record;
+mod recovery;
+mod registry;
+mod scratch;
+mod session;
+mod state_dir;
+mod stream;
+mod tasks;
+mod time;
+
+pub use budget::parse_size;
+pub use command::{KILL_GRACE, Status};
+pub use config::*;
+pub use error::{AttachError, LoadError, PolicyError, RunError, StartError};
+pub use host::{Execution, Host, Run};
+pub use http::server::Serve;
+pub use http::service::{ApiBody, ApiFuture, ApiService};
+pub use policy::EpochTicker;
+pub use stream::events::{Channel, End, Event, Events, Gap, Line, Outcome};
+pub use stream::sse::Framing;
+
+/// Internals the crate's own property tests and measurements reach into
+/// (`tests/e2e/props.rs`, `examples/instantiate.rs`): not API, no
+/// stability promised.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::exec::lines;
+    pub use crate::http::request;
+    pub use crate::log::batch;
+    /// The policy engine, for measuring it.
+    pub mod policy {
+        pub use crate::policy::{EpochTicker, Limits, PolicyEngine, PolicySource, wit};
+    }
+    pub use crate::stream::sse;
+    pub use crate::tasks::Tasks;
+}

@@ -1,26 +1,121 @@
-//! The `execd-host` daemon.
+//! The `execd-host` daemon: flags -> [`HostBuilder`] -> serve -> signals.
+//! Everything it does beyond that (the umask, the fd limit, heap trimming,
+//! signals) is its own choice as a process, not the library's.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use execd_host::budget;
-use execd_host::command::KILL_GRACE;
-use execd_host::config::{self, Config};
-use execd_host::exec;
-use execd_host::http::App;
-use execd_host::http::metrics;
-use execd_host::policy::{Limits, PolicyEngine};
-use execd_host::recovery::{self, Recovered};
-use execd_host::registry::{Bounds, Registry};
-use execd_host::http::server;
-use execd_host::session::Sessions;
-use execd_host::state_dir::StateDir;
-use execd_host::http::upstream::Upstream;
+use execd_host::{Framing, Host, HostBuilder, KILL_GRACE, process};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+
+/// A command-execution daemon whose output streams survive disconnects.
+///
+/// Speaks the command API of OpenSandbox's execd, and adds resumption:
+/// `GET /command/{id}/resume?after_eid=N` or `Last-Event-ID`.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "execd-host", version)]
+struct Config {
+    /// Address to listen on. Port 0 picks a free port; the address actually
+    /// bound is printed on stdout at start.
+    #[arg(long, default_value = "127.0.0.1:44772")]
+    listen: SocketAddr,
+
+    /// Token every request must carry in `X-EXECD-ACCESS-TOKEN`. Unset: no
+    /// check. A flag's value is visible to every local user in
+    /// /proc/<pid>/cmdline: prefer the environment variable or
+    /// --access-token-file. Never passed on to commands.
+    #[arg(long, env = "EXECD_ACCESS_TOKEN", hide_env_values = true)]
+    access_token: Option<String>,
+
+    /// Read the access token from this file (one trailing newline is
+    /// ignored). Keep it readable by the host's user only.
+    #[arg(long, value_name = "PATH", conflicts_with = "access_token")]
+    access_token_file: Option<PathBuf>,
+
+    /// Log policy: an embedded name (`disk`, the lossless default; `ring`,
+    /// memory only; `exclusive`; `spill`), a path to a `.wasm` component
+    /// built against `wit/`, or `native-ring` (the ring compiled in,
+    /// unsandboxed: for measuring the sandbox's cost).
+    #[arg(long, default_value = "disk")]
+    policy: String,
+
+    /// A setting handed to the policy, `KEY=VALUE`; repeatable. The policy
+    /// rejects unknown keys and bad values, and the host then exits.
+    /// `disk`: memory-bytes (4194304), segment-bytes (67108864),
+    /// retention-secs (300). `ring`/`exclusive`: max-events (65536),
+    /// max-bytes (67108864), retention-secs (300). `spill`: memory-bytes
+    /// (1048576), retention-secs.
+    #[arg(long = "policy-config", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    policy_config: Vec<(String, String)>,
+
+    /// Memory cap of each policy instance, in MiB.
+    #[arg(long, default_value_t = 256)]
+    policy_memory_mb: u64,
+
+    /// CPU time one policy call may take, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    policy_call_ms: u64,
+
+    /// Default event framing; a request may choose with `?framing=`.
+    #[arg(long, default_value = "standard", value_parser = parse_framing)]
+    sse_framing: Framing,
+
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+
+    /// Time a client has to send a request's head, and again its body, in
+    /// milliseconds. A head not complete in time closes the connection (so
+    /// does a keep-alive connection idle this long); a body not complete in
+    /// time is answered with 408 REQUEST_TIMEOUT.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_ms: u64,
+
+    /// Most commands running at once (503 TOO_MANY_COMMANDS beyond).
+    #[arg(long, default_value_t = 1024)]
+    max_commands: usize,
+
+    /// Most readers following one command at once (503 TOO_MANY_READERS
+    /// beyond), the first `POST /command` stream included.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_readers: u32,
+
+    /// Longest line sent as one event, in bytes; longer lines arrive in
+    /// pieces of this size (cut at a UTF-8 character boundary).
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
+    max_line_bytes: u32,
+
+    /// Most bytes of disk one command may take: its event log and, for a
+    /// background command, the raw output kept for /logs (half each). Over
+    /// it, the oldest output goes (a `gap` with reason `budget`; /logs
+    /// answers from its head cursor). Suffixes K, M, G, T (binary).
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = execd_host::parse_size)]
+    command_disk_budget: u64,
+
+    /// Most bytes of disk all commands may take under --state-dir; over it,
+    /// finished logs are expired oldest first, then running commands'
+    /// budgets shrink. Default: 4 GiB, or a quarter of the free space of
+    /// the state directory's filesystem at start, whichever is smaller.
+    #[arg(long, value_name = "BYTES", value_parser = execd_host::parse_size)]
+    disk_budget: Option<u64>,
+
+    /// Directory for background commands' raw output and the policy's
+    /// per-command directories; created 0700 if missing, refused if other
+    /// users may write to it or it belongs to another user. Default: a
+    /// fresh private temporary directory, removed when the host exits.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+
+    /// An execd to forward every route the host does not serve itself to
+    /// (files, code contexts, PTY), after the host's own token check:
+    /// `http://host:port`. https is not supported.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+}
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -35,13 +130,13 @@ fn main() -> ExitCode {
         .init();
     // Every file the host and its policies create is private; commands
     // keep the umask the host was started with.
-    if let Err(e) = exec::private_umask() {
+    if let Err(e) = process::private_umask() {
         eprintln!("execd-host: cannot start the command spawner: {e}");
         return ExitCode::FAILURE;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(exec::private_thread_umask)
+        .on_thread_start(process::private_thread_umask)
         .build();
     let runtime = match runtime {
         Ok(rt) => rt,
@@ -59,96 +154,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Raises the open-file limit to its hard maximum: every running command
-/// holds pipes, and every stream a socket.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 async fn run(config: Config) -> anyhow::Result<()> {
-    raise_fd_limit();
-    let access_token = access_token(&config)?;
-    let upstream = match &config.upstream {
-        Some(url) => Some(Upstream::parse(url).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
-    let limits = Limits {
-        memory_mb: config.policy_memory_mb,
-        call_ms: config.policy_call_ms,
-    };
-    let policy = PolicyEngine::load(&config.policy, config.policy_config.clone(), limits).await?;
-    // Bound before the state directory exists, so a port in use leaves
-    // nothing behind.
+    // Every running command holds pipes, and every stream a socket.
+    process::raise_fd_limit();
+    // Bound before the host starts, so a port in use leaves nothing behind.
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state_dir = match &config.state_dir {
-        Some(dir) => StateDir::given(dir),
-        None => StateDir::fresh(),
-    }
-    .map_err(anyhow::Error::msg)?;
-    let bounds = Bounds {
-        max_commands: config.max_commands,
-        max_line_bytes: config.max_line_bytes as usize,
-        command_disk_budget: config.command_disk_budget,
-        disk_budget: config
-            .disk_budget
-            .unwrap_or_else(|| budget::default_host_budget(state_dir.path())),
-    };
-    let registry = Registry::new(
-        policy.clone(),
-        state_dir.path().to_path_buf(),
-        state_dir.kept(),
-        bounds,
-    );
-    if state_dir.kept() {
-        let started = std::time::Instant::now();
-        let found = recovery::recover(&registry, state_dir.path())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read --state-dir {}: {e}", state_dir.path().display()))?;
-        if found != Recovered::default() {
-            tracing::info!(
-                logs = found.logs,
-                interrupted = found.interrupted,
-                killed = found.killed,
-                dropped = found.dropped,
-                took_ms = started.elapsed().as_millis() as u64,
-                "recovered what the previous host left in the state directory"
-            );
-        }
-    }
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let app = Arc::new(App {
-        registry: Arc::clone(&registry),
-        access_token,
-        framing: config.sse_framing,
-        max_body_bytes: config.max_body_bytes,
-        body_timeout: Duration::from_millis(config.request_timeout_ms),
-        max_readers: config.max_readers as usize,
-        shutdown: shutdown_rx,
-        sessions: Sessions::new(state_dir.path()),
-        metrics: metrics::Source::new(),
-        upstream,
-    });
-    tracing::info!(
-        policy = policy.origin(),
-        state_dir = %state_dir.path().display(),
-        disk_budget = bounds.disk_budget,
-        command_disk_budget = bounds.command_disk_budget,
-        "started"
-    );
+    let host = builder(config).build().await?;
     // The one line on stdout: where to connect (port 0 picks one).
     println!("listening on {addr}");
 
@@ -160,42 +174,55 @@ async fn run(config: Config) -> anyhow::Result<()> {
             _ = interrupt.recv() => {},
         }
     };
-    let draining = server::serve(
-        listener,
-        Arc::clone(&app),
-        Duration::from_millis(config.request_timeout_ms),
-        stop,
-    )
-    .await;
-    tracing::info!("shutting down: stopping commands");
-    registry.stop_all(KILL_GRACE).await;
-    // Streams of finished commands have ended with their terminal event;
-    // the rest (waiting on nothing now) end here.
-    let _ = shutdown.send(true);
-    draining.wait(Duration::from_secs(5)).await;
-    for command in registry.all() {
-        if state_dir.kept() {
-            // For the next host on this directory (see `recovery`).
-            command.keep_files();
-        } else {
-            command.remove_files();
-        }
-    }
-    app.sessions.remove_all();
-    drop(state_dir);
+    host.serve(listener).with_graceful_shutdown(stop).await;
+    host.shutdown(KILL_GRACE).await;
     Ok(())
 }
 
-/// The access token, from the flag, the environment or a file; refused if
-/// no request could match it or it would silently turn auth off.
-fn access_token(config: &Config) -> anyhow::Result<Option<String>> {
-    let token = match (&config.access_token, &config.access_token_file) {
-        (Some(token), _) => Some(token.clone()),
-        (None, Some(path)) => Some(config::read_token_file(path).map_err(anyhow::Error::msg)?),
-        (None, None) => None,
-    };
-    if let Some(token) = &token {
-        config::check_token(token).map_err(anyhow::Error::msg)?;
+/// The flags, as builder settings.
+fn builder(config: Config) -> HostBuilder {
+    let mut builder = Host::builder()
+        .policy(config.policy)
+        .policy_memory_mb(config.policy_memory_mb)
+        .policy_call_timeout(Duration::from_millis(config.policy_call_ms))
+        .framing(config.sse_framing)
+        .max_body_bytes(config.max_body_bytes)
+        .request_timeout(Duration::from_millis(config.request_timeout_ms))
+        .max_commands(config.max_commands)
+        .max_readers(config.max_readers as usize)
+        .max_line_bytes(config.max_line_bytes as usize)
+        .command_disk_budget(config.command_disk_budget)
+        // A daemon that runs thousands of commands would otherwise keep
+        // their peak heap for good.
+        .trim_heap(true);
+    for (key, value) in config.policy_config {
+        builder = builder.policy_setting(key, value);
     }
-    Ok(token)
+    if let Some(bytes) = config.disk_budget {
+        builder = builder.disk_budget(bytes);
+    }
+    if let Some(dir) = config.state_dir {
+        builder = builder.state_dir(dir);
+    }
+    if let Some(token) = config.access_token {
+        builder = builder.access_token(token);
+    }
+    if let Some(path) = config.access_token_file {
+        builder = builder.access_token_file(path);
+    }
+    if let Some(url) = config.upstream {
+        builder = builder.upstream(url);
+    }
+    builder
+}
+
+fn parse_framing(s: &str) -> Result<Framing, String> {
+    Framing::parse(s).ok_or_else(|| format!("expected `standard` or `legacy`, got {s:?}"))
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }

@@ -22,13 +22,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::budget::Share;
-use crate::command::{Command, Files, now_ms};
-use crate::log::Log;
+use crate::command::{Command, Files};
 use crate::exec::output::OutputFile;
+use crate::log::Log;
 use crate::policy::wit::{Ending, Outcome};
 use crate::record::{self, CommandRecord, RecordFile};
 use crate::registry::{Registry, is_id, split_budget};
 use crate::scratch::ScratchDir;
+use crate::time::now_ms;
 
 /// What a recovery found, for the start-up log line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,7 +115,9 @@ pub async fn recover(registry: &Arc<Registry>, dir: &Path) -> std::io::Result<Re
 }
 
 enum Adopted {
-    Served { interrupted: bool },
+    Served {
+        interrupted: bool,
+    },
     /// Its retention ran out while no host served it.
     Expired,
 }
@@ -167,10 +170,7 @@ async fn adopt(
     if let Some(failure) = log.failure().await {
         return Err(failure.to_string());
     }
-    let ending = log
-        .ending()
-        .await
-        .ok_or("the log has no terminal event")?;
+    let ending = log.ending().await.ok_or("the log has no terminal event")?;
     let output = if record.background && files.output_dir {
         let share = Share::new(registry.disk());
         match OutputFile::reopen(paths.output.clone(), output_budget, share) {

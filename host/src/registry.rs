@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use crate::budget::{DiskUsage, Share};
 use crate::command::{Command, Files};
-use crate::http::error::ApiError;
+use crate::error::RunError;
 use crate::exec;
 use crate::exec::group::{self, Leader, ProcessGroup};
-use crate::log::Log;
 use crate::exec::output::OutputFile;
+use crate::http::request::RunRequest;
+use crate::log::Log;
 use crate::policy::PolicyEngine;
 use crate::record::{CommandRecord, RecordFile};
-use crate::http::request::RunRequest;
 use crate::scratch::ScratchDir;
-use hyper::StatusCode;
+use crate::tasks::Tasks;
 
 /// How many expired commands' terminal eids are remembered, so a resume at
 /// the end still gets its 204.
@@ -64,6 +64,8 @@ pub struct Registry {
     /// The state directory outlives this host (`--state-dir`): each
     /// command gets a record there, for a later host to recover.
     kept: bool,
+    /// Every task the registry starts; they stop at [`Registry::end`].
+    tasks: Tasks,
 }
 
 /// Expired ids (as the 128-bit numbers they spell) and their terminal eids.
@@ -82,13 +84,16 @@ pub enum Lookup {
 }
 
 impl Registry {
-    /// A registry; call from within the runtime (it starts the heap trimmer).
-    /// `kept`: the state directory outlives this host (see `recovery`).
+    /// A registry; call from within the runtime (it starts its tasks on
+    /// `tasks`). `kept`: the state directory outlives this host (see
+    /// `recovery`). `trim_heap`: trim the process's heap after logs expire.
     pub fn new(
         policy: PolicyEngine,
         state_dir: PathBuf,
         kept: bool,
         bounds: Bounds,
+        trim_heap: bool,
+        tasks: Tasks,
     ) -> Arc<Registry> {
         let registry = Arc::new(Registry {
             commands: RwLock::default(),
@@ -104,12 +109,21 @@ impl Registry {
             shell: exec::shell(),
             state_dir,
             kept,
+            tasks: tasks.clone(),
         });
-        tokio::spawn(trim_heap(Arc::downgrade(&registry)));
-        tokio::spawn(reap_groups(Arc::downgrade(&registry)));
-        tokio::spawn(Registry::enforce_disk_budget(
-            Arc::downgrade(&registry),
-            Arc::clone(&registry.disk),
+        if trim_heap {
+            tasks.spawn(until_end(
+                self::trim_heap(Arc::downgrade(&registry)),
+                tasks.ended(),
+            ));
+        }
+        tasks.spawn(until_end(
+            reap_groups(Arc::downgrade(&registry)),
+            tasks.ended(),
+        ));
+        tasks.spawn(until_end(
+            Registry::enforce_disk_budget(Arc::downgrade(&registry), Arc::clone(&registry.disk)),
+            tasks.ended(),
         ));
         registry
     }
@@ -144,50 +158,48 @@ impl Registry {
         self: &Arc<Self>,
         request: RunRequest,
         first_reader: Option<usize>,
-    ) -> Result<(Arc<Command>, Option<u64>), ApiError> {
+    ) -> Result<(Arc<Command>, Option<u64>), RunError> {
         if self.closed.load(Ordering::SeqCst) {
-            return Err(shutting_down());
+            return Err(RunError::ShuttingDown);
         }
         let slot = RunningSlot::take(self)?;
         let id = new_id();
         let scratch = if self.policy.needs_directory() {
             let path = self.state_dir.join(format!("{id}.log"));
-            Some(ScratchDir::create(path).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "RUNTIME_ERROR",
-                    format!("cannot create the policy directory: {e}"),
-                )
-            })?)
+            Some(
+                ScratchDir::create(path).map_err(|source| RunError::Storage {
+                    what: "policy directory",
+                    source,
+                })?,
+            )
         } else {
             None
         };
         let dir = scratch.as_ref().map(|s| s.path());
-        let policy = self.policy.instantiate(dir).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "POLICY_FAILED",
-                e.to_string(),
-            )
-        })?;
+        let policy = self
+            .policy
+            .instantiate(dir)
+            .await
+            .map_err(RunError::Policy)?;
         let (log_budget, output_budget) =
             split_budget(self.bounds.command_disk_budget, request.background);
         let log = Log::new(id.clone(), policy, Share::new(&self.disk));
         log.set_disk_budget(log_budget).await;
         let reader = match first_reader {
-            Some(max_readers) => Some(log.attach(max_readers).await.map_err(ApiError::from)?),
+            Some(max_readers) => Some(log.attach(max_readers).await?),
             None => None,
         };
         let output = if request.background {
             let path = self.state_dir.join(format!("{id}.out"));
             let share = Share::new(&self.disk);
-            Some(OutputFile::create(path, output_budget, share).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "RUNTIME_ERROR",
-                    format!("cannot create the output file: {e}"),
-                )
-            })?)
+            Some(
+                OutputFile::create(path, output_budget, share).map_err(|source| {
+                    RunError::Storage {
+                        what: "output file",
+                        source,
+                    }
+                })?,
+            )
         } else {
             None
         };
@@ -195,20 +207,16 @@ impl Registry {
             .await
             .map_err(spawn_error)?;
         let pipes = (child.stdout.take(), child.stderr.take());
-        let group = ProcessGroup::new(child).map(Arc::new).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "RUNTIME_ERROR",
-                "the command was started but has no process id",
-            )
-        })?;
+        let group = ProcessGroup::new(child)
+            .map(Arc::new)
+            .ok_or(RunError::NoProcessId)?;
         let started_at = std::time::SystemTime::now();
         let record = if self.kept {
             let record = CommandRecord::new(
                 &id,
                 &request.command,
                 request.background,
-                crate::command::unix_ms(started_at),
+                crate::time::unix_ms(started_at),
                 Leader::of(group.pgid()),
             );
             match RecordFile::write(&self.state_dir, &record) {
@@ -254,7 +262,8 @@ impl Registry {
         let pumped = Arc::clone(&command);
         let timeout = request.timeout;
         let max_line = self.bounds.max_line_bytes;
-        tokio::spawn(async move {
+        let ended = self.tasks.ended();
+        self.tasks.spawn(async move {
             exec::pump(Arc::clone(&pumped), pipes, timeout, max_line).await;
             drop(slot);
             registry.group_ended.notify_one();
@@ -262,8 +271,12 @@ impl Registry {
                 Some(ms) => Duration::from_millis(ms),
                 None => FALLBACK_RETENTION,
             };
-            tokio::time::sleep(retention).await;
-            registry.expire(&pumped).await;
+            // The host's end ends retention too: a task asleep here would
+            // keep the log, and with it the compiled policy, alive.
+            tokio::select! {
+                _ = tokio::time::sleep(retention) => registry.expire(&pumped).await,
+                _ = ended => {}
+            }
         });
         Ok((command, reader))
     }
@@ -276,10 +289,49 @@ impl Registry {
             .unwrap_or_else(|p| p.into_inner())
             .insert(command.id.clone(), Arc::clone(&command));
         let registry = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(left).await;
-            registry.expire(&command).await;
+        let ended = self.tasks.ended();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(left) => registry.expire(&command).await,
+                _ = ended => {}
+            }
         });
+    }
+
+    /// SIGTERM to the command's group now, SIGKILL after [`KILL_GRACE`]
+    /// to whatever of it is still there (`DELETE /command`).
+    ///
+    /// [`KILL_GRACE`]: crate::command::KILL_GRACE
+    pub fn interrupt(&self, command: &Arc<Command>) {
+        if !command.signal(libc::SIGTERM) {
+            return;
+        }
+        let command = Arc::clone(command);
+        let ended = self.tasks.ended();
+        self.tasks.spawn(async move {
+            // At the host's end, `stop_all` has SIGKILLed it already.
+            tokio::select! {
+                _ = tokio::time::sleep(crate::command::KILL_GRACE) => {}
+                _ = ended => return,
+            }
+            if command.signal(libc::SIGKILL) {
+                tracing::info!(id = %command.id, "SIGKILL after interrupt grace");
+            }
+        });
+    }
+
+    /// The host is gone: every task the registry started stops.
+    pub fn end(&self) {
+        self.tasks.end();
+    }
+
+    /// Forgets every command (after [`Registry::end`]): their logs, and
+    /// the policy instances in them, are dropped now rather than with the
+    /// last handle on the registry.
+    pub fn clear(&self) {
+        let commands =
+            std::mem::take(&mut *self.commands.write().unwrap_or_else(|p| p.into_inner()));
+        drop(commands);
     }
 
     /// The policy every command's log runs.
@@ -294,11 +346,6 @@ impl Registry {
     /// What all commands store on disk.
     pub fn disk(&self) -> &Arc<DiskUsage> {
         &self.disk
-    }
-
-    /// Whether the state directory outlives this host.
-    pub fn kept(&self) -> bool {
-        self.kept
     }
 
     /// Stops every process the host started: SIGTERM to each process group
@@ -451,6 +498,14 @@ impl Registry {
     }
 }
 
+/// Runs `task` until the host's end.
+async fn until_end(task: impl Future<Output = ()>, ended: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = task => {}
+        _ = ended => {}
+    }
+}
+
 /// How often the heap is trimmed after logs expired.
 const TRIM_EVERY: Duration = Duration::from_secs(2);
 
@@ -482,14 +537,6 @@ pub(crate) fn split_budget(budget: u64, background: bool) -> (u64, u64) {
     } else {
         (budget, 0)
     }
-}
-
-fn shutting_down() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "SHUTTING_DOWN",
-        "the host is shutting down",
-    )
 }
 
 /// How often process groups whose leader exited are checked for members,
@@ -525,7 +572,9 @@ async fn reap_groups(registry: std::sync::Weak<Registry>) {
             continue;
         }
         let pgids: HashSet<i32> = exited.iter().map(|g| g.pgid()).collect();
-        let alive = tokio::task::spawn_blocking(move || group::with_members(&pgids))
+        let alive = registry
+            .tasks
+            .spawn_blocking(move || group::with_members(&pgids))
             .await
             .ok()
             .flatten();
@@ -551,14 +600,10 @@ async fn reap_groups(registry: std::sync::Weak<Registry>) {
 
 /// A spawn failure is the request's fault (a uid the host may not take, a
 /// bad path) unless the host ran out of something: then it is a 503.
-fn spawn_error(e: std::io::Error) -> ApiError {
+fn spawn_error(e: std::io::Error) -> RunError {
     match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "RESOURCE_EXHAUSTED",
-            format!("the host cannot start a process now: {e}"),
-        ),
-        _ => ApiError::bad_body(format!("cannot start the command: {e}")),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM) => RunError::Exhausted(e),
+        _ => RunError::Spawn(e),
     }
 }
 
@@ -566,22 +611,14 @@ fn spawn_error(e: std::io::Error) -> ApiError {
 struct RunningSlot(Arc<Registry>);
 
 impl RunningSlot {
-    fn take(registry: &Arc<Registry>) -> Result<RunningSlot, ApiError> {
+    fn take(registry: &Arc<Registry>) -> Result<RunningSlot, RunError> {
         let max = registry.bounds.max_commands;
         registry
             .running
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "TOO_MANY_COMMANDS",
-                    format!(
-                        "{max} commands are running, the most this host allows (--max-commands)"
-                    ),
-                )
-            })?;
+            .map_err(|_| RunError::TooManyCommands(max))?;
         Ok(RunningSlot(Arc::clone(registry)))
     }
 }
@@ -605,7 +642,7 @@ pub(crate) fn new_id() -> String {
         // No entropy source: fall back to time and a counter, still unique.
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        bytes[..8].copy_from_slice(&crate::command::now_ms().to_le_bytes());
+        bytes[..8].copy_from_slice(&crate::time::now_ms().to_le_bytes());
         bytes[8..].copy_from_slice(&n.to_le_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()

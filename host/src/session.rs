@@ -17,15 +17,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Deserialize;
 
 use crate::command::Command;
-use crate::http::error::ApiError;
 use crate::exec;
-use crate::http::{self, App};
+use crate::http::error::ApiError;
 use crate::http::request::{self, RunRequest};
+use crate::http::{self, App, RequestBody};
+use crate::registry::Registry;
 use crate::state_dir::private_dir_builder;
 
 /// Most sessions at once: each holds a directory.
@@ -201,11 +201,11 @@ impl Sessions {
 
     /// `DELETE /session/{id}`: ends its running run (SIGTERM, then SIGKILL,
     /// as `DELETE /command`) and removes its directory.
-    pub fn delete(&self, id: &str) -> Result<(), ApiError> {
+    pub fn delete(&self, id: &str, registry: &Registry) -> Result<(), ApiError> {
         let session = self.map().remove(id).ok_or_else(|| not_found(id))?;
         let previous = std::mem::replace(&mut *session.lock(), Run::Deleted);
         if let Run::Running(command) = previous {
-            command.interrupt();
+            registry.interrupt(&command);
         }
         // A run still ending writes its state into a directory that is
         // gone: it fails quietly, which is what a deleted session wants.
@@ -295,13 +295,13 @@ pub struct Claim(Option<Arc<Session>>);
 impl Claim {
     /// The run's command started: the session is busy until it ends. A
     /// session deleted meanwhile ends it at once.
-    pub fn started(mut self, command: &Arc<Command>) {
+    pub fn started(mut self, command: &Arc<Command>, registry: &Registry) {
         let Some(session) = self.0.take() else {
             return;
         };
         let mut run = session.lock();
         if matches!(*run, Run::Deleted) {
-            command.interrupt();
+            registry.interrupt(command);
         } else {
             *run = Run::Running(Arc::clone(command));
         }
@@ -335,7 +335,7 @@ struct Created {
 }
 
 /// `POST /session` `{cwd?}` -> `{"session_id"}`.
-pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Answer {
+pub async fn create(app: &Arc<App>, req: Request<RequestBody>) -> Answer {
     let bytes = http::read_body(req, app.max_body_bytes, app.body_timeout).await?;
     let session_id = app.sessions.create(&bytes)?;
     http::json_response(&Created { session_id })
@@ -343,19 +343,19 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Answer {
 
 /// `DELETE /session/{id}`.
 pub fn delete(app: &App, id: &str) -> Answer {
-    app.sessions.delete(id)?;
+    app.sessions.delete(id, &app.registry)?;
     Ok(hyper::Response::new(crate::http::body::empty()))
 }
 
 /// `POST /session/{id}/run` `{command, cwd?, timeout?}`: the same stream as
 /// a foreground `POST /command`.
-pub async fn run(app: &Arc<App>, id: &str, req: Request<Incoming>) -> Answer {
+pub async fn run(app: &Arc<App>, id: &str, req: Request<RequestBody>) -> Answer {
     let framing = http::framing(app, &req)?;
     // Unknown sessions are told before the body is waited for.
     app.sessions.get(id)?;
     let bytes = http::read_body(req, app.max_body_bytes, app.body_timeout).await?;
     let (request, claim) = app.sessions.prepare(id, &bytes)?;
     let (command, reader) = app.registry.start(request, Some(app.max_readers)).await?;
-    claim.started(&command);
+    claim.started(&command, &app.registry);
     Ok(http::command_stream(app, framing, &command, reader))
 }

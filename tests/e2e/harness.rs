@@ -35,6 +35,14 @@ impl Drop for Host {
     }
 }
 
+/// The binary `Host::start` runs: the daemon, or the one
+/// `EXECD_E2E_HOST_BIN` names (the `embed` example: see `embedding`).
+pub fn host_binary() -> std::path::PathBuf {
+    std::env::var_os("EXECD_E2E_HOST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_execd-host").into())
+}
+
 impl Host {
     pub async fn start(args: &[&str]) -> Host {
         Host::try_start(args)
@@ -50,12 +58,22 @@ impl Host {
     /// Starts a host with extra environment variables. It listens on a
     /// free loopback port unless `args` say `--listen`.
     pub async fn try_start_env(args: &[&str], env: &[(&str, &str)]) -> Result<Host, String> {
+        Host::try_start_bin(&host_binary(), args, env).await
+    }
+
+    /// Starts `bin` (the daemon, or a program that embeds the host) as
+    /// [`Host::try_start_env`] does.
+    pub async fn try_start_bin(
+        bin: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Host, String> {
         let listen: &[&str] = if args.contains(&"--listen") {
             &[]
         } else {
             &["--listen", "127.0.0.1:0"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_execd-host"))
+        let mut child = Command::new(bin)
             .args(listen)
             .args(args)
             .env_remove("EXECD_ACCESS_TOKEN")
@@ -339,7 +357,12 @@ pub struct Stream {
 /// A request to whatever host listens on `addr` now, for clients that
 /// outlive a host: `None` when nothing listens there or the connection
 /// broke before the answer's head.
-pub async fn try_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<Stream> {
+pub async fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<Stream> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -353,7 +376,9 @@ pub async fn try_request(addr: &str, method: &str, path: &str, headers: &[(&str,
 
 impl Stream {
     async fn open(stream: TcpStream) -> Stream {
-        Stream::try_open(stream).await.expect("read the answer's head")
+        Stream::try_open(stream)
+            .await
+            .expect("read the answer's head")
     }
 
     async fn try_open(stream: TcpStream) -> std::io::Result<Stream> {

@@ -4,11 +4,13 @@
 //! are bounded so the whole module runs in a few seconds; failures found
 //! once are kept below as plain regression tests.
 
-use execd_host::log::batch::Head;
-use execd_host::exec::lines::{LineSplitter, append_text, text_of};
-use execd_host::policy::wit::{Batch, Channel, Ending, Events, Failure, Gap, Outcome, Run};
-use execd_host::http::request::RunRequest;
-use execd_host::stream::sse::{self, Framing};
+use execd_host::internal::batch::Head;
+use execd_host::internal::lines::{LineSplitter, append_text, text_of};
+use execd_host::internal::policy::wit::{
+    Batch, Channel, Ending, Events, Failure, Gap, Outcome, Run,
+};
+use execd_host::internal::request::RunRequest;
+use execd_host::internal::sse::{self, Framing};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -171,7 +173,7 @@ proptest! {
         input in line_bytes(),
         cuts in proptest::collection::vec(0usize..64, 0..8),
     ) {
-        let got = split_in_chunks(&input, &cuts, execd_host::exec::lines::MAX_LINE);
+        let got = split_in_chunks(&input, &cuts, execd_host::internal::lines::MAX_LINE);
         prop_assert_eq!(got, reference_lines(&input));
     }
 }
@@ -344,7 +346,7 @@ fn expected(
                 eid,
                 json!({"eid": eid, "type": "error", "timestamp": ts, "execution_time": ms,
                        "error": {"ename": "HostRestarted", "evalue": "-1",
-                                 "traceback": [execd_host::stream::sse::HOST_RESTARTED]}}),
+                                 "traceback": [execd_host::internal::sse::HOST_RESTARTED]}}),
             ),
         });
     }

@@ -110,7 +110,9 @@ async fn restart_after(signal: i32) {
     let bg_group: u32 = loop {
         let status = host.status(&running_bg).await;
         assert_eq!(status["running"], true);
-        let logs = host.call("GET", &format!("/command/{running_bg}/logs"), "").await;
+        let logs = host
+            .call("GET", &format!("/command/{running_bg}/logs"), "")
+            .await;
         if logs.text().lines().count() > 100 {
             break logs.text().lines().next().unwrap().parse().expect("a pid");
         }
@@ -142,20 +144,34 @@ async fn restart_after(signal: i32) {
     read.extend(midway.events().await);
     let last = read.iter().filter_map(Event::eid).next_back().unwrap_or(0);
     let mut rest = host.resume_by(&long, last, true).await;
-    let mut whole: Vec<Value> = read.into_iter().filter(|e| e.eid().is_some()).map(|e| e.data).collect();
+    let mut whole: Vec<Value> = read
+        .into_iter()
+        .filter(|e| e.eid().is_some())
+        .map(|e| e.data)
+        .collect();
     whole.extend(rest.events().await.into_iter().map(|e| e.data));
-    assert_eq!(whole, before[&long].events, "the mid-replay reader got every event once");
+    assert_eq!(
+        whole, before[&long].events,
+        "the mid-replay reader got every event once"
+    );
 
     // Finished logs: event for event, status and /logs as they were.
     for (id, background) in [(&failed, false), (&bg, true), (&long, false)] {
         let now = seen(&host, id, background).await;
         assert_eq!(now.status, before[id].status, "status of {id}");
         assert_eq!(now.logs, before[id].logs, "/logs of {id}");
-        assert!(now.events == before[id].events, "events of {id} differ after the restart");
+        assert!(
+            now.events == before[id].events,
+            "events of {id} differ after the restart"
+        );
         // From any cursor: the same suffix.
         for after in [1, 2500, before[id].events.len() as u64 - 1] {
             let suffix = events_after(&host, id, after).await;
-            assert_eq!(suffix[..], before[id].events[after as usize..], "{id} after {after}");
+            assert_eq!(
+                suffix[..],
+                before[id].events[after as usize..],
+                "{id} after {after}"
+            );
         }
         let end = host.resume(id, before[id].events.len() as u64).await;
         assert_eq!(end.status, 204, "a resume at the end of {id}");
@@ -188,8 +204,14 @@ async fn restart_after(signal: i32) {
         .await,
         "the groups the first host left are gone"
     );
-    let logs = host.call("GET", &format!("/command/{running_bg}/logs"), "").await;
-    assert_eq!(logs.text().lines().count(), 101, "the interrupted command's /logs");
+    let logs = host
+        .call("GET", &format!("/command/{running_bg}/logs"), "")
+        .await;
+    assert_eq!(
+        logs.text().lines().count(),
+        101,
+        "the interrupted command's /logs"
+    );
     if signal == libc::SIGKILL {
         assert!(host.stderr().contains("recovered"), "{}", host.stderr());
     }
@@ -319,7 +341,10 @@ async fn read_through_restarts(addr: Arc<String>, id: String) -> Vec<Value> {
     let mut round = 0u64;
     while Instant::now() < deadline {
         round += 1;
-        let after = all.last().map_or(0, |e| e["eid"].as_u64().unwrap_or(0)).to_string();
+        let after = all
+            .last()
+            .map_or(0, |e| e["eid"].as_u64().unwrap_or(0))
+            .to_string();
         let path = format!("/command/{id}/resume");
         let Some(mut stream) = try_request(&addr, "GET", &path, &[("Last-Event-ID", &after)]).await
         else {

@@ -5,6 +5,9 @@
 //! near), and the pump may flush a partial line when the pipe goes idle or
 //! closes.
 
+// Public only for the property tests (`execd_host::internal`); not API.
+#![allow(missing_docs)]
+
 /// Longest line sent as one event; longer ones are cut into pieces.
 pub const MAX_LINE: usize = 64 * 1024;
 

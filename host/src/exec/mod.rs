@@ -16,10 +16,11 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::time::{Instant, sleep_until};
 
-use crate::command::{Command, now_ms, unix_ms};
+use crate::command::Command;
 use crate::exec::lines::LineSplitter;
-use crate::policy::wit::{Batch, Channel, Ending, Failure, Outcome};
 use crate::http::request::RunRequest;
+use crate::policy::wit::{Batch, Channel, Ending, Failure, Outcome};
+use crate::time::{now_ms, unix_ms};
 
 /// How long an unterminated line may wait for its end before it is sent
 /// as it is (prompts, progress dots). Counted from when that line began, so

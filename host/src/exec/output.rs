@@ -66,6 +66,34 @@ pub struct ReadPlan {
     pub pieces: Vec<(File, u64, u64)>,
 }
 
+/// Chunk size when streaming a background command's output.
+const SEND_CHUNK: usize = 256 * 1024;
+
+impl ReadPlan {
+    /// Sends the pieces' bytes down `tx` in chunks, blocking (run it on a
+    /// blocking thread); stops early when the receiver is gone or a read
+    /// fails.
+    pub fn send(self, tx: &tokio::sync::mpsc::Sender<bytes::Bytes>) {
+        use std::os::unix::fs::FileExt;
+        for (file, mut offset, len) in self.pieces {
+            let end = offset + len;
+            while offset < end {
+                let mut chunk = vec![0; SEND_CHUNK.min((end - offset) as usize)];
+                match file.read_at(&mut chunk, offset) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        offset += n as u64;
+                        if tx.blocking_send(bytes::Bytes::from(chunk)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl OutputFile {
     /// A store at `dir` (created here, 0700) keeping at most `limit` bytes.
     pub fn create(dir: PathBuf, limit: u64, share: Share) -> std::io::Result<OutputFile> {
@@ -105,7 +133,9 @@ impl OutputFile {
                     start,
                     len: meta.len(),
                 }),
-                _ => tracing::warn!(path = %entry.path().display(), "not an output chunk, left alone"),
+                _ => {
+                    tracing::warn!(path = %entry.path().display(), "not an output chunk, left alone")
+                }
             }
         }
         found.sort_by_key(|c| c.start);
@@ -239,6 +269,7 @@ impl OutputFile {
     }
 
     /// Bytes written so far: the tail cursor.
+    #[cfg(test)]
     pub fn tail(&self) -> u64 {
         self.state().tail
     }
@@ -395,7 +426,11 @@ mod tests {
         assert_eq!(read_all(&plan), all[plan.head as usize..]);
         assert_eq!(usage.used(), plan.tail - plan.head);
         again.append(b"more");
-        assert_eq!(again.tail(), before.tail, "an ended command gets no more output");
+        assert_eq!(
+            again.tail(),
+            before.tail,
+            "an ended command gets no more output"
+        );
         again.keep();
         drop(again);
 

@@ -60,3 +60,50 @@ impl Body for ChannelBody {
         SizeHint::default()
     }
 }
+
+/// A request body, whichever server the request came through (hyper's
+/// own, or an embedder's axum or tower stack). Handlers hold requests
+/// across awaits, so it must be `Sync`, which an embedder's body need not
+/// be: the mutex makes it so, and is never contended (the body is polled
+/// through `&mut`).
+pub struct RequestBody(
+    std::sync::Mutex<http_body_util::combinators::UnsyncBoxBody<Bytes, BodyError>>,
+);
+
+impl RequestBody {
+    /// Wraps any body of bytes.
+    pub fn new<B>(body: B) -> RequestBody
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BodyError>,
+    {
+        RequestBody(std::sync::Mutex::new(
+            body.map_err(Into::into).boxed_unsync(),
+        ))
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let inner = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner());
+        Pin::new(inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.try_lock().is_ok_and(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.try_lock().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}

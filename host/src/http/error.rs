@@ -4,7 +4,7 @@
 use hyper::StatusCode;
 use serde::Serialize;
 
-use crate::log::AttachError;
+use crate::error::{AttachError, RunError};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -63,22 +63,34 @@ impl ApiError {
 
 impl From<AttachError> for ApiError {
     fn from(e: AttachError) -> ApiError {
-        match e {
-            AttachError::Conflict(why) => {
-                ApiError::new(StatusCode::CONFLICT, "STREAM_CONFLICT", why)
+        let (status, code) = match &e {
+            AttachError::Conflict(_) => (StatusCode::CONFLICT, "STREAM_CONFLICT"),
+            AttachError::TooMany(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_READERS"),
+            AttachError::Failed(_) => (StatusCode::SERVICE_UNAVAILABLE, "POLICY_FAILED"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> ApiError {
+        let e = match e {
+            RunError::Reader(e) => return e.into(),
+            e => e,
+        };
+        let (status, code) = match &e {
+            RunError::Reader(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_READERS"),
+            RunError::Invalid(_) | RunError::Spawn(_) => {
+                (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY")
             }
-            AttachError::TooMany(max) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TOO_MANY_READERS",
-                format!(
-                    "{max} readers follow this command already, the most this host allows (--max-readers)"
-                ),
-            ),
-            AttachError::Failed(error) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "POLICY_FAILED",
-                format!("this command's log is gone: {error}"),
-            ),
-        }
+            RunError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
+            RunError::TooManyCommands(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_COMMANDS"),
+            RunError::Policy(_) => (StatusCode::SERVICE_UNAVAILABLE, "POLICY_FAILED"),
+            RunError::Exhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "RESOURCE_EXHAUSTED"),
+            RunError::Storage { .. } | RunError::NoProcessId => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "RUNTIME_ERROR")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::command::now_ms;
 use crate::http::{self, App};
 use crate::stream::sse::Framing;
+use crate::time::now_ms;
 
 /// What `GET /metrics` answers.
 #[derive(Serialize, Debug, Clone, Copy)]
@@ -200,7 +200,8 @@ pub async fn once(source: &Source) -> Metrics {
 
 // The HTTP side (routes in `http`).
 
-type Answer = Result<hyper::Response<crate::http::body::ResponseBody>, crate::http::error::ApiError>;
+type Answer =
+    Result<hyper::Response<crate::http::body::ResponseBody>, crate::http::error::ApiError>;
 
 /// `GET /metrics`.
 pub async fn get(app: &App) -> Answer {
@@ -210,11 +211,11 @@ pub async fn get(app: &App) -> Answer {
 /// `GET /metrics/watch`: a sample every [`WATCH_EVERY`] as SSE `data:`
 /// lines (bare JSON objects in legacy framing), until the client leaves
 /// or the host stops.
-pub fn watch(app: &Arc<App>, req: &hyper::Request<hyper::body::Incoming>) -> Answer {
+pub fn watch(app: &Arc<App>, req: &hyper::Request<crate::http::RequestBody>) -> Answer {
     let framing = http::framing(app, req)?;
     let (tx, body) = crate::http::body::channel();
     let app = Arc::clone(app);
-    tokio::spawn(async move {
+    app.tasks.clone().spawn(async move {
         let mut shutdown = app.shutdown.clone();
         let mut before = app.metrics.cpu();
         let mut ticks = tokio::time::interval(WATCH_EVERY);

@@ -7,8 +7,10 @@ pub mod body;
 pub mod error;
 pub mod metrics;
 pub mod parse_errors;
+pub mod query;
 pub mod request;
 pub mod server;
+pub mod service;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -16,23 +18,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
-use crate::http::body::{self, ResponseBody};
-use crate::command::now_ms;
 use crate::http::error::ApiError;
-use crate::stream::reader;
-use crate::registry::{Lookup, Registry};
 use crate::http::request::RunRequest;
-use crate::session::Sessions;
-use crate::stream::sse::{self, Framing};
 use crate::http::upstream::Upstream;
-use crate::http::metrics;
+use crate::registry::{Lookup, Registry};
 use crate::session;
-use std::os::unix::fs::FileExt;
+use crate::session::Sessions;
+use crate::stream::reader::{self, Cursor};
+use crate::stream::sse::{self, Framing};
+use crate::tasks::Tasks;
+use crate::time::now_ms;
+use body::ResponseBody;
+use query::{cursor, query_param};
 
 /// Everything a request handler needs.
 pub struct App {
@@ -45,11 +46,25 @@ pub struct App {
     pub max_readers: usize,
     /// Turns true when the host shuts down: streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Its sender.
+    pub end: tokio::sync::watch::Sender<bool>,
     pub sessions: Sessions,
     pub metrics: metrics::Source,
     /// Where routes the host does not serve go (`--upstream`).
     pub upstream: Option<Upstream>,
+    /// Every task the host starts, counted for shutdown.
+    pub tasks: Tasks,
 }
+
+impl App {
+    /// Ends every stream (at shutdown, once the commands' terminal events
+    /// are logged).
+    pub fn end_streams(&self) {
+        self.end.send_replace(true);
+    }
+}
+
+pub use body::RequestBody;
 
 const TOKEN_HEADER: &str = "x-execd-access-token";
 const TAIL_CURSOR_HEADER: &str = "EXECD-COMMANDS-TAIL-CURSOR";
@@ -61,9 +76,9 @@ const TAIL_CURSOR_HEADER: &str = "EXECD-COMMANDS-TAIL-CURSOR";
 /// (a fire-and-forget `POST /command` runs); its response goes nowhere.
 pub fn handle(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> impl Future<Output = Result<Response<ResponseBody>, std::convert::Infallible>> + use<> {
-    let handling = tokio::spawn(respond(Arc::clone(app), req));
+    let handling = app.tasks.spawn(respond(Arc::clone(app), req));
     async move {
         Ok(handling.await.unwrap_or_else(|e| {
             tracing::error!("request handler failed: {e}");
@@ -77,7 +92,7 @@ pub fn handle(
 }
 
 /// Serves one request; never fails at the HTTP level.
-async fn respond(app: Arc<App>, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn respond(app: Arc<App>, req: Request<RequestBody>) -> Response<ResponseBody> {
     let head = req.method() == Method::HEAD;
     let mut response = match route(&app, req).await {
         Ok(response) => response,
@@ -103,7 +118,10 @@ pub fn error_response(error: &ApiError) -> Response<ResponseBody> {
     response
 }
 
-async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+async fn route(
+    app: &Arc<App>,
+    req: Request<RequestBody>,
+) -> Result<Response<ResponseBody>, ApiError> {
     authorize(app, &req)?;
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -146,7 +164,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
 }
 
 /// Constant-time token check on every route, `/ping` included.
-fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
+fn authorize(app: &App, req: &Request<RequestBody>) -> Result<(), ApiError> {
     let Some(expected) = &app.access_token else {
         return Ok(());
     };
@@ -168,39 +186,7 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
     }
 }
 
-/// Value of query parameter `name`, percent-decoded.
-fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
-    let query = req.uri().query()?;
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key) == name).then(|| percent_decode(value))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push((hi * 16 + lo) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub(crate) fn framing(app: &App, req: &Request<Incoming>) -> Result<Framing, ApiError> {
+pub(crate) fn framing(app: &App, req: &Request<RequestBody>) -> Result<Framing, ApiError> {
     match query_param(req, "framing") {
         None => Ok(app.framing),
         Some(value) => Framing::parse(&value).ok_or_else(|| {
@@ -222,7 +208,10 @@ pub(crate) fn event_stream(body: ResponseBody) -> Response<ResponseBody> {
     response
 }
 
-async fn run(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+async fn run(
+    app: &Arc<App>,
+    req: Request<RequestBody>,
+) -> Result<Response<ResponseBody>, ApiError> {
     let framing = framing(app, &req)?;
     let bytes = read_body(req, app.max_body_bytes, app.body_timeout).await?;
     let request = RunRequest::parse(&bytes)?;
@@ -252,20 +241,13 @@ pub(crate) fn command_stream(
         return event_stream(body);
     };
     let _ = tx.try_send(Bytes::from(prelude));
-    let log = Arc::clone(&command.log);
-    tokio::spawn(reader::follow(
-        log,
-        reader,
-        0,
-        framing,
-        tx,
-        app.shutdown.clone(),
-    ));
+    let cursor = Cursor::new(Arc::clone(&command.log), reader, 0, app.shutdown.clone());
+    app.tasks.spawn(reader::follow(cursor, framing, tx));
     event_stream(body)
 }
 
 pub(crate) async fn read_body(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
@@ -300,19 +282,10 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Parses a cursor: a non-negative integer.
-fn cursor(value: &str, what: &str) -> Result<u64, ApiError> {
-    value.trim().parse::<u64>().map_err(|_| {
-        ApiError::bad_cursor(format!(
-            "{what} must be a non-negative integer, not {value:?}"
-        ))
-    })
-}
-
 async fn resume(
     app: &Arc<App>,
     id: &str,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let framing = framing(app, req)?;
     let after = match (
@@ -344,20 +317,15 @@ async fn resume(
             progress.newest
         )));
     }
-    let reader = command
-        .log
-        .attach(app.max_readers)
-        .await
-        .map_err(ApiError::from)?;
+    let reader = command.log.attach(app.max_readers).await?;
     let (tx, body) = body::channel();
-    tokio::spawn(reader::follow(
+    let cursor = Cursor::new(
         Arc::clone(&command.log),
         reader,
         after,
-        framing,
-        tx,
         app.shutdown.clone(),
-    ));
+    );
+    app.tasks.spawn(reader::follow(cursor, framing, tx));
     Ok(event_stream(body))
 }
 
@@ -414,7 +382,7 @@ pub(crate) fn json_response(
     Ok(response)
 }
 
-fn interrupt(app: &App, req: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+fn interrupt(app: &App, req: &Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let id = query_param(req, "id")
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::missing_query("id"))?;
@@ -422,15 +390,17 @@ fn interrupt(app: &App, req: &Request<Incoming>) -> Result<Response<ResponseBody
         .registry
         .get(&id)
         .ok_or_else(|| ApiError::not_found(&id))?;
-    command.interrupt();
+    app.registry.interrupt(&command);
     Ok(Response::new(body::empty()))
 }
 
-/// Chunk size when streaming a background command's output.
-const LOG_CHUNK: usize = 256 * 1024;
 const HEAD_CURSOR_HEADER: &str = "EXECD-COMMANDS-HEAD-CURSOR";
 
-fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+fn logs(
+    app: &App,
+    id: &str,
+    req: &Request<RequestBody>,
+) -> Result<Response<ResponseBody>, ApiError> {
     let from = match query_param(req, "cursor") {
         Some(value) => cursor(&value, "`cursor`")?,
         None => 0,
@@ -458,24 +428,7 @@ fn logs(app: &App, id: &str, req: &Request<Incoming>) -> Result<Response<Respons
     let head = plan.head;
     let (tx, body) = body::channel();
     if !plan.pieces.is_empty() {
-        tokio::task::spawn_blocking(move || {
-            for (file, mut offset, len) in plan.pieces {
-                let end = offset + len;
-                while offset < end {
-                    let mut chunk = vec![0; LOG_CHUNK.min((end - offset) as usize)];
-                    match file.read_at(&mut chunk, offset) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            chunk.truncate(n);
-                            offset += n as u64;
-                            if tx.blocking_send(Bytes::from(chunk)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        });
+        app.tasks.spawn_blocking(move || plan.send(&tx));
     }
     let mut response = Response::new(body);
     let headers = response.headers_mut();

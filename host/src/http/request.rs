@@ -1,11 +1,15 @@
 //! The `POST /command` body: parsing and checking it, before anything runs.
 
+// Public only for the property tests (`execd_host::internal`); not API.
+#![allow(missing_docs)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::error::RunError;
 use crate::exec::envfile;
 use crate::http::error::ApiError;
 
@@ -67,15 +71,7 @@ impl RunRequest {
         if body.gid.is_some() && body.uid.is_none() {
             return Err(ApiError::bad_body("`gid` needs `uid`"));
         }
-        for (key, value) in &body.envs {
-            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
-                return Err(ApiError::bad_body(format!(
-                    "`envs` entry `{}` is not a valid environment variable",
-                    key.escape_debug()
-                )));
-            }
-        }
-        let envs = command_env(body.envs);
+        let envs = command_env(check_envs(body.envs)?);
         let cwd = match body.cwd.as_deref() {
             None | Some("") => None,
             Some(raw) => Some(resolve_cwd(raw, &envs)?),
@@ -94,32 +90,48 @@ impl RunRequest {
 }
 
 /// Shell text to run: non-blank, no NUL.
-pub fn check_command(command: String) -> Result<String, ApiError> {
+pub fn check_command(command: String) -> Result<String, RunError> {
     if command.trim().is_empty() {
-        return Err(ApiError::bad_body("`command` must not be empty"));
+        return Err(invalid("`command` must not be empty"));
     }
     if command.contains('\0') {
-        return Err(ApiError::bad_body("`command` must not contain NUL bytes"));
+        return Err(invalid("`command` must not contain NUL bytes"));
     }
     Ok(command)
 }
 
 /// A program and its arguments: `argv[0]` non-empty, NUL nowhere (no
 /// exec could carry it).
-fn check_argv(argv: &[String]) -> Result<(), ApiError> {
+pub fn check_argv(argv: &[String]) -> Result<(), RunError> {
     match argv.first() {
-        None => return Err(ApiError::bad_body("`argv` must not be empty")),
+        None => return Err(invalid("`argv` must not be empty")),
         Some(program) if program.is_empty() => {
-            return Err(ApiError::bad_body("`argv[0]` must not be empty"));
+            return Err(invalid("`argv[0]` must not be empty"));
         }
         Some(_) => {}
     }
     if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
-        return Err(ApiError::bad_body(format!(
-            "`argv[{i}]` must not contain NUL bytes"
-        )));
+        return Err(invalid(format!("`argv[{i}]` must not contain NUL bytes")));
     }
     Ok(())
+}
+
+/// Environment variables a command can be given: a name without `=`,
+/// and NUL in neither.
+pub fn check_envs(envs: HashMap<String, String>) -> Result<HashMap<String, String>, RunError> {
+    for (key, value) in &envs {
+        if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+            return Err(invalid(format!(
+                "`envs` entry `{}` is not a valid environment variable",
+                key.escape_debug()
+            )));
+        }
+    }
+    Ok(envs)
+}
+
+fn invalid(message: impl Into<String>) -> RunError {
+    RunError::Invalid(message.into())
 }
 
 /// The argv as one line of shell text that would run the same thing: what

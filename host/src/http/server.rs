@@ -1,6 +1,9 @@
-//! Accepting connections, and letting them finish when the host stops.
+//! Accepting connections ([`Serve`]), and letting them finish when the
+//! host stops ([`Connections`]).
 
-use std::sync::Arc;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -9,69 +12,131 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::http::{App, handle};
-use crate::http::parse_errors::ParseErrorBodies;
+use super::parse_errors::ParseErrorBodies;
+use super::{App, handle};
 
 /// Largest request head (request line and headers) accepted; larger ones
 /// get 431. Hyper's own bound is its read buffer, which a fast client can
 /// fill past before the head is parsed.
 const MAX_HEAD_BYTES: usize = 256 * 1024;
 
-/// Serves connections until `stop` resolves, then returns a handle that
-/// waits for the open connections to end. A request's head must arrive
-/// within `head_timeout` (idle keep-alive connections close after it too).
-pub async fn serve(
+/// Serving the API on a listener: a future to await (or spawn, through
+/// [`IntoFuture`]), made by [`Host::serve`](crate::Host::serve). It
+/// resolves once the listener is closed: when the signal given to
+/// [`Serve::with_graceful_shutdown`] fires, or when
+/// [`Host::shutdown`](crate::Host::shutdown) begins. Connections still
+/// open then go on until `Host::shutdown` drains them.
+#[must_use = "a Serve does nothing until awaited"]
+pub struct Serve {
     listener: TcpListener,
     app: Arc<App>,
     head_timeout: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) -> Draining {
-    // hyper-util's GracefulShutdown cannot watch a connection that may be
-    // upgraded (a WebSocket passed to `--upstream`), so the same is done
-    // here: `stopping` asks each connection to finish, and each holds an
-    // `open` sender, all of them gone once every connection has ended.
-    let (stopping, _) = watch::channel(false);
-    let (open, all_closed) = mpsc::channel::<()>(1);
-    tokio::pin!(stop);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of fds and the like: back off rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut stop => return Draining { stopping, open, all_closed },
-        };
-        let _ = stream.set_nodelay(true);
-        let app = Arc::clone(&app);
-        let service = service_fn(move |req| handle(&app, req));
-        let conn = http1::Builder::new()
-            .keep_alive(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(head_timeout)
-            .max_header_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(ParseErrorBodies::new(stream)), service)
-            .with_upgrades();
-        let mut stop_rx = stopping.subscribe();
-        let open = open.clone();
-        tokio::spawn(async move {
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                _ = stopped(&mut stop_rx) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+    closing: watch::Receiver<bool>,
+    connections: Connections,
+    signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serve {
+    pub(crate) fn new(
+        listener: TcpListener,
+        app: Arc<App>,
+        head_timeout: Duration,
+        closing: watch::Receiver<bool>,
+        connections: Connections,
+    ) -> Serve {
+        Serve {
+            listener,
+            app,
+            head_timeout,
+            closing,
+            connections,
+            signal: Box::pin(std::future::pending()),
+        }
+    }
+
+    /// Stops accepting once `signal` resolves (as well as at
+    /// [`Host::shutdown`](crate::Host::shutdown)). Follow it with
+    /// `Host::shutdown`, which stops the commands and drains the
+    /// connections.
+    pub fn with_graceful_shutdown<F>(mut self, signal: F) -> Serve
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.signal = Box::pin(signal);
+        self
+    }
+
+    async fn run(self) {
+        let Serve {
+            listener,
+            app,
+            head_timeout,
+            mut closing,
+            connections,
+            mut signal,
+        } = self;
+        let (stopping, open) = connections.register();
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of fds and the like: back off rather than spin.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut signal => return,
+                _ = stopped(&mut closing) => return,
             };
-            if let Err(e) = ended {
-                tracing::debug!("connection ended: {e}");
-            }
-            drop(open);
-        });
+            let _ = stream.set_nodelay(true);
+            let tasks = app.tasks.clone();
+            let app = Arc::clone(&app);
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                handle(&app, req.map(super::RequestBody::new))
+            });
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(head_timeout)
+                .max_header_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(ParseErrorBodies::new(stream)), service)
+                .with_upgrades();
+            let mut stop_rx = stopping.subscribe();
+            let open = open.clone();
+            tasks.spawn(async move {
+                tokio::pin!(conn);
+                let ended = tokio::select! {
+                    ended = conn.as_mut() => ended,
+                    _ = stopped(&mut stop_rx) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = ended {
+                    tracing::debug!("connection ended: {e}");
+                }
+                drop(open);
+            });
+        }
+    }
+}
+
+impl IntoFuture for Serve {
+    type Output = ();
+    type IntoFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
     }
 }
 
@@ -85,22 +150,57 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// The connections still open after the listener closed.
-pub struct Draining {
+/// The connections of every [`Serve`] of one host, so that shutdown can
+/// ask them to finish and wait until they have.
+///
+/// hyper-util's GracefulShutdown cannot watch a connection that may be
+/// upgraded (a WebSocket passed to `--upstream`), so the same is done
+/// here: `stopping` asks each connection to finish, and each holds an
+/// `open` sender, all of them gone once every connection has ended.
+#[derive(Clone)]
+pub struct Connections(Arc<Mutex<Option<Draining>>>);
+
+struct Draining {
     stopping: watch::Sender<bool>,
     open: mpsc::Sender<()>,
     all_closed: mpsc::Receiver<()>,
 }
 
-impl Draining {
+impl Default for Connections {
+    fn default() -> Connections {
+        let (open, all_closed) = mpsc::channel(1);
+        Connections(Arc::new(Mutex::new(Some(Draining {
+            stopping: watch::channel(false).0,
+            open,
+            all_closed,
+        }))))
+    }
+}
+
+impl Connections {
+    /// What a new accept loop hands its connections: the stop flag, and a
+    /// sender each connection holds while open.
+    fn register(&self) -> (watch::Sender<bool>, mpsc::Sender<()>) {
+        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(d) => (d.stopping.clone(), d.open.clone()),
+            // Drained already: whatever is accepted now closes at once.
+            None => (watch::channel(true).0, mpsc::channel(1).0),
+        }
+    }
+
     /// Asks idle keep-alive connections to close and waits, at most
     /// `limit`, for responses in flight to finish.
-    pub async fn wait(self, limit: Duration) {
-        let Draining {
+    pub async fn drain(&self, limit: Duration) {
+        let draining = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(Draining {
             stopping,
             open,
             mut all_closed,
-        } = self;
+        }) = draining
+        else {
+            return;
+        };
         stopping.send_replace(true);
         drop(open);
         if tokio::time::timeout(limit, all_closed.recv())

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
+use crate::http::RequestBody;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
@@ -82,7 +82,7 @@ impl Upstream {
     /// Forwards `req` and answers with the upstream's response, streamed.
     pub async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, ApiError> {
         let upgrade = wants_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));

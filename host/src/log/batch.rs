@@ -2,6 +2,9 @@
 //! pipe and millisecond, one text buffer), the shape that crosses the wasm
 //! boundary as a few block copies instead of one copy per line.
 
+// Public only for the property tests (`execd_host::internal`); not API.
+#![allow(missing_docs)]
+
 use crate::exec::lines::append_text;
 use crate::policy::wit::{Batch, Channel, Run};
 

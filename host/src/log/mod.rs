@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, watch};
 
-use crate::log::batch::Head;
 use crate::budget::Share;
+pub use crate::error::AttachError;
+use crate::log::batch::Head;
 use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
 
@@ -27,17 +28,6 @@ pub struct Progress {
     pub newest: u64,
     /// The terminal event is logged.
     pub finished: bool,
-}
-
-/// Why a reader may not attach.
-#[derive(Debug)]
-pub enum AttachError {
-    /// The policy refused (e.g. `exclusive` with a reader attached).
-    Conflict(String),
-    /// The policy failed earlier; the log is gone.
-    Failed(PolicyError),
-    /// As many readers as the host allows follow this command already.
-    TooMany(usize),
 }
 
 /// The reason of a gap over output the policy could not store.

@@ -11,7 +11,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 use super::bindings::ResumePolicyPre;
 use super::embedded;
 use super::error::WIT_VERSION;
-use super::instance::{PolicyInstance, PolicyState};
+use super::instance::{Limiter, PolicyInstance, PolicyState};
 use super::native::{NativeDisk, NativeRing};
 use super::{LoadError, PolicyError};
 
@@ -25,6 +25,33 @@ pub struct Limits {
     pub memory_mb: u64,
     /// CPU time one call may take, in milliseconds.
     pub call_ms: u64,
+}
+
+/// Where a policy's code comes from.
+#[derive(Clone, Debug)]
+pub enum PolicySource {
+    /// As `--policy` takes it: an embedded or native name, or a path.
+    Named(String),
+    /// A component file.
+    Path(std::path::PathBuf),
+    /// A component's bytes, and a name for them.
+    Bytes(String, Vec<u8>),
+}
+
+/// What advances the wasmtime epoch that policy call deadlines count in
+/// (a tick every 5 ms). Native policies need none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EpochTicker {
+    /// A thread of its own, `policy-epoch`, which ends with the host:
+    /// deadlines hold however busy the runtime is.
+    #[default]
+    Thread,
+    /// A task on the host's tokio runtime: no thread, but a runtime
+    /// whose workers are all busy delays the deadlines.
+    Task,
+    /// None: policy calls have no deadline.
+    Off,
 }
 
 /// One compiled policy, ready to instantiate per command.
@@ -64,17 +91,23 @@ impl PolicyEngine {
     /// compiles it, and checks that it accepts `settings` by configuring one
     /// instance. Starts the epoch ticker that enforces CPU deadlines.
     pub async fn load(
-        policy: &str,
+        source: &PolicySource,
         settings: Vec<(String, String)>,
         limits: Limits,
+        ticker: EpochTicker,
+        tasks: &crate::tasks::Tasks,
     ) -> Result<PolicyEngine, LoadError> {
-        let native = match policy {
+        let named = match source {
+            PolicySource::Named(name) => name.as_str(),
+            _ => "",
+        };
+        let native = match named {
             NATIVE_RING => Some((Code::NativeRing, NativeRing::new(&settings).map(drop))),
             NATIVE_DISK => Some((Code::NativeDisk, NativeDisk::check(&settings))),
             _ => None,
         };
         if let Some((code, checked)) = native {
-            let origin = format!("`{policy}` (compiled in, not sandboxed)");
+            let origin = format!("`{named}` (compiled in, not sandboxed)");
             if let Err(reason) = checked {
                 return Err(LoadError::Config { origin, reason });
             }
@@ -89,7 +122,7 @@ impl PolicyEngine {
                 }),
             });
         }
-        let (origin, bytes) = read_source(policy)?;
+        let (origin, bytes) = read_source(source)?;
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
@@ -115,7 +148,7 @@ impl PolicyEngine {
                     reason: format!("{e:#}"),
                 },
             })?;
-        start_epoch_ticker(&engine);
+        start_epoch_ticker(&engine, ticker, tasks);
         let mut engine = PolicyEngine {
             inner: Arc::new(Inner {
                 code: Code::Wasm(Compiled { engine, pre }),
@@ -211,11 +244,13 @@ impl PolicyEngine {
         let state = PolicyState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(mib_to_bytes(inner.limits.memory_mb))
-                .trap_on_grow_failure(true)
-                .instances(4)
-                .build(),
+            limits: Limiter::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(mib_to_bytes(inner.limits.memory_mb))
+                    .trap_on_grow_failure(true)
+                    .instances(4)
+                    .build(),
+            ),
         };
         let mut store = Store::new(&compiled.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -244,7 +279,12 @@ fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
-fn read_source(policy: &str) -> Result<(String, Vec<u8>), LoadError> {
+fn read_source(source: &PolicySource) -> Result<(String, Vec<u8>), LoadError> {
+    let policy = match source {
+        PolicySource::Named(name) => name.as_str(),
+        PolicySource::Path(path) => return read_file(path),
+        PolicySource::Bytes(origin, bytes) => return Ok((origin.clone(), bytes.clone())),
+    };
     let looks_like_path = policy.contains('/') || policy.ends_with(".wasm");
     if !looks_like_path {
         return match embedded::find(policy) {
@@ -255,7 +295,10 @@ fn read_source(policy: &str) -> Result<(String, Vec<u8>), LoadError> {
             }),
         };
     }
-    let path = Path::new(policy);
+    read_file(Path::new(policy))
+}
+
+fn read_file(path: &Path) -> Result<(String, Vec<u8>), LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -263,13 +306,44 @@ fn read_source(policy: &str) -> Result<(String, Vec<u8>), LoadError> {
     Ok((path.display().to_string(), bytes))
 }
 
-/// Advances the engine's epoch forever; a call past its deadline traps.
-fn start_epoch_ticker(engine: &Engine) {
+/// Advances the engine's epoch until the engine is dropped (the host and
+/// its last command gone); a call past its deadline traps.
+fn start_epoch_ticker(engine: &Engine, ticker: EpochTicker, tasks: &crate::tasks::Tasks) {
     let engine = engine.weak();
+    match ticker {
+        EpochTicker::Thread => {}
+        EpochTicker::Off => return,
+        EpochTicker::Task => {
+            let ended = tasks.ended();
+            tasks.spawn(async move {
+                let ticking = async {
+                    let mut ticks = tokio::time::interval(EPOCH_TICK);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        ticks.tick().await;
+                        let Some(engine) = engine.upgrade() else {
+                            return;
+                        };
+                        engine.increment_epoch();
+                    }
+                };
+                tokio::select! {
+                    _ = ticking => {}
+                    _ = ended => {}
+                }
+            });
+            return;
+        }
+    }
+    let tasks = tasks.clone();
     let spawned = std::thread::Builder::new()
         .name("policy-epoch".into())
         .spawn(move || {
-            while let Some(engine) = engine.upgrade() {
+            // Ends at the host's end even if something still holds the
+            // engine (a caller's handle on a finished command).
+            while !tasks.is_ended()
+                && let Some(engine) = engine.upgrade()
+            {
                 engine.increment_epoch();
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);

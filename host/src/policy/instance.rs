@@ -2,7 +2,7 @@
 //! turned into [`PolicyError`].
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, Trap};
+use wasmtime::{ResourceLimiter, Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::ResumePolicy;
@@ -15,7 +15,69 @@ use super::{Limits, PolicyError};
 pub struct PolicyState {
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: Limiter,
+}
+
+/// The store's limiter: wasmtime's own, which also remembers whether the
+/// memory cap was what stopped the guest, so that a trap can be told
+/// apart from hitting the cap without reading wasmtime's error text.
+pub struct Limiter {
+    limits: StoreLimits,
+    memory_cap_hit: bool,
+}
+
+impl Limiter {
+    pub(super) fn new(limits: StoreLimits) -> Limiter {
+        Limiter {
+            limits,
+            memory_cap_hit: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.memory_cap_hit = true;
+        }
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_cap_hit = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for PolicyState {
@@ -238,7 +300,7 @@ impl Wasm {
     fn explain(&self, error: wasmtime::Error, call: &'static str) -> PolicyError {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => PolicyError::Deadline(self.limits.call_ms, call),
-            _ if format!("{error:#}").contains("forcing trap when growing memory") => {
+            _ if self.store.data().limits.memory_cap_hit => {
                 PolicyError::Memory(self.limits.memory_mb, call)
             }
             _ => PolicyError::Trap(format!("{error:#}"), call),

@@ -1,9 +1,10 @@
 //! A reader: a cursor into a command's log, streamed to one client.
 //!
-//! Every stream, the first `POST /command` one included, is this loop:
-//! read the events after the cursor, send them, advance, and when nothing
-//! is left wait for the log's newest eid to move. Live output is replay
-//! that has caught up, so nothing is lost or repeated at the switch.
+//! Every stream, the first `POST /command` one included, and every typed
+//! [`Events`](super::events::Events) stream, is this loop: read the events
+//! after the cursor, send them, advance, and when nothing is left wait for
+//! the log's newest eid to move. Live output is replay that has caught up,
+//! so nothing is lost or repeated at the switch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use crate::command::now_ms;
-use crate::log::Log;
-use crate::policy::wit::ReadResult;
+use crate::log::{Log, Progress};
+use crate::policy::wit::{self, ReadResult};
 use crate::stream::sse::{self, Framing};
+use crate::time::now_ms;
 
 /// SSE comment / ping interval while a stream waits.
 pub const KEEPALIVE: Duration = Duration::from_secs(3);
@@ -25,67 +26,155 @@ const BATCH_BYTES: u32 = 256 * 1024;
 /// Starting size of a frame buffer.
 const MIN_FRAME: usize = 16 * 1024;
 
-/// Streams the log from `cursor` to its terminal event into `tx`, then
-/// detaches. Ends early when the client goes away (the body is dropped).
-pub async fn follow(
+/// An attached reader and where it stands in the log.
+pub struct Cursor {
     log: Arc<Log>,
-    reader: u64,
-    mut cursor: u64,
-    framing: Framing,
-    tx: mpsc::Sender<Bytes>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut progress = log.subscribe();
-    let mut buf = Vec::with_capacity(MIN_FRAME);
-    'stream: loop {
-        let now = *progress.borrow_and_update();
-        if now.finished && cursor >= now.newest {
-            break;
+    /// `None` once detached.
+    reader: Option<u64>,
+    after: u64,
+    progress: watch::Receiver<Progress>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What one [`Cursor::read`] found.
+pub enum Step {
+    /// Events after the cursor (the cursor is past them now).
+    Events(wit::Events),
+    /// Dropped events after the cursor (the cursor is past them now).
+    Gap(wit::Gap),
+    /// Nothing new yet: [`Cursor::wait`] for it.
+    CaughtUp,
+    /// The terminal event has been read, or the host is shutting down.
+    End,
+}
+
+/// Why [`Cursor::wait`] returned.
+pub enum Wake {
+    /// The log moved (or may have): read again.
+    Changed,
+    /// Nothing moved for [`KEEPALIVE`].
+    Keepalive,
+    /// The host is shutting down, or the log is gone: stop.
+    Ended,
+}
+
+impl Cursor {
+    /// A cursor for `reader` (attached already) after eid `after`.
+    pub fn new(log: Arc<Log>, reader: u64, after: u64, shutdown: watch::Receiver<bool>) -> Cursor {
+        let progress = log.subscribe();
+        Cursor {
+            log,
+            reader: Some(reader),
+            after,
+            progress,
+            shutdown,
         }
-        if cursor >= now.newest {
-            if *shutdown.borrow() {
-                break;
-            }
-            // Caught up: wait for the next append, the client leaving, or
-            // the keepalive tick.
-            tokio::select! {
-                changed = progress.changed() => if changed.is_err() { break },
-                _ = tx.closed() => break,
-                _ = shutdown.changed() => break,
-                _ = tokio::time::sleep(KEEPALIVE) => {
-                    sse::keepalive(&mut buf, framing, now_ms());
-                    if !send(&tx, &mut buf).await { break }
-                }
-            }
-            continue;
+    }
+
+    /// Reads what follows the cursor and advances past it. Not to be
+    /// cancelled midway (a policy call is in flight): race only [`wait`].
+    ///
+    /// [`wait`]: Cursor::wait
+    pub async fn read(&mut self) -> Step {
+        let now = *self.progress.borrow_and_update();
+        if now.finished && self.after >= now.newest {
+            return Step::End;
         }
-        match log.read(cursor, BATCH_EVENTS, BATCH_BYTES).await {
+        if self.after >= now.newest {
+            if *self.shutdown.borrow() {
+                return Step::End;
+            }
+            return Step::CaughtUp;
+        }
+        match self.log.read(self.after, BATCH_EVENTS, BATCH_BYTES).await {
             ReadResult::Events(events) => {
-                let ended = sse::events(&mut buf, framing, &events);
-                let count = events.batch.len() as u64 + u64::from(ended);
-                cursor = events.first_eid + count - 1;
-                if !send(&tx, &mut buf).await || ended {
-                    break 'stream;
-                }
+                let count = events.batch.len() as u64 + u64::from(events.ending.is_some());
+                self.after = events.first_eid + count - 1;
+                Step::Events(events)
             }
             ReadResult::Gap(gap) => {
+                self.after = gap.to_eid;
+                Step::Gap(gap)
+            }
+            // Should not happen while newest > cursor; wait rather than spin.
+            ReadResult::Pending => Step::CaughtUp,
+            ReadResult::Finished => Step::End,
+        }
+    }
+
+    /// Waits for the log to move, at most [`KEEPALIVE`]. Cancel-safe.
+    pub async fn wait(&mut self) -> Wake {
+        tokio::select! {
+            changed = self.progress.changed() => match changed {
+                Ok(()) => Wake::Changed,
+                Err(_) => Wake::Ended,
+            },
+            _ = self.shutdown.changed() => Wake::Ended,
+            _ = tokio::time::sleep(KEEPALIVE) => Wake::Keepalive,
+        }
+    }
+
+    /// Detaches the reader from the log.
+    pub async fn close(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            self.log.detach(reader).await;
+        }
+    }
+}
+
+impl Drop for Cursor {
+    /// A cursor dropped without [`Cursor::close`] (its stream was dropped
+    /// mid-way) still frees its place among the command's readers.
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let log = Arc::clone(&self.log);
+            runtime.spawn(async move { log.detach(reader).await });
+        }
+    }
+}
+
+/// Streams the log from the cursor to its terminal event into `tx`, then
+/// detaches. Ends early when the client goes away (the body is dropped).
+pub async fn follow(mut cursor: Cursor, framing: Framing, tx: mpsc::Sender<Bytes>) {
+    let mut buf = Vec::with_capacity(MIN_FRAME);
+    loop {
+        match cursor.read().await {
+            Step::Events(events) => {
+                let ended = sse::events(&mut buf, framing, &events);
+                if !send(&tx, &mut buf).await || ended {
+                    break;
+                }
+            }
+            Step::Gap(gap) => {
                 sse::gap(&mut buf, framing, &gap, now_ms());
-                cursor = gap.to_eid;
                 if !send(&tx, &mut buf).await {
                     break;
                 }
             }
-            ReadResult::Pending => {
-                // Should not happen while newest > cursor; avoid spinning.
-                tokio::select! {
-                    _ = progress.changed() => {},
+            Step::CaughtUp => {
+                // Wait for the next append, the client leaving, or the
+                // keepalive tick.
+                let wake = tokio::select! {
+                    wake = cursor.wait() => wake,
                     _ = tx.closed() => break,
+                };
+                match wake {
+                    Wake::Changed => {}
+                    Wake::Ended => break,
+                    Wake::Keepalive => {
+                        sse::keepalive(&mut buf, framing, now_ms());
+                        if !send(&tx, &mut buf).await {
+                            break;
+                        }
+                    }
                 }
             }
-            ReadResult::Finished => break,
+            Step::End => break,
         }
     }
-    log.detach(reader).await;
+    cursor.close().await;
 }
 
 /// Sends the buffered bytes as one frame; false once the client is gone.

@@ -8,8 +8,8 @@ use std::io::Write;
 
 use crate::policy::wit::{Channel, Ending, Events, Gap, Outcome, Run};
 
-/// How events are framed on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How events are framed on the wire (`--sse-framing`, `?framing=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
     /// WHATWG `text/event-stream`: `id:`, `event:`, `data:` lines.
     Standard,
@@ -18,7 +18,8 @@ pub enum Framing {
 }
 
 impl Framing {
-    /// Parses the `framing` query parameter.
+    /// Parses `standard` or `legacy`, as the `framing` query parameter
+    /// and the daemon's flag spell them.
     pub fn parse(value: &str) -> Option<Framing> {
         match value {
             "standard" => Some(Framing::Standard),

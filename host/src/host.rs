@@ -1,0 +1,404 @@
+//! The host as a value: [`Host`], built by [`HostBuilder`](crate::HostBuilder),
+//! serving HTTP, running commands for the program that embeds it, and
+//! shutting down without leaving anything behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::command::{Command, Status};
+use crate::config::HostBuilder;
+use crate::error::{AttachError, RunError, StartError};
+use crate::http::App;
+use crate::http::request::{self, RunRequest};
+use crate::http::server::{Connections, Serve};
+use crate::http::service::ApiService;
+use crate::policy::PolicyEngine;
+use crate::recovery::{self, Recovered};
+use crate::registry::Registry;
+use crate::state_dir::StateDir;
+use crate::stream::events::Events;
+use crate::stream::reader::Cursor;
+use crate::tasks::Tasks;
+
+/// A running host: its policy compiled, its state directory in place, its
+/// commands' registry. Cheap to clone; every clone is the same host.
+///
+/// Serve it with [`Host::serve`], mount it in another server with
+/// [`Host::service`], run commands directly with [`Host::run`], and end it
+/// with [`Host::shutdown`].
+#[derive(Clone)]
+pub struct Host {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    app: Arc<App>,
+    /// Turns true when the host shuts down: every stream ends.
+    shutdown: watch::Sender<bool>,
+    /// Connections accepted by [`Host::serve`], drained at shutdown.
+    connections: Connections,
+    /// Until shutdown: dropping it removes a fresh directory.
+    state_dir: Mutex<Option<StateDir>>,
+    state_path: PathBuf,
+    kept: bool,
+    request_timeout: Duration,
+    drain_timeout: Duration,
+    tasks: Tasks,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("policy", &self.policy())
+            .field("state_dir", &self.shared.state_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// A builder with every setting at its default (see [`HostBuilder`]).
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    pub(crate) async fn start(builder: HostBuilder) -> Result<Host, StartError> {
+        let settings = builder.check()?;
+        let tasks = Tasks::default();
+        let policy = PolicyEngine::load(
+            &settings.policy,
+            settings.policy_settings.clone(),
+            settings.limits,
+            settings.epoch_ticker,
+            &tasks,
+        )
+        .await?;
+        let state_dir = match &settings.state_dir {
+            Some(dir) => StateDir::given(dir),
+            None => StateDir::fresh(),
+        }
+        .map_err(StartError::StateDir)?;
+        let bounds = settings.bounds(state_dir.path());
+        let registry = Registry::new(
+            policy.clone(),
+            state_dir.path().to_path_buf(),
+            state_dir.kept(),
+            bounds,
+            settings.trim_heap,
+            tasks.clone(),
+        );
+        if state_dir.kept() {
+            let started = Instant::now();
+            let found = recovery::recover(&registry, state_dir.path())
+                .await
+                .map_err(|source| StartError::Recovery {
+                    path: state_dir.path().to_path_buf(),
+                    source,
+                })?;
+            if found != Recovered::default() {
+                tracing::info!(
+                    logs = found.logs,
+                    interrupted = found.interrupted,
+                    killed = found.killed,
+                    dropped = found.dropped,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "recovered what the previous host left in the state directory"
+                );
+            }
+        }
+        let (end, streams) = watch::channel(false);
+        let app = Arc::new(App {
+            registry,
+            access_token: settings.access_token,
+            framing: settings.framing,
+            max_body_bytes: settings.max_body_bytes,
+            body_timeout: settings.request_timeout,
+            max_readers: settings.max_readers,
+            shutdown: streams,
+            end,
+            sessions: crate::session::Sessions::new(state_dir.path()),
+            metrics: crate::http::metrics::Source::new(),
+            upstream: settings.upstream,
+            tasks: tasks.clone(),
+        });
+        tracing::info!(
+            policy = policy.origin(),
+            state_dir = %state_dir.path().display(),
+            disk_budget = bounds.disk_budget,
+            command_disk_budget = bounds.command_disk_budget,
+            "started"
+        );
+        Ok(Host {
+            shared: Arc::new(Shared {
+                app,
+                shutdown: watch::channel(false).0,
+                connections: Connections::default(),
+                state_path: state_dir.path().to_path_buf(),
+                kept: state_dir.kept(),
+                state_dir: Mutex::new(Some(state_dir)),
+                request_timeout: settings.request_timeout,
+                drain_timeout: settings.drain_timeout,
+                tasks,
+            }),
+        })
+    }
+
+    /// Serves the API on `listener` until [`Serve::with_graceful_shutdown`]'s
+    /// signal fires or [`Host::shutdown`] begins, in the manner of
+    /// `axum::serve`. Connections still open then are drained by
+    /// [`Host::shutdown`], after the commands' terminal events reached
+    /// their readers.
+    pub fn serve(&self, listener: tokio::net::TcpListener) -> Serve {
+        Serve::new(
+            listener,
+            Arc::clone(&self.shared.app),
+            self.shared.request_timeout,
+            self.shared.shutdown.subscribe(),
+            self.shared.connections.clone(),
+        )
+    }
+
+    /// The whole API as a service, to mount inside another server beside
+    /// routes of its own: a `tower::Service` (and a `hyper` one) from any
+    /// `http::Request` whose body is an `http_body::Body`.
+    pub fn service(&self) -> ApiService {
+        ApiService::new(Arc::clone(&self.shared.app))
+    }
+
+    /// Starts a command, as `POST /command` does (with `background`
+    /// telling whether it keeps raw output for `/logs`). Its events are
+    /// read with [`Execution::events`].
+    pub async fn run(&self, run: Run) -> Result<Execution, RunError> {
+        let request = run.check()?;
+        let (command, _) = self.shared.app.registry.start(request, None).await?;
+        Ok(self.execution(command))
+    }
+
+    /// A command the host knows (started here or over HTTP), by id.
+    pub fn command(&self, id: &str) -> Option<Execution> {
+        self.shared.app.registry.get(id).map(|c| self.execution(c))
+    }
+
+    fn execution(&self, command: Arc<Command>) -> Execution {
+        Execution {
+            command,
+            app: Arc::clone(&self.shared.app),
+        }
+    }
+
+    /// Where the policy came from, e.g. `` `disk` (embedded) ``.
+    pub fn policy(&self) -> &str {
+        self.shared.app.registry.policy().origin()
+    }
+
+    /// The state directory: the one given, or the fresh one made at start
+    /// (removed at shutdown).
+    pub fn state_dir(&self) -> &Path {
+        &self.shared.state_path
+    }
+
+    /// Stops the host: no command starts from now on; every process group
+    /// it started gets SIGTERM, and SIGKILL after `grace`; readers receive
+    /// the terminal events, then every stream ends; connections accepted
+    /// by [`Host::serve`] are drained (at most the drain timeout); the
+    /// commands' files are removed, or kept for the next host when the
+    /// state directory was given (it recovers them); and every task and
+    /// thread of the host ends. Later calls, from any clone, return at
+    /// once.
+    pub async fn shutdown(&self, grace: Duration) {
+        let shared = &self.shared;
+        if shared.shutdown.send_replace(true) {
+            return;
+        }
+        // Accept loops stopped with the flag; commands stop next. Streams
+        // must outlive the commands' terminal events, so they end after.
+        let registry = &shared.app.registry;
+        tracing::info!("shutting down: stopping commands");
+        registry.stop_all(grace).await;
+        shared.app.end_streams();
+        shared.connections.drain(shared.drain_timeout).await;
+        for command in registry.all() {
+            if shared.kept {
+                // For the next host on this directory (see `recovery`).
+                command.keep_files();
+            } else {
+                command.remove_files();
+            }
+        }
+        shared.app.sessions.remove_all();
+        registry.end();
+        shared.tasks.wait(shared.drain_timeout).await;
+        registry.clear();
+        let state_dir = shared
+            .state_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(state_dir);
+    }
+}
+
+/// A command to run with [`Host::run`]: shell text, or a program and its
+/// arguments, and how to run it.
+///
+/// ```
+/// use std::time::Duration;
+/// let run = execd_host::Run::shell("make test")
+///     .cwd("/tmp")
+///     .env("CI", "1")
+///     .timeout(Duration::from_secs(60));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Run {
+    command: Option<String>,
+    argv: Option<Vec<String>>,
+    cwd: Option<PathBuf>,
+    background: bool,
+    timeout: Option<Duration>,
+    user: Option<(u32, Option<u32>)>,
+    envs: Vec<(String, String)>,
+}
+
+impl Run {
+    /// Shell text, run as `bash -c` (`sh -c` where there is no bash).
+    pub fn shell(command: impl Into<String>) -> Run {
+        Run::new(Some(command.into()), None)
+    }
+
+    /// A program and its arguments, run without a shell (`PATH` searched).
+    pub fn argv<I, S>(argv: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Run::new(None, Some(argv.into_iter().map(Into::into).collect()))
+    }
+
+    fn new(command: Option<String>, argv: Option<Vec<String>>) -> Run {
+        Run {
+            command,
+            argv,
+            cwd: None,
+            background: false,
+            timeout: None,
+            user: None,
+            envs: Vec::new(),
+        }
+    }
+
+    /// The working directory (taken as it is: no `~` or `$NAME`
+    /// expansion). Default: the host's.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Run {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Keeps the raw combined output for `GET /command/{id}/logs`, as a
+    /// background `POST /command` does. Default: false.
+    pub fn background(mut self, background: bool) -> Run {
+        self.background = background;
+        self
+    }
+
+    /// SIGTERM (then SIGKILL) to the command after this long. Default: none.
+    pub fn timeout(mut self, timeout: Duration) -> Run {
+        self.timeout = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Runs as this user (and group; default: the user's primary group).
+    pub fn user(mut self, uid: u32, gid: Option<u32>) -> Run {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// Sets an environment variable, over the host's environment and the
+    /// `EXECD_ENVS` file's entries.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Run {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// The same checks as a `POST /command` body gets.
+    fn check(self) -> Result<RunRequest, RunError> {
+        let (command, argv) = match (self.command, self.argv) {
+            (Some(command), _) => (request::check_command(command)?, None),
+            (None, Some(argv)) => {
+                request::check_argv(&argv)?;
+                (request::quote_argv(&argv), Some(argv))
+            }
+            (None, None) => {
+                return Err(RunError::Invalid("`command` or `argv` is required".into()));
+            }
+        };
+        let envs = request::check_envs(self.envs.into_iter().collect())?;
+        if let Some(cwd) = &self.cwd
+            && !cwd.is_dir()
+        {
+            return Err(RunError::Invalid(format!(
+                "`cwd` {cwd:?} is not an existing directory"
+            )));
+        }
+        Ok(RunRequest {
+            command,
+            argv,
+            cwd: self.cwd,
+            background: self.background,
+            timeout: self.timeout,
+            uid: self.user.map(|(uid, _)| uid),
+            gid: self.user.and_then(|(_, gid)| gid),
+            envs: request::command_env(envs),
+        })
+    }
+}
+
+/// A command the host knows: started by [`Host::run`], or found by
+/// [`Host::command`].
+pub struct Execution {
+    command: Arc<Command>,
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for Execution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Execution")
+            .field("id", &self.command.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Execution {
+    /// Its id: 32 hex digits, the same as over HTTP.
+    pub fn id(&self) -> &str {
+        &self.command.id
+    }
+
+    /// Running or not, and how it ended (what `GET /command/status/{id}`
+    /// reports).
+    pub fn status(&self) -> Status {
+        self.command.status().clone()
+    }
+
+    /// SIGTERM to its process group now, SIGKILL after 3 s, as
+    /// `DELETE /command?id=` does.
+    pub fn interrupt(&self) {
+        self.app.registry.interrupt(&self.command);
+    }
+
+    /// Its events after eid `after_eid` (0: from the start), live to the
+    /// terminal event: the same cursor as `GET /command/{id}/resume` reads
+    /// through, and admitted by the policy the same way.
+    pub async fn events(&self, after_eid: u64) -> Result<Events, AttachError> {
+        let log = &self.command.log;
+        let reader = log.attach(self.app.max_readers).await?;
+        let cursor = Cursor::new(
+            Arc::clone(log),
+            reader,
+            after_eid,
+            self.app.shutdown.clone(),
+        );
+        Ok(Events::new(cursor))
+    }
+}
