@@ -59,7 +59,7 @@ fn the_embed_example_passes_the_api_tests() {
     let passed: usize = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("test result: ok. "))
-        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .filter_map(|rest| rest.split(" ").next()?.parse::<usize>().ok())
         .sum();
     assert!(passed >= 10, "too few api tests ran: {stdout}");
 }

@@ -145,7 +145,7 @@ async fn a_kept_state_dir_keeps_commands_for_the_next_host() {
     let dir = TempDir::new("library-kept");
     let first = Host::builder()
         .policy("disk")
-        .state_dir(dir.0)
+        .state_dir(&dir.0)
         .build()
         .await
         .expect("the host starts");
@@ -157,7 +157,7 @@ async fn a_kept_state_dir_keeps_commands_for_the_next_host() {
     assert!(dir.0.exists(), "a given state dir stays");
     let second = Host::builder()
         .policy("disk")
-        .state_dir(dir.0)
+        .state_dir(&dir.0)
         .build()
         .await
         .expect("the next host starts");
@@ -189,7 +189,7 @@ fn shutdown_probe() {
         // (wasmtime's compile pool, the blocking pool).
         lifecycle().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let threads = threads();
+        let before = threads();
         let tasks = tokio::runtime::Handle::current()
             .metrics()
             .num_alive_tasks();
@@ -207,8 +207,8 @@ fn shutdown_probe() {
         );
         assert_eq!(
             left.len(),
-            threads.len(),
-            "threads before {threads:?}, after {left:?}"
+            before.len(),
+            "threads before {before:?}, after {left:?}"
         );
     });
 }
