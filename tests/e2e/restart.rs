@@ -459,3 +459,31 @@ async fn damaged_logs_serve_what_is_whole() {
     init_id(&mut stream).await;
     assert_eq!(stream.events().await[0].text(), "fine");
 }
+
+/// Retention counts from when a command ended, not from the restart: a log
+/// whose retention ran out while no host served it is gone at once (a
+/// resume at its end still gets 204), one with time left stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_counts_from_the_original_end() {
+    let kept = Kept::new("restart-retention");
+    let short = ["--policy-config", "retention-secs=2"];
+    let host = Host::start(&kept.args(&short)).await;
+    let mut stream = host.run(json!({"command": "echo old"})).await;
+    let old = init_id(&mut stream).await;
+    stream.events().await;
+    host.kill().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let host = Host::start(&kept.args(&short)).await;
+    host.call("GET", &format!("/command/status/{old}"), "")
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
+    assert_eq!(host.resume(&old, 2).await.status, 204, "its end is remembered");
+    assert!(
+        eventually(PATIENCE, || !std::path::Path::new(&kept.path)
+            .join(format!("{old}.log"))
+            .exists())
+        .await,
+        "its files went"
+    );
+}
