@@ -204,7 +204,9 @@ async fn adopt(
         &ending,
     ));
     if left.is_zero() {
-        registry.adopt(command, Duration::ZERO);
+        // Gone before the first request; its files go with `command`.
+        let terminal = command.log.terminal().await.unwrap_or(0);
+        registry.remember_expired(&command.id, terminal);
         return Ok(Adopted::Expired);
     }
     registry.adopt(command, left);

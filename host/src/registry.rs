@@ -356,7 +356,14 @@ impl Registry {
             // Expired already, early, to make room on disk.
             return;
         }
-        if let Ok(key) = u128::from_str_radix(&command.id, 16) {
+        self.remember_expired(&command.id, terminal);
+        self.freed.store(true, Ordering::Release);
+    }
+
+    /// Remembers where an expired log ended, so a resume at its end still
+    /// gets 204.
+    pub fn remember_expired(&self, id: &str, terminal: u64) {
+        if let Ok(key) = u128::from_str_radix(id, 16) {
             let mut tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
             tombstones.terminal.insert(key, terminal);
             tombstones.order.push_back(key);
@@ -366,7 +373,6 @@ impl Registry {
                 }
             }
         }
-        self.freed.store(true, Ordering::Release);
     }
 
     /// Keeps the host within its disk budget, for as long as the registry
