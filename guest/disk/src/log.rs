@@ -14,9 +14,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::Config;
-use crate::events::{
-    BUDGET, Batch, Budget, Ending, Events, Gap, IO, ReadResult, Reopened, Stored,
-};
+use crate::events::{BUDGET, Batch, Budget, Ending, Events, Gap, IO, ReadResult, Reopened, Stored};
 use crate::format::{self, FILE_HEADER_LEN, FileHeader};
 use crate::index::{Index, Place};
 use crate::replay::{Mark, Replay};
