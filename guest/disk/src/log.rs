@@ -272,7 +272,7 @@ impl Log {
         if let Err(e) = segment.remove()
             && e.kind() != io::ErrorKind::NotFound
         {
-            self.index.count_undeleted(bytes);
+            self.index.count_unindexed(bytes);
             self.warn(format!("cannot delete {}: {e}", path.display()));
         }
         true
