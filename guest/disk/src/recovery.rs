@@ -59,7 +59,12 @@ pub fn recover(dir: &Path) -> Result<Recovered, String> {
     let mut damage = Damage::default();
     let mut unindexed = 0;
     for other in &listing.others {
-        damage.report(format!("{}: not a segment file, left alone", other.name));
+        let what = if other.regular {
+            "not named like a segment"
+        } else {
+            "not a regular file"
+        };
+        damage.report(format!("{}: {what}: left alone", other.name));
         unindexed += other.bytes;
     }
     let next_seq = listing
@@ -160,6 +165,7 @@ struct SegmentName {
 /// Anything else in the directory.
 struct Other {
     name: String,
+    regular: bool,
     /// Bytes it takes, for a regular file (0 for anything else).
     bytes: u64,
 }
@@ -193,7 +199,11 @@ fn list(dir: &Path) -> io::Result<Listing> {
                 name,
                 bytes,
             }),
-            _ => listing.others.push(Other { name, bytes }),
+            _ => listing.others.push(Other {
+                name,
+                regular: is_file,
+                bytes,
+            }),
         }
     }
     listing.segments.sort_unstable_by_key(|s| s.seq);
