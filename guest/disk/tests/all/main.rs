@@ -6,4 +6,5 @@ mod corruption;
 mod io_errors;
 mod properties;
 mod reads;
+mod reopen;
 mod support;
