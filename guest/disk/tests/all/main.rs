@@ -7,4 +7,5 @@ mod io_errors;
 mod properties;
 mod reads;
 mod reopen;
+mod reopen_damage;
 mod support;
