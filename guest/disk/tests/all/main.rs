@@ -8,4 +8,5 @@ mod properties;
 mod reads;
 mod reopen;
 mod reopen_damage;
+mod reopen_properties;
 mod support;
