@@ -27,6 +27,7 @@ mod file;
 pub mod format;
 mod index;
 mod log;
+mod recovery;
 mod replay;
 mod segment;
 mod tail;
