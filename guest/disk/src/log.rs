@@ -1,6 +1,8 @@
 //! The log of one command: eid assignment, the memory tail, writing each
 //! batch to the newest segment as it is appended, the disk budget, and
-//! answering reads from memory, from the files, or with a gap.
+//! answering reads from memory, from the files, or with a gap; or, after
+//! a host restart, taking over the files a previous log left (their
+//! index comes from `recovery`).
 //!
 //! Every line older than the write frontier ([`Index::end_eid`]) is in a
 //! segment or in a missing span of the [`Index`]; the lines from the

@@ -104,30 +104,8 @@ pub fn recover(dir: &Path) -> Result<Recovered, String> {
             damage.into_reports().join("; ")
         ));
     }
-    let Walk { kept, ending, .. } = walk;
-    let mut index = Index::default();
-    let last = kept.len().checked_sub(1);
-    for (i, part) in kept.into_iter().enumerate() {
-        match part {
-            Part::Missing {
-                end_eid,
-                text_end,
-                reason,
-            } => index.push_missing(end_eid, text_end, reason),
-            Part::Stored {
-                mut segment,
-                end_eid,
-                text_end,
-                newest,
-                name,
-            } => {
-                if Some(i) == last && newest && ending.is_none() {
-                    open_for_ending(&mut segment, &name, &mut damage);
-                }
-                index.push_recovered(segment, end_eid, text_end);
-            }
-        }
-    }
+    let ending = walk.ending.clone();
+    let mut index = walk.into_index(&mut damage);
     index.count_unindexed(unindexed);
     Ok(Recovered {
         index,
@@ -340,6 +318,35 @@ impl Walk {
             name: file.name,
         });
         Ok(())
+    }
+
+    /// The index of what was taken; the last file is opened for the
+    /// ending when the log has none.
+    fn into_index(self, damage: &mut Damage) -> Index {
+        let mut index = Index::default();
+        let last = self.kept.len().checked_sub(1);
+        for (i, part) in self.kept.into_iter().enumerate() {
+            match part {
+                Part::Missing {
+                    end_eid,
+                    text_end,
+                    reason,
+                } => index.push_missing(end_eid, text_end, reason),
+                Part::Stored {
+                    mut segment,
+                    end_eid,
+                    text_end,
+                    newest,
+                    name,
+                } => {
+                    if Some(i) == last && newest && self.ending.is_none() {
+                        open_for_ending(&mut segment, &name, damage);
+                    }
+                    index.push_recovered(segment, end_eid, text_end);
+                }
+            }
+        }
+        index
     }
 
     /// Skips a file that cannot be used; returns its bytes.
