@@ -294,6 +294,9 @@ mod tests {
         assert!(!leader.kill_leftovers());
         let mut reused = Leader::of(me).unwrap();
         reused.start_ticks += 1;
-        assert!(!reused.kill_leftovers(), "same pid, other start time: not ours");
+        assert!(
+            !reused.kill_leftovers(),
+            "same pid, other start time: not ours"
+        );
     }
 }

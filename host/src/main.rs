@@ -117,7 +117,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let found = recovery::recover(&registry, state_dir.path())
             .await
-            .map_err(|e| anyhow::anyhow!("cannot read --state-dir {}: {e}", state_dir.path().display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read --state-dir {}: {e}",
+                    state_dir.path().display()
+                )
+            })?;
         if found != Recovered::default() {
             tracing::info!(
                 logs = found.logs,

@@ -105,7 +105,9 @@ impl OutputFile {
                     start,
                     len: meta.len(),
                 }),
-                _ => tracing::warn!(path = %entry.path().display(), "not an output chunk, left alone"),
+                _ => {
+                    tracing::warn!(path = %entry.path().display(), "not an output chunk, left alone")
+                }
             }
         }
         found.sort_by_key(|c| c.start);
@@ -395,7 +397,11 @@ mod tests {
         assert_eq!(read_all(&plan), all[plan.head as usize..]);
         assert_eq!(usage.used(), plan.tail - plan.head);
         again.append(b"more");
-        assert_eq!(again.tail(), before.tail, "an ended command gets no more output");
+        assert_eq!(
+            again.tail(),
+            before.tail,
+            "an ended command gets no more output"
+        );
         again.keep();
         drop(again);
 

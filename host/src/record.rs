@@ -147,7 +147,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let id = "0123456789abcdef0123456789abcdef";
-        let record = CommandRecord::new(id, "echo hi", true, 42, Leader::of(std::process::id() as i32));
+        let record = CommandRecord::new(
+            id,
+            "echo hi",
+            true,
+            42,
+            Leader::of(std::process::id() as i32),
+        );
         let file = RecordFile::write(&dir, &record).unwrap();
         let path = dir.join(format!("{id}.json"));
         assert_eq!(CommandRecord::read(&path, id).unwrap(), record);

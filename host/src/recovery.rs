@@ -114,7 +114,9 @@ pub async fn recover(registry: &Arc<Registry>, dir: &Path) -> std::io::Result<Re
 }
 
 enum Adopted {
-    Served { interrupted: bool },
+    Served {
+        interrupted: bool,
+    },
     /// Its retention ran out while no host served it.
     Expired,
 }
@@ -140,7 +142,11 @@ async fn adopt(
         .instantiate(Some(&paths.log))
         .await
         .map_err(|e| e.to_string())?;
-    let reopened = instance.reopen().await.map_err(|e| e.to_string())?;
+    let dir_bytes = dir_bytes(&paths.log);
+    let reopened = instance
+        .reopen(dir_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
     for damage in &reopened.damage {
         tracing::warn!(command = %record.id, "the log was damaged: {damage}; readers get a gap with reason damaged");
     }
@@ -167,10 +173,7 @@ async fn adopt(
     if let Some(failure) = log.failure().await {
         return Err(failure.to_string());
     }
-    let ending = log
-        .ending()
-        .await
-        .ok_or("the log has no terminal event")?;
+    let ending = log.ending().await.ok_or("the log has no terminal event")?;
     let output = if record.background && files.output_dir {
         let share = Share::new(registry.disk());
         match OutputFile::reopen(paths.output.clone(), output_budget, share) {
@@ -211,6 +214,19 @@ async fn adopt(
     }
     registry.adopt(command, left);
     Ok(Adopted::Served { interrupted })
+}
+
+/// Bytes of the files in `dir` (a policy's directory holds only files).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Where one command's files are.

@@ -339,7 +339,12 @@ pub struct Stream {
 /// A request to whatever host listens on `addr` now, for clients that
 /// outlive a host: `None` when nothing listens there or the connection
 /// broke before the answer's head.
-pub async fn try_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<Stream> {
+pub async fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<Stream> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -353,7 +358,9 @@ pub async fn try_request(addr: &str, method: &str, path: &str, headers: &[(&str,
 
 impl Stream {
     async fn open(stream: TcpStream) -> Stream {
-        Stream::try_open(stream).await.expect("read the answer's head")
+        Stream::try_open(stream)
+            .await
+            .expect("read the answer's head")
     }
 
     async fn try_open(stream: TcpStream) -> std::io::Result<Stream> {

@@ -110,7 +110,9 @@ async fn restart_after(signal: i32) {
     let bg_group: u32 = loop {
         let status = host.status(&running_bg).await;
         assert_eq!(status["running"], true);
-        let logs = host.call("GET", &format!("/command/{running_bg}/logs"), "").await;
+        let logs = host
+            .call("GET", &format!("/command/{running_bg}/logs"), "")
+            .await;
         if logs.text().lines().count() > 100 {
             break logs.text().lines().next().unwrap().parse().expect("a pid");
         }
@@ -135,27 +137,44 @@ async fn restart_after(signal: i32) {
     }
 
     let started = Instant::now();
-    let host = Host::start(&kept.args(&["--listen", &addr])).await;
+    // At info, for its line about what it recovered.
+    let host = Host::try_start_env(&kept.args(&["--listen", &addr]), &[("EXECD_LOG", "info")])
+        .await
+        .expect("the second host starts");
     println!("restart: second host up in {:?}", started.elapsed());
 
     // The reader continues where it was, by Last-Event-ID.
     read.extend(midway.events().await);
     let last = read.iter().filter_map(Event::eid).next_back().unwrap_or(0);
     let mut rest = host.resume_by(&long, last, true).await;
-    let mut whole: Vec<Value> = read.into_iter().filter(|e| e.eid().is_some()).map(|e| e.data).collect();
+    let mut whole: Vec<Value> = read
+        .into_iter()
+        .filter(|e| e.eid().is_some())
+        .map(|e| e.data)
+        .collect();
     whole.extend(rest.events().await.into_iter().map(|e| e.data));
-    assert_eq!(whole, before[&long].events, "the mid-replay reader got every event once");
+    assert_eq!(
+        whole, before[&long].events,
+        "the mid-replay reader got every event once"
+    );
 
     // Finished logs: event for event, status and /logs as they were.
     for (id, background) in [(&failed, false), (&bg, true), (&long, false)] {
         let now = seen(&host, id, background).await;
         assert_eq!(now.status, before[id].status, "status of {id}");
         assert_eq!(now.logs, before[id].logs, "/logs of {id}");
-        assert!(now.events == before[id].events, "events of {id} differ after the restart");
+        assert!(
+            now.events == before[id].events,
+            "events of {id} differ after the restart"
+        );
         // From any cursor: the same suffix.
         for after in [1, 2500, before[id].events.len() as u64 - 1] {
             let suffix = events_after(&host, id, after).await;
-            assert_eq!(suffix[..], before[id].events[after as usize..], "{id} after {after}");
+            assert_eq!(
+                suffix[..],
+                before[id].events[after as usize..],
+                "{id} after {after}"
+            );
         }
         let end = host.resume(id, before[id].events.len() as u64).await;
         assert_eq!(end.status, 204, "a resume at the end of {id}");
@@ -188,11 +207,25 @@ async fn restart_after(signal: i32) {
         .await,
         "the groups the first host left are gone"
     );
-    let logs = host.call("GET", &format!("/command/{running_bg}/logs"), "").await;
-    assert_eq!(logs.text().lines().count(), 101, "the interrupted command's /logs");
-    if signal == libc::SIGKILL {
-        assert!(host.stderr().contains("recovered"), "{}", host.stderr());
-    }
+    let logs = host
+        .call("GET", &format!("/command/{running_bg}/logs"), "")
+        .await;
+    assert_eq!(
+        logs.text().lines().count(),
+        101,
+        "the interrupted command's /logs"
+    );
+    let log = host.stderr();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("recovered"))
+        .unwrap_or_default();
+    assert!(summary.contains("logs=5"), "{log}");
+    let interrupted = if signal == libc::SIGKILL { 2 } else { 0 };
+    assert!(
+        summary.contains(&format!("interrupted={interrupted}")),
+        "{log}"
+    );
 
     // New commands run beside the recovered ones.
     let mut stream = host.run(json!({"command": "echo new"})).await;
@@ -319,7 +352,10 @@ async fn read_through_restarts(addr: Arc<String>, id: String) -> Vec<Value> {
     let mut round = 0u64;
     while Instant::now() < deadline {
         round += 1;
-        let after = all.last().map_or(0, |e| e["eid"].as_u64().unwrap_or(0)).to_string();
+        let after = all
+            .last()
+            .map_or(0, |e| e["eid"].as_u64().unwrap_or(0))
+            .to_string();
         let path = format!("/command/{id}/resume");
         let Some(mut stream) = try_request(&addr, "GET", &path, &[("Last-Event-ID", &after)]).await
         else {
@@ -450,7 +486,11 @@ async fn damaged_logs_serve_what_is_whole() {
                 // Its own ending was lost to the damage: a new one.
                 continue;
             }
-            assert_eq!(&e.data, &want[eid as usize - 1], "{id}: eid {eid} is what was logged");
+            assert_eq!(
+                &e.data,
+                &want[eid as usize - 1],
+                "{id}: eid {eid} is what was logged"
+            );
         }
         assert!(events.last().is_some_and(Event::is_terminal), "{id} ends");
     }
@@ -478,7 +518,11 @@ async fn retention_counts_from_the_original_end() {
     host.call("GET", &format!("/command/status/{old}"), "")
         .await
         .assert_error(404, "COMMAND_NOT_FOUND");
-    assert_eq!(host.resume(&old, 2).await.status, 204, "its end is remembered");
+    assert_eq!(
+        host.resume(&old, 2).await.status,
+        204,
+        "its end is remembered"
+    );
     assert!(
         eventually(PATIENCE, || !std::path::Path::new(&kept.path)
             .join(format!("{old}.log"))

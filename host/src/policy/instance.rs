@@ -27,6 +27,10 @@ impl WasiView for PolicyState {
     }
 }
 
+/// The slowest a reopen is allowed to check its files: 20 MB/s, a tenth of
+/// what the `disk` policy managed on a busy 2-core machine.
+pub const REOPEN_BYTES_PER_SEC: u64 = 20_000_000;
+
 /// A live policy instance. Dropping it frees the whole log.
 pub struct PolicyInstance {
     kind: Kind,
@@ -117,13 +121,16 @@ impl PolicyInstance {
         }
     }
 
-    /// Reopens the log a previous host left in the instance's directory.
-    pub async fn reopen(&mut self) -> Result<wit::Reopened, PolicyError> {
+    /// Reopens the log a previous host left in the instance's directory,
+    /// which holds `dir_bytes`. The policy checks every byte of it, so the
+    /// call gets its deadline plus a second per [`REOPEN_BYTES_PER_SEC`].
+    pub async fn reopen(&mut self, dir_bytes: u64) -> Result<wit::Reopened, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(_) => Err(super::native::RING_KEEPS_NOTHING.to_string()),
             Kind::NativeDisk(log) => log.reopen(),
             Kind::Wasm(w) => {
-                w.arm();
+                let extra_ms = dir_bytes.saturating_mul(1000) / REOPEN_BYTES_PER_SEC;
+                w.arm_for(extra_ms);
                 let log = w.bindings.execd_resume_log();
                 log.call_reopen(&mut w.store)
                     .await
@@ -233,6 +240,13 @@ impl Wasm {
     /// Resets the CPU deadline; every call gets the whole budget.
     fn arm(&mut self) {
         self.store.set_epoch_deadline(self.deadline_ticks);
+    }
+
+    /// Like [`Wasm::arm`], with `extra_ms` more for this call.
+    fn arm_for(&mut self, extra_ms: u64) {
+        let extra = extra_ms.div_ceil(super::engine::EPOCH_TICK.as_millis() as u64);
+        self.store
+            .set_epoch_deadline(self.deadline_ticks.saturating_add(extra));
     }
 
     fn explain(&self, error: wasmtime::Error, call: &'static str) -> PolicyError {
