@@ -78,7 +78,11 @@ pub async fn startup(ctx: &Ctx) -> Result<Vec<Row>> {
                 .events(&mut count, Pace::default())
                 .await?;
             if count.logged != LINES + 1 || count.gaps > 0 {
-                bail!("{id} after the restart: {} events, {} gaps", count.logged, count.gaps);
+                bail!(
+                    "{id} after the restart: {} events, {} gaps",
+                    count.logged,
+                    count.gaps
+                );
             }
         }
         host.stop().await;
