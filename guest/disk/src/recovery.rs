@@ -369,7 +369,10 @@ fn scan_file(file: &SegmentName) -> io::Result<(Segment, Scan)> {
     let opened = SegmentFile::open(&file.path)?;
     let len = opened.len()?;
     let mut segment = Segment::recovered(file.seq, file.path.clone(), len);
-    let reader = BufReader::with_capacity(SCAN_BUFFER, SegmentReader::new(&opened));
+    // No bigger than the file: a small log must not grow the instance's
+    // memory, which a finished log keeps for its whole retention.
+    let buffer = usize::try_from(len).map_or(SCAN_BUFFER, |len| len.clamp(4096, SCAN_BUFFER));
+    let reader = BufReader::with_capacity(buffer, SegmentReader::new(&opened));
     let scan = format::scan_records(reader, len, |found| {
         let line = (found.header.kind == Kind::Lines)
             .then_some((found.header.first_eid, found.text_offset));
