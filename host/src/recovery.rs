@@ -135,6 +135,13 @@ async fn adopt(
             policy.origin()
         ));
     }
+    if record.policy != policy.origin() {
+        return Err(format!(
+            "its log was written by {}, and this host runs {}",
+            record.policy,
+            policy.origin()
+        ));
+    }
     if !files.log_dir {
         return Err("its log directory is missing".into());
     }

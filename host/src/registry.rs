@@ -210,6 +210,7 @@ impl Registry {
                 request.background,
                 crate::command::unix_ms(started_at),
                 Leader::of(group.pgid()),
+                self.policy.origin(),
             );
             match RecordFile::write(&self.state_dir, &record) {
                 Ok(file) => Some(file),

@@ -531,3 +531,21 @@ async fn retention_counts_from_the_original_end() {
         "its files went"
     );
 }
+
+/// A log is reopened only by the policy that wrote it: another policy
+/// (even one that reads the same files) is not handed files it did not
+/// write, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_policy_does_not_reopen_a_log() {
+    let kept = Kept::new("restart-other-policy");
+    let host = Host::start(&kept.args(&[])).await;
+    let mut stream = host.run(json!({"command": "echo mine"})).await;
+    let id = init_id(&mut stream).await;
+    stream.events().await;
+    host.kill().await;
+    let host = Host::start(&kept.args(&["--policy", "native-disk"])).await;
+    host.call("GET", &format!("/command/status/{id}"), "")
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
+    assert!(host.stderr().contains("written by"), "{}", host.stderr());
+}
