@@ -102,8 +102,15 @@ async fn spill_keeps_everything_with_bounded_memory() {
     assert!(status.success(), "{status:?}");
     assert!(spill_dir.exists(), "kept at exit");
     let host = Host::start(&["--policy", "spill", "--state-dir", &state_arg]).await;
-    assert!(!spill_dir.exists(), "spill directory removed by the next host");
-    host.resume(&id, 0).await.finish().await.assert_error(404, "COMMAND_NOT_FOUND");
+    assert!(
+        !spill_dir.exists(),
+        "spill directory removed by the next host"
+    );
+    host.resume(&id, 0)
+        .await
+        .finish()
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
     drop(host);
     let _ = std::fs::remove_dir_all(&state);
 }

@@ -88,6 +88,12 @@ impl SegmentFile {
         std::os::unix::fs::FileExt::read_at(&self.inner, buf, offset)
     }
 
+    /// Replaces `buf` with the `len` bytes at `offset`.
+    pub fn read_vec_at(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        buf.resize(len, 0);
+        self.read_exact_at(buf, offset)
+    }
+
     pub fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
@@ -161,6 +167,26 @@ impl SegmentFile {
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
         Ok(n)
+    }
+
+    /// Replaces `buf` with the `len` bytes at `offset`. The descriptor's
+    /// `read` hands back a fresh buffer; when it holds them all (a regular
+    /// file short of its end always does) that buffer becomes `buf`, so
+    /// the bytes are not copied once more.
+    pub fn read_vec_at(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        let (data, end) = self.inner.read(len as u64, offset).map_err(wasi::error)?;
+        if data.len() == len {
+            *buf = data;
+            return Ok(());
+        }
+        if data.len() > len || data.is_empty() || end {
+            buf.clear();
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let got = data.len();
+        *buf = data;
+        buf.resize(len, 0);
+        self.read_exact_at(&mut buf[got..], offset + got as u64)
     }
 
     pub fn set_len(&self, len: u64) -> io::Result<()> {

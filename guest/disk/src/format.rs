@@ -299,8 +299,17 @@ impl<'a> LinesBody<'a> {
 
     /// The lengths of lines `from..`, in order.
     pub fn lens_from(&self, from: usize) -> impl Iterator<Item = u32> + 'a {
-        let lens: &'a [u8] = self.lens.get(from * 4..).unwrap_or_default();
-        lens.chunks_exact(4).map(|l| u32_at(l, 0))
+        self.lens_of(from, self.len())
+    }
+
+    /// The lengths of lines `from..to` (clamped to the record), in order.
+    /// The iterator knows its length, so `Vec::extend` copies it in one
+    /// pass without a capacity check per line.
+    pub fn lens_of(&self, from: usize, to: usize) -> impl ExactSizeIterator<Item = u32> + 'a {
+        let to = to.min(self.len());
+        let lens: &'a [u8] = self.lens.get(from * 4..to * 4).unwrap_or_default();
+        lens.chunks_exact(4)
+            .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]))
     }
 
     /// The runs, in order (checked by [`LinesBody::parse`]).
