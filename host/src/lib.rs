@@ -99,7 +99,9 @@ pub mod internal {
     pub use crate::log::batch;
     /// The policy engine, for measuring it.
     pub mod policy {
-        pub use crate::policy::{EpochTicker, Limits, PolicyEngine, PolicySource, wit};
+        pub use crate::policy::{
+            EpochTicker, Limits, PolicyEngine, PolicyInstance, PolicySource, wit,
+        };
     }
     pub use crate::stream::sse;
     pub use crate::tasks::Tasks;

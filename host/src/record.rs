@@ -37,6 +37,9 @@ pub struct CommandRecord {
     /// Its process group; `None` when `/proc` could not say who led it (a
     /// later host then leaves the group alone).
     pub leader: Option<Leader>,
+    /// The policy that keeps its log (`PolicyEngine::origin`): a later host
+    /// with another one does not hand it files it did not write.
+    pub policy: String,
 }
 
 impl CommandRecord {
@@ -46,6 +49,7 @@ impl CommandRecord {
         background: bool,
         started_at_ms: u64,
         leader: Option<Leader>,
+        policy: &str,
     ) -> CommandRecord {
         CommandRecord {
             version: VERSION,
@@ -54,6 +58,7 @@ impl CommandRecord {
             background,
             started_at_ms,
             leader,
+            policy: policy.to_string(),
         }
     }
 
@@ -153,6 +158,7 @@ mod tests {
             true,
             42,
             Leader::of(std::process::id() as i32),
+            "`disk` (embedded)",
         );
         let file = RecordFile::write(&dir, &record).unwrap();
         let path = dir.join(format!("{id}.json"));

@@ -136,6 +136,13 @@ async fn adopt(
             policy.origin()
         ));
     }
+    if record.policy != policy.origin() {
+        return Err(format!(
+            "its log was written by {}, and this host runs {}",
+            record.policy,
+            policy.origin()
+        ));
+    }
     if !files.log_dir {
         return Err("its log directory is missing".into());
     }
@@ -143,7 +150,11 @@ async fn adopt(
         .instantiate(Some(&paths.log))
         .await
         .map_err(|e| e.to_string())?;
-    let reopened = instance.reopen().await.map_err(|e| e.to_string())?;
+    let dir_bytes = dir_bytes(&paths.log);
+    let reopened = instance
+        .reopen(dir_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
     for damage in &reopened.damage {
         tracing::warn!(command = %record.id, "the log was damaged: {damage}; readers get a gap with reason damaged");
     }
@@ -204,11 +215,26 @@ async fn adopt(
         &ending,
     ));
     if left.is_zero() {
-        registry.adopt(command, Duration::ZERO);
+        // Gone before the first request; its files go with `command`.
+        let terminal = command.log.terminal().await.unwrap_or(0);
+        registry.remember_expired(&command.id, terminal);
         return Ok(Adopted::Expired);
     }
     registry.adopt(command, left);
     Ok(Adopted::Served { interrupted })
+}
+
+/// Bytes of the files in `dir` (a policy's directory holds only files).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Where one command's files are.

@@ -218,6 +218,7 @@ impl Registry {
                 request.background,
                 crate::time::unix_ms(started_at),
                 Leader::of(group.pgid()),
+                self.policy.origin(),
             );
             match RecordFile::write(&self.state_dir, &record) {
                 Ok(file) => Some(file),
@@ -403,7 +404,14 @@ impl Registry {
             // Expired already, early, to make room on disk.
             return;
         }
-        if let Ok(key) = u128::from_str_radix(&command.id, 16) {
+        self.remember_expired(&command.id, terminal);
+        self.freed.store(true, Ordering::Release);
+    }
+
+    /// Remembers where an expired log ended, so a resume at its end still
+    /// gets 204.
+    pub fn remember_expired(&self, id: &str, terminal: u64) {
+        if let Ok(key) = u128::from_str_radix(id, 16) {
             let mut tombstones = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
             tombstones.terminal.insert(key, terminal);
             tombstones.order.push_back(key);
@@ -413,7 +421,6 @@ impl Registry {
                 }
             }
         }
-        self.freed.store(true, Ordering::Release);
     }
 
     /// Keeps the host within its disk budget, for as long as the registry

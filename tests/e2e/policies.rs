@@ -96,10 +96,22 @@ async fn spill_keeps_everything_with_bounded_memory() {
     // Resume from the middle of the spilled part too.
     let events = logged(&host.resume(&id, 123_456).await.events().await, 123_456);
     assert_eq!(events[0].text(), "123457");
-    // The host removes the directory when it exits.
+    // The host keeps an operator's --state-dir for the next host, and that
+    // one, which cannot reopen spill's files, removes them.
     let status = host.terminate().await;
     assert!(status.success(), "{status:?}");
-    assert!(!spill_dir.exists(), "spill directory removed at exit");
+    assert!(spill_dir.exists(), "kept at exit");
+    let host = Host::start(&["--policy", "spill", "--state-dir", &state_arg]).await;
+    assert!(
+        !spill_dir.exists(),
+        "spill directory removed by the next host"
+    );
+    host.resume(&id, 0)
+        .await
+        .finish()
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
+    drop(host);
     let _ = std::fs::remove_dir_all(&state);
 }
 

@@ -137,7 +137,10 @@ async fn restart_after(signal: i32) {
     }
 
     let started = Instant::now();
-    let host = Host::start(&kept.args(&["--listen", &addr])).await;
+    // At info, for its line about what it recovered.
+    let host = Host::try_start_env(&kept.args(&["--listen", &addr]), &[("EXECD_LOG", "info")])
+        .await
+        .expect("the second host starts");
     println!("restart: second host up in {:?}", started.elapsed());
 
     // The reader continues where it was, by Last-Event-ID.
@@ -212,9 +215,17 @@ async fn restart_after(signal: i32) {
         101,
         "the interrupted command's /logs"
     );
-    if signal == libc::SIGKILL {
-        assert!(host.stderr().contains("recovered"), "{}", host.stderr());
-    }
+    let log = host.stderr();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("recovered"))
+        .unwrap_or_default();
+    assert!(summary.contains("logs=5"), "{log}");
+    let interrupted = if signal == libc::SIGKILL { 2 } else { 0 };
+    assert!(
+        summary.contains(&format!("interrupted={interrupted}")),
+        "{log}"
+    );
 
     // New commands run beside the recovered ones.
     let mut stream = host.run(json!({"command": "echo new"})).await;
@@ -367,4 +378,174 @@ async fn read_through_restarts(addr: Arc<String>, id: String) -> Vec<Value> {
         }
     }
     panic!("{id}: no terminal event after {} events", all.len());
+}
+
+/// Segment files torn, truncated, overwritten and joined by garbage while
+/// no host runs: the next host starts, serves what is whole, says what is
+/// missing with a `damaged` gap, and never an event that was not logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_logs_serve_what_is_whole() {
+    let kept = Kept::new("restart-damage");
+    // Small segments, so that each log has several files to damage.
+    let small = ["--policy-config", "segment-bytes=65536"];
+    let host = Host::start(&kept.args(&small)).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let mut stream = host
+            .run(json!({"command": format!("seq {} {}", n * 100_000 + 1, n * 100_000 + 40_000)}))
+            .await;
+        ids.push(init_id(&mut stream).await);
+        stream.events().await;
+    }
+    let mut before = HashMap::new();
+    for id in &ids {
+        before.insert(id.clone(), events_after(&host, id, 0).await);
+    }
+    host.kill().await;
+
+    let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |bound: u64| {
+        // xorshift: reproducible damage, no dependency.
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state % bound.max(1)
+    };
+    for (n, id) in ids.iter().enumerate() {
+        let dir = std::path::Path::new(&kept.path).join(format!("{id}.log"));
+        let mut segments: Vec<_> = std::fs::read_dir(&dir)
+            .expect("log dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        segments.sort();
+        assert!(segments.len() > 2, "{id}: {segments:?}");
+        let victim = &segments[rand(segments.len() as u64) as usize];
+        let mut bytes = std::fs::read(victim).expect("segment");
+        match n {
+            // A torn tail of the last file.
+            0 => {
+                let last = segments.last().unwrap();
+                let mut tail = std::fs::read(last).unwrap();
+                tail.truncate(tail.len() - 1 - rand(tail.len() as u64 / 2) as usize);
+                std::fs::write(last, tail).unwrap();
+                continue;
+            }
+            // Bits flipped anywhere in a file, header included.
+            1 | 2 => {
+                for _ in 0..8 {
+                    let at = rand(bytes.len() as u64) as usize;
+                    bytes[at] ^= 1 << rand(8);
+                }
+            }
+            // A file cut short in the middle of the log.
+            3 => bytes.truncate(rand(bytes.len() as u64) as usize),
+            // A run of garbage over a stretch of a file.
+            4 => {
+                let at = rand(bytes.len() as u64) as usize;
+                for b in bytes.iter_mut().skip(at).take(4096) {
+                    *b = rand(256) as u8;
+                }
+            }
+            // Garbage files beside the segments, and an empty segment.
+            _ => {
+                std::fs::write(dir.join("0000000999.seg"), b"EXECDSEG garbage").unwrap();
+                std::fs::write(dir.join("notes.txt"), b"not a segment").unwrap();
+                std::fs::write(dir.join("0000000998.seg"), b"").unwrap();
+                continue;
+            }
+        }
+        std::fs::write(victim, bytes).unwrap();
+    }
+
+    let host = Host::start(&kept.args(&small)).await;
+    for id in &ids {
+        let want = &before[id];
+        let response = host.resume(id, 0).await;
+        if response.status == 404 {
+            // Nothing of it could be trusted: dropped, and said so.
+            assert!(host.stderr().contains(id.as_str()), "{}", host.stderr());
+            continue;
+        }
+        let mut response = response;
+        assert_eq!(response.status, 200, "{id}");
+        let events = response.events().await;
+        let mut next = 1u64;
+        for e in &events {
+            if e.kind() == "gap" {
+                assert_eq!(e.data["from_eid"], next, "{id}: {:?}", e.data);
+                assert_eq!(e.data["reason"], "damaged", "{id}: {:?}", e.data);
+                next = e.data["to_eid"].as_u64().expect("to_eid") + 1;
+                continue;
+            }
+            let Some(eid) = e.eid() else { continue };
+            assert_eq!(eid, next, "{id}: eids in order");
+            next += 1;
+            if e.is_terminal() && e.data["error"]["ename"] == "HostRestarted" {
+                // Its own ending was lost to the damage: a new one.
+                continue;
+            }
+            assert_eq!(
+                &e.data,
+                &want[eid as usize - 1],
+                "{id}: eid {eid} is what was logged"
+            );
+        }
+        assert!(events.last().is_some_and(Event::is_terminal), "{id} ends");
+    }
+    // The host is unharmed.
+    let mut stream = host.run(json!({"command": "echo fine"})).await;
+    init_id(&mut stream).await;
+    assert_eq!(stream.events().await[0].text(), "fine");
+}
+
+/// Retention counts from when a command ended, not from the restart: a log
+/// whose retention ran out while no host served it is gone at once (a
+/// resume at its end still gets 204), one with time left stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_counts_from_the_original_end() {
+    let kept = Kept::new("restart-retention");
+    let short = ["--policy-config", "retention-secs=2"];
+    let host = Host::start(&kept.args(&short)).await;
+    let mut stream = host.run(json!({"command": "echo old"})).await;
+    let old = init_id(&mut stream).await;
+    stream.events().await;
+    host.kill().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let host = Host::start(&kept.args(&short)).await;
+    host.call("GET", &format!("/command/status/{old}"), "")
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
+    assert_eq!(
+        host.resume(&old, 2).await.status,
+        204,
+        "its end is remembered"
+    );
+    assert!(
+        eventually(PATIENCE, || !std::path::Path::new(&kept.path)
+            .join(format!("{old}.log"))
+            .exists())
+        .await,
+        "its files went"
+    );
+}
+
+/// A log is reopened only by the policy that wrote it: another policy
+/// (even one that reads the same files) is not handed files it did not
+/// write, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_policy_does_not_reopen_a_log() {
+    let kept = Kept::new("restart-other-policy");
+    let host = Host::start(&kept.args(&[])).await;
+    let mut stream = host.run(json!({"command": "echo mine"})).await;
+    let id = init_id(&mut stream).await;
+    stream.events().await;
+    host.kill().await;
+    let host = Host::start(&kept.args(&["--policy", "native-disk"])).await;
+    host.call("GET", &format!("/command/status/{id}"), "")
+        .await
+        .assert_error(404, "COMMAND_NOT_FOUND");
+    assert!(host.stderr().contains("written by"), "{}", host.stderr());
 }

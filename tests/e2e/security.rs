@@ -100,8 +100,12 @@ async fn ids_never_reach_the_filesystem() {
     // The real id still works, and its output file is untouched.
     let logs = host.call("GET", &format!("/command/{id}/logs"), "").await;
     assert_eq!(logs.text(), "SECRET-OUTPUT\n");
-    // The default policy keeps its log in `<id>.log`.
-    assert_eq!(entries(&state), [format!("{id}.log"), out]);
+    // The default policy keeps its log in `<id>.log`, the host its record
+    // in `<id>.json` (see restart.rs) and its lock.
+    assert_eq!(
+        entries(&state),
+        [format!("{id}.json"), format!("{id}.log"), out, LOCK.into()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +115,7 @@ async fn request_fields_other_than_cwd_create_no_files() {
     let host = Host::start(&["--state-dir", &arg(&state)]).await;
     let target = elsewhere.0.join("evil");
     let t = target.to_str().unwrap();
-    let mut want: Vec<String> = Vec::new();
+    let mut want: Vec<String> = vec![LOCK.into()];
     for background in [false, true, false, true] {
         let body = json!({
             "command": "echo ok",
@@ -128,8 +132,9 @@ async fn request_fields_other_than_cwd_create_no_files() {
             id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
             "ids are the host's own: {id}"
         );
-        // The default policy's directory, and background output.
+        // The default policy's directory, the record, and background output.
         want.push(format!("{id}.log"));
+        want.push(format!("{id}.json"));
         if background {
             want.push(format!("{id}.out"));
         }
@@ -212,6 +217,9 @@ async fn huge_and_odd_cursors_never_5xx() {
 
 /// Characters a request target may hold as they are (RFC 3986 pchar, less
 /// `%`, which comes in its own cases below).
+/// The lock a host holds on an operator's state directory.
+const LOCK: &str = "execd-host.lock";
+
 const PCHARS: &[u8] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$'()*+,;:@";
 
@@ -410,7 +418,10 @@ async fn spill_policy_directory_holds_only_its_files_and_goes_on_expiry() {
     assert_eq!(events.len(), 50_001);
     // While retained: only `<id>.log` in the state dir, holding only plain
     // files (no links out, no subdirectories).
-    assert_eq!(entries(&state), [format!("{id}.log")]);
+    assert_eq!(
+        entries(&state),
+        [format!("{id}.json"), format!("{id}.log"), LOCK.into()]
+    );
     let files: Vec<_> = std::fs::read_dir(&dir)
         .expect("spill dir")
         .flatten()
@@ -433,7 +444,7 @@ async fn spill_policy_directory_holds_only_its_files_and_goes_on_expiry() {
         after < Duration::from_millis(2500),
         "removed after {after:?}"
     );
-    assert!(entries(&state).is_empty(), "{:?}", entries(&state));
+    assert_eq!(entries(&state), [LOCK], "only the lock is left");
     host.call("GET", &format!("/command/status/{id}"), "")
         .await
         .assert_error(404, "COMMAND_NOT_FOUND");

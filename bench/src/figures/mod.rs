@@ -17,6 +17,7 @@ use crate::sinks::Count;
 mod latency;
 mod memory;
 mod replay;
+mod restart;
 mod scale;
 mod throughput;
 
@@ -150,6 +151,11 @@ pub fn all() -> Vec<Entry> {
             id: "7b",
             title: "1000 concurrent commands at 10 lines/s",
             run: |c| Box::pin(scale::slow(c)),
+        },
+        Entry {
+            id: "8",
+            title: "start-up with 1,000 retained logs",
+            run: |c| Box::pin(restart::startup(c)),
         },
     ]
 }

@@ -122,7 +122,10 @@ impl Batch {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Completed,
-    Failed { exit_code: i32, message: String },
+    Failed {
+        exit_code: i32,
+        message: String,
+    },
     /// The host stopped before the command ended; a later host ended the log.
     HostRestarted,
 }

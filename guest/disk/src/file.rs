@@ -1,5 +1,5 @@
 //! Segment files as the log reads and writes them: whole buffers at an
-//! offset.
+//! offset (and, for the scan of a reopen, a stream from the start).
 //!
 //! Natively this is `std::fs`. In the component, std's files go through
 //! the WASI preview 1 adapter, which cuts a write into 4 KiB stream writes
@@ -26,6 +26,26 @@ impl std::fmt::Debug for SegmentFile {
     }
 }
 
+/// A segment file read from its start, as a stream (for a scan).
+pub struct SegmentReader<'a> {
+    file: &'a SegmentFile,
+    offset: u64,
+}
+
+impl<'a> SegmentReader<'a> {
+    pub fn new(file: &'a SegmentFile) -> SegmentReader<'a> {
+        SegmentReader { file, offset: 0 }
+    }
+}
+
+impl io::Read for SegmentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 impl SegmentFile {
     /// Creates `path` (emptying it if it exists), for writing and reading.
@@ -46,12 +66,32 @@ impl SegmentFile {
         })
     }
 
+    /// Opens an existing `path` for writing and reading, as it is.
+    pub fn open_rw(path: &Path) -> io::Result<SegmentFile> {
+        let inner = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        Ok(SegmentFile { inner })
+    }
+
     pub fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         std::os::unix::fs::FileExt::write_all_at(&self.inner, buf, offset)
     }
 
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         std::os::unix::fs::FileExt::read_exact_at(&self.inner, buf, offset)
+    }
+
+    /// Reads what is there of `buf.len()` bytes from `offset`: 0 at the end.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(&self.inner, buf, offset)
+    }
+
+    /// Replaces `buf` with the `len` bytes at `offset`.
+    pub fn read_vec_at(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        buf.resize(len, 0);
+        self.read_exact_at(buf, offset)
     }
 
     pub fn set_len(&self, len: u64) -> io::Result<()> {
@@ -78,6 +118,13 @@ impl SegmentFile {
         use wasip2::filesystem::types::{DescriptorFlags, OpenFlags};
         wasi::open(path, OpenFlags::empty(), DescriptorFlags::READ)
             .map(|inner| SegmentFile { inner })
+    }
+
+    /// Opens an existing `path` for writing and reading, as it is.
+    pub fn open_rw(path: &Path) -> io::Result<SegmentFile> {
+        use wasip2::filesystem::types::{DescriptorFlags, OpenFlags};
+        let flags = DescriptorFlags::READ | DescriptorFlags::WRITE;
+        wasi::open(path, OpenFlags::empty(), flags).map(|inner| SegmentFile { inner })
     }
 
     pub fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
@@ -109,6 +156,37 @@ impl SegmentFile {
             }
         }
         Ok(())
+    }
+
+    /// Reads what is there of `buf.len()` bytes from `offset`: 0 at the end.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let (data, _) = self
+            .inner
+            .read(buf.len() as u64, offset)
+            .map_err(wasi::error)?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    /// Replaces `buf` with the `len` bytes at `offset`. The descriptor's
+    /// `read` hands back a fresh buffer; when it holds them all (a regular
+    /// file short of its end always does) that buffer becomes `buf`, so
+    /// the bytes are not copied once more.
+    pub fn read_vec_at(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        let (data, end) = self.inner.read(len as u64, offset).map_err(wasi::error)?;
+        if data.len() == len {
+            *buf = data;
+            return Ok(());
+        }
+        if data.len() > len || data.is_empty() || end {
+            buf.clear();
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let got = data.len();
+        *buf = data;
+        buf.resize(len, 0);
+        self.read_exact_at(&mut buf[got..], offset + got as u64)
     }
 
     pub fn set_len(&self, len: u64) -> io::Result<()> {

@@ -165,9 +165,10 @@ impl RecordHeader {
 
     /// Eid after the record's last event.
     pub fn end_eid(&self) -> u64 {
+        // Saturating: the header may come from a damaged file.
         match self.kind {
-            Kind::Lines => self.first_eid + u64::from(self.lines),
-            Kind::Ending => self.first_eid + 1,
+            Kind::Lines => self.first_eid.saturating_add(u64::from(self.lines)),
+            Kind::Ending => self.first_eid.saturating_add(1),
         }
     }
 
@@ -298,8 +299,17 @@ impl<'a> LinesBody<'a> {
 
     /// The lengths of lines `from..`, in order.
     pub fn lens_from(&self, from: usize) -> impl Iterator<Item = u32> + 'a {
-        let lens: &'a [u8] = self.lens.get(from * 4..).unwrap_or_default();
-        lens.chunks_exact(4).map(|l| u32_at(l, 0))
+        self.lens_of(from, self.len())
+    }
+
+    /// The lengths of lines `from..to` (clamped to the record), in order.
+    /// The iterator knows its length, so `Vec::extend` copies it in one
+    /// pass without a capacity check per line.
+    pub fn lens_of(&self, from: usize, to: usize) -> impl ExactSizeIterator<Item = u32> + 'a {
+        let to = to.min(self.len());
+        let lens: &'a [u8] = self.lens.get(from * 4..to * 4).unwrap_or_default();
+        lens.chunks_exact(4)
+            .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]))
     }
 
     /// The runs, in order (checked by [`LinesBody::parse`]).
@@ -361,10 +371,38 @@ pub struct Scan {
     pub cut: Option<FormatError>,
 }
 
+/// A whole, checked record that a scan found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// File offset of its header.
+    pub offset: u64,
+    pub header: RecordHeader,
+    /// Text offset of its first line (for an ending: after the last line).
+    pub text_offset: u64,
+}
+
+/// Bytes of a lines record a scan reads and checks at once, so that a
+/// record of any size costs it this much memory. A multiple of the sizes
+/// of a length and of a run, so that every piece holds whole ones.
+const SCAN_PIECE: usize = 64 << 10;
+
 /// Reads a segment file from its start to its end (or to its first bad
 /// record) and says what it holds and where its whole records end. Fails
 /// only when the file header itself is unreadable or bad.
-pub fn scan(mut file: impl Read) -> io::Result<Scan> {
+pub fn scan(file: impl Read) -> io::Result<Scan> {
+    scan_records(file, u64::MAX, |_| {})
+}
+
+/// [`scan`] of a file of `file_len` bytes, calling `found` with each
+/// whole, checked record in order. Every record's checksum is verified,
+/// and its columns checked against each other; a record whose header
+/// claims more bytes than the file has left is cut without reading them,
+/// so a damaged length field costs no memory.
+pub fn scan_records(
+    mut file: impl Read,
+    file_len: u64,
+    mut found: impl FnMut(&Found),
+) -> io::Result<Scan> {
     let mut head = [0; FILE_HEADER_LEN];
     file.read_exact(&mut head)?;
     let header =
@@ -377,24 +415,26 @@ pub fn scan(mut file: impl Read) -> io::Result<Scan> {
         ending: None,
         cut: None,
     };
-    let mut record = Vec::new();
+    let mut piece = Vec::new();
     loop {
-        record.clear();
-        match read_up_to(&mut file, &mut record, RECORD_HEADER_LEN)? {
+        let mut head = [0; RECORD_HEADER_LEN];
+        match read_full(&mut file, &mut head)? {
             0 => return Ok(scan),
             n if n < RECORD_HEADER_LEN => return Ok(cut(scan, FormatError::Short)),
             _ => {}
         }
-        let rh = match RecordHeader::decode(&record) {
+        let rh = match RecordHeader::decode(&head) {
             Ok(rh) => rh,
             Err(e) => return Ok(cut(scan, e)),
         };
-        let body_len = rh.body_len as usize;
-        if read_up_to(&mut file, &mut record, body_len)? < body_len {
+        if rh.record_len() > file_len.saturating_sub(scan.valid_len) {
             return Ok(cut(scan, FormatError::Short));
         }
-        if let Err(e) = rh.verify(&record) {
-            return Ok(cut(scan, e));
+        let Some(body) = read_body(&mut file, &rh, &head, &mut piece)? else {
+            return Ok(cut(scan, FormatError::Short));
+        };
+        if !body.checksum {
+            return Ok(cut(scan, FormatError::Checksum));
         }
         if scan.ending.is_some() {
             return Ok(cut(scan, FormatError::Invalid("a record after the ending")));
@@ -402,19 +442,30 @@ pub fn scan(mut file: impl Read) -> io::Result<Scan> {
         if rh.first_eid != scan.end_eid {
             return Ok(cut(scan, FormatError::Invalid("eids do not follow on")));
         }
-        match rh.kind {
-            Kind::Lines => {
-                if let Err(e) = LinesBody::parse(&rh, &record) {
-                    return Ok(cut(scan, e));
-                }
-                scan.end_eid = rh.end_eid();
-                scan.text_end += u64::from(rh.text_len);
-            }
-            Kind::Ending => match decode_ending(&rh, &record) {
-                Ok(ending) => scan.ending = Some((rh.first_eid, ending)),
-                Err(e) => return Ok(cut(scan, e)),
-            },
+        let ending = match body.content {
+            Ok(ending) => ending,
+            Err(e) => return Ok(cut(scan, e)),
+        };
+        let ends = (
+            scan.end_eid.checked_add(u64::from(rh.lines)),
+            scan.text_end.checked_add(u64::from(rh.text_len)),
+        );
+        let (Some(end_eid), Some(text_end)) = ends else {
+            return Ok(cut(
+                scan,
+                FormatError::Invalid("eids past the largest number"),
+            ));
+        };
+        found(&Found {
+            offset: scan.valid_len,
+            header: rh,
+            text_offset: scan.text_end,
+        });
+        if let Some(ending) = ending {
+            scan.ending = Some((rh.first_eid, ending));
         }
+        scan.end_eid = end_eid;
+        scan.text_end = text_end;
         scan.valid_len += rh.record_len();
     }
 }
@@ -424,6 +475,117 @@ fn cut(scan: Scan, why: FormatError) -> Scan {
         cut: Some(why),
         ..scan
     }
+}
+
+/// What reading a record's body found, before its place is checked.
+struct Body {
+    /// Whether the record's checksum matches.
+    checksum: bool,
+    /// The terminal event of an ending record (`None` for lines), or why
+    /// the body does not describe what its header says.
+    content: Result<Option<Ending>, FormatError>,
+}
+
+/// Reads the body of the record whose header is `head` (decoded: `rh`),
+/// a lines record piece by piece; `None` when the file ends first.
+fn read_body(
+    file: &mut impl Read,
+    rh: &RecordHeader,
+    head: &[u8; RECORD_HEADER_LEN],
+    piece: &mut Vec<u8>,
+) -> io::Result<Option<Body>> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head[4..]);
+    let content = match rh.kind {
+        Kind::Ending => {
+            // Small (a few numbers and a message): read whole, though only
+            // as far as the file goes, whatever the header claims.
+            piece.clear();
+            piece.extend_from_slice(head);
+            if read_up_to(file, piece, rh.body_len as usize)? < rh.body_len as usize {
+                return Ok(None);
+            }
+            crc.update(&piece[RECORD_HEADER_LEN..]);
+            decode_ending(rh, piece).map(Some)
+        }
+        Kind::Lines => {
+            let mut text = 0u64;
+            let mut covered = 0u64;
+            let mut bad_run = false;
+            let columns = [
+                (4 * u64::from(rh.lines), Column::Lens),
+                (RUN_LEN as u64 * u64::from(rh.runs), Column::Runs),
+                (u64::from(rh.text_len), Column::Text),
+            ];
+            for (len, column) in columns {
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(SCAN_PIECE as u64) as usize;
+                    piece.resize(n, 0);
+                    if read_full(file, piece)? < n {
+                        return Ok(None);
+                    }
+                    crc.update(piece);
+                    match column {
+                        Column::Lens => {
+                            text += piece
+                                .chunks_exact(4)
+                                .map(|l| u64::from(u32_at(l, 0)))
+                                .sum::<u64>();
+                        }
+                        Column::Runs => {
+                            for run in piece.chunks_exact(RUN_LEN) {
+                                bad_run |= run[12] > 1 || u32_at(run, 8) == 0;
+                                covered += u64::from(u32_at(run, 8));
+                            }
+                        }
+                        Column::Text => {}
+                    }
+                    left -= n as u64;
+                }
+            }
+            if bad_run {
+                Err(FormatError::Invalid("bad run"))
+            } else if covered != u64::from(rh.lines) {
+                Err(FormatError::Invalid("runs do not cover the lines"))
+            } else if text != u64::from(rh.text_len) {
+                Err(FormatError::Invalid(
+                    "line lengths do not add up to the text",
+                ))
+            } else {
+                Ok(None)
+            }
+        }
+    };
+    if piece.capacity() > 2 * SCAN_PIECE {
+        *piece = Vec::new();
+    }
+    Ok(Some(Body {
+        checksum: crc.finalize() == rh.crc,
+        content,
+    }))
+}
+
+/// The columns of a lines record's body, in order.
+#[derive(Clone, Copy)]
+enum Column {
+    Lens,
+    Runs,
+    Text,
+}
+
+/// Fills `buf` from `file` as far as it goes; fewer bytes only at its end.
+fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match file.read(&mut buf[at..]) {
+            Ok(0) => break,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
 }
 
 /// Appends up to `n` bytes from `file` to `out`; fewer only at its end.

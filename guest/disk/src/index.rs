@@ -105,6 +105,18 @@ impl Index {
         });
     }
 
+    /// Adds a segment a reopen found at the frontier, holding lines up to
+    /// `end_eid` (texts up to `text_end`); the frontier moves there.
+    pub fn push_recovered(&mut self, segment: Segment, end_eid: u64, text_end: u64) {
+        self.push_segment(segment);
+        if let Some(span) = self.spans.back_mut() {
+            span.end_eid = end_eid;
+            span.text_end = text_end;
+        }
+        self.end_eid = end_eid;
+        self.end_text = text_end;
+    }
+
     /// The newest segment, when it is still open for appends.
     pub fn open_segment(&self) -> Option<&Segment> {
         match self.spans.back().map(|s| &s.place) {
@@ -176,8 +188,9 @@ impl Index {
         Some(segment)
     }
 
-    /// Counts bytes left on disk by a file that could not be deleted.
-    pub fn count_undeleted(&mut self, bytes: u64) {
+    /// Counts bytes on disk that no span holds: a file that could not be
+    /// deleted, or one a reopen found and did not trust.
+    pub fn count_unindexed(&mut self, bytes: u64) {
         self.disk_bytes += bytes;
     }
 

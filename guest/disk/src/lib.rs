@@ -14,9 +14,18 @@
 //! index of the files holds one entry per segment plus a checkpoint per
 //! 64 KiB of records.
 //!
+//! A host restarted on the same state directory reopens the log
+//! ([`Log::reopen`]): the files are scanned with every checksum checked
+//! and the index rebuilt from them, so reads serve what survives with its
+//! eids and gaps; a torn last write is cut, what was damaged is reported
+//! as a `gap` with reason `damaged`, files that cannot be trusted are
+//! skipped, and the ending the host then gives a log that had none
+//! (outcome `HostRestarted`) is written after the last whole record. See
+//! "How the policy reopens a directory" in [`mod@format`].
+//!
 //! The logic is plain Rust ([`Log`]) that builds and is tested natively;
 //! `component` wraps it as a WebAssembly component. The file format is in
-//! [`format`].
+//! [`mod@format`].
 //!
 //! Settings: `memory-bytes` (default 4 MiB), `segment-bytes` (64 MiB),
 //! `retention-secs` (300).
@@ -27,6 +36,7 @@ mod file;
 pub mod format;
 mod index;
 mod log;
+mod recovery;
 mod replay;
 mod segment;
 mod tail;

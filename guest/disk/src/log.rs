@@ -1,6 +1,8 @@
 //! The log of one command: eid assignment, the memory tail, writing each
 //! batch to the newest segment as it is appended, the disk budget, and
-//! answering reads from memory, from the files, or with a gap.
+//! answering reads from memory, from the files, or with a gap; or, after
+//! a host restart, taking over the files a previous log left (their
+//! index comes from `recovery`).
 //!
 //! Every line older than the write frontier ([`Index::end_eid`]) is in a
 //! segment or in a missing span of the [`Index`]; the lines from the
@@ -14,11 +16,10 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::Config;
-use crate::events::{
-    BUDGET, Batch, Budget, Ending, Events, Gap, IO, ReadResult, Reopened, Stored,
-};
+use crate::events::{BUDGET, Batch, Budget, Ending, Events, Gap, IO, ReadResult, Reopened, Stored};
 use crate::format::{self, FILE_HEADER_LEN, FileHeader};
 use crate::index::{Index, Place};
+use crate::recovery;
 use crate::replay::{Mark, Replay};
 use crate::segment::Segment;
 use crate::tail::{Chunk, Tail};
@@ -127,9 +128,46 @@ impl Log {
     }
 
     /// Reopens the log a previous instance left in the directory (a host
-    /// restart). Not yet implemented.
+    /// restart), instead of a first append: afterwards reads serve what
+    /// the files hold, with the eids and gaps they had, and what was
+    /// damaged as a gap with reason `damaged`. If the log has no ending,
+    /// `finish` writes one after the last whole record. Fails when there
+    /// are segment files but none can be used. What is cut and what becomes a
+    /// gap: "How the policy reopens a directory" in [`crate::format`].
+    ///
+    /// ```
+    /// use execd_policy_disk::{Batch, Channel, Config, Log, Outcome, ReadResult};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut log = Log::new(Config::default(), dir.path());
+    /// let mut batch = Batch::default();
+    /// batch.push(Channel::Stdout, 1, b"hello");
+    /// log.append(batch).unwrap();
+    /// drop(log); // the host died
+    /// let mut log = Log::new(Config::default(), dir.path());
+    /// let reopened = log.reopen().unwrap();
+    /// assert_eq!((reopened.last_eid, reopened.ending), (1, None));
+    /// let ReadResult::Events(events) = log.read(0, 10, 1024) else { panic!() };
+    /// assert_eq!(events.batch.text, b"hello");
+    /// ```
     pub fn reopen(&mut self) -> Result<Reopened, String> {
-        Err("not yet".into())
+        if self.next_eid != 1 || self.index.disk_bytes() != 0 {
+            return Err("reopen of a log that already began".into());
+        }
+        let recovered = recovery::recover(&self.dir)?;
+        self.index = recovered.index;
+        self.ending = recovered.ending;
+        self.next_eid = match &self.ending {
+            Some((eid, _)) => eid + 1,
+            None => self.index.end_eid(),
+        };
+        self.logged_bytes = self.index.end_text();
+        self.next_seq = recovered.next_seq;
+        Ok(Reopened {
+            last_eid: self.next_eid - 1,
+            disk_bytes: self.disk_bytes(),
+            ending: self.ending.as_ref().map(|(_, ending)| ending.clone()),
+            damage: recovered.damage,
+        })
     }
 
     /// Bounds the bytes the files take from now on, dropping the oldest
@@ -274,7 +312,7 @@ impl Log {
         if let Err(e) = segment.remove()
             && e.kind() != io::ErrorKind::NotFound
         {
-            self.index.count_undeleted(bytes);
+            self.index.count_unindexed(bytes);
             self.warn(format!("cannot delete {}: {e}", path.display()));
         }
         true

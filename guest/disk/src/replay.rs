@@ -178,11 +178,9 @@ impl Replay {
                 .and_then(|t| t.checked_sub(at.text_offset))
                 .unwrap_or_else(|| body.lens_from(0).take(from).map(u64::from).sum());
             let taken = budget.take_lines(body.lens_from(from));
-            let mut text_len = 0u64;
-            out.lens
-                .extend(body.lens_from(from).take(taken).inspect(|&l| {
-                    text_len += u64::from(l);
-                }));
+            let lens_at = out.lens.len();
+            out.lens.extend(body.lens_of(from, from + taken));
+            let text_len: u64 = out.lens[lens_at..].iter().map(|&l| u64::from(l)).sum();
             let text = usize::try_from(start)
                 .ok()
                 .and_then(|s| body.text.get(s..s + text_len as usize))
@@ -241,9 +239,8 @@ impl Replay {
         if block.data.capacity() > 2 * BLOCK_BYTES && read_len <= BLOCK_BYTES {
             block.data = Vec::new();
         }
-        block.data.resize(read_len, 0);
         block.start = offset;
-        let read = block.file.read_exact_at(&mut block.data, offset);
+        let read = block.file.read_vec_at(&mut block.data, read_len, offset);
         if let Err(e) = read {
             block.data.clear();
             return Err(e);

@@ -65,6 +65,38 @@ impl Segment {
         })
     }
 
+    /// A file a previous log left, of `file_bytes` bytes, sealed and
+    /// with no record counted yet: a reopen counts the whole records it
+    /// finds with [`Segment::found`], in order.
+    pub fn recovered(seq: u64, path: PathBuf, file_bytes: u64) -> Segment {
+        Segment {
+            seq,
+            path,
+            data_end: FILE_HEADER_LEN as u64,
+            file_bytes,
+            checkpoints: Vec::new(),
+            writer: None,
+        }
+    }
+
+    /// Counts the next whole record a reopen found in the file, as
+    /// [`Segment::append`] counts one it wrote.
+    pub fn found(&mut self, len: u64, line: Option<(u64, u64)>) {
+        self.advance(len, line);
+    }
+
+    /// Opens a recovered file for appends after its last whole record,
+    /// cutting off what follows it (a torn last write).
+    pub fn reopen_for_append(&mut self) -> io::Result<()> {
+        let file = SegmentFile::open_rw(&self.path)?;
+        if file.len()? != self.data_end {
+            file.set_len(self.data_end)?;
+        }
+        self.file_bytes = self.data_end;
+        self.writer = Some(file);
+        Ok(())
+    }
+
     /// Whether records may still be appended.
     pub fn is_open(&self) -> bool {
         self.writer.is_some()
@@ -93,6 +125,13 @@ impl Segment {
             self.writer = None;
             return Err(e);
         }
+        self.advance(record.len() as u64, line);
+        Ok(())
+    }
+
+    /// Counts a whole record of `len` bytes at `data_end`, adding a
+    /// checkpoint when one is due; `line` as for [`Segment::append`].
+    fn advance(&mut self, len: u64, line: Option<(u64, u64)>) {
         if let Some((eid, text_offset)) = line {
             let due = self
                 .checkpoints
@@ -106,9 +145,8 @@ impl Segment {
                 });
             }
         }
-        self.data_end += record.len() as u64;
+        self.data_end += len;
         self.file_bytes = self.file_bytes.max(self.data_end);
-        Ok(())
     }
 
     /// Closes it for writing: later records go to a new segment.

@@ -16,7 +16,7 @@ use super::native::{NativeDisk, NativeRing};
 use super::{LoadError, PolicyError};
 
 /// How often the epoch ticks; CPU deadlines are whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The sandbox bounds of every policy instance.
 #[derive(Clone, Copy, Debug)]

@@ -89,6 +89,10 @@ impl WasiView for PolicyState {
     }
 }
 
+/// The slowest a reopen is allowed to check its files: 20 MB/s, a tenth of
+/// what the `disk` policy managed on a busy 2-core machine.
+pub const REOPEN_BYTES_PER_SEC: u64 = 20_000_000;
+
 /// A live policy instance. Dropping it frees the whole log.
 pub struct PolicyInstance {
     kind: Kind,
@@ -139,6 +143,7 @@ impl PolicyInstance {
         }
     }
 
+    /// Whether the policy wants a private `/log` directory.
     pub async fn needs_directory(&mut self) -> Result<bool, PolicyError> {
         let w = match &mut self.kind {
             Kind::Wasm(w) => w,
@@ -152,6 +157,7 @@ impl PolicyInstance {
             .map_err(|e| w.explain(e, "needs-directory"))
     }
 
+    /// Hands the operator's settings to the policy.
     pub async fn configure(&mut self, settings: &[(String, String)]) -> Result<(), PolicyError> {
         let Kind::Wasm(w) = &mut self.kind else {
             return Ok(());
@@ -165,6 +171,7 @@ impl PolicyInstance {
         }
     }
 
+    /// The most bytes of disk the log may take; returns what it takes.
     pub async fn set_disk_budget(&mut self, bytes: u64) -> Result<u64, PolicyError> {
         match &mut self.kind {
             Kind::Native(_) => Ok(0),
@@ -179,13 +186,16 @@ impl PolicyInstance {
         }
     }
 
-    /// Reopens the log a previous host left in the instance's directory.
-    pub async fn reopen(&mut self) -> Result<wit::Reopened, PolicyError> {
+    /// Reopens the log a previous host left in the instance's directory,
+    /// which holds `dir_bytes`. The policy checks every byte of it, so the
+    /// call gets its deadline plus a second per [`REOPEN_BYTES_PER_SEC`].
+    pub async fn reopen(&mut self, dir_bytes: u64) -> Result<wit::Reopened, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(_) => Err(super::native::RING_KEEPS_NOTHING.to_string()),
             Kind::NativeDisk(log) => log.reopen(),
             Kind::Wasm(w) => {
-                w.arm();
+                let extra_ms = dir_bytes.saturating_mul(1000) / REOPEN_BYTES_PER_SEC;
+                w.arm_for(extra_ms);
                 let log = w.bindings.execd_resume_log();
                 log.call_reopen(&mut w.store)
                     .await
@@ -195,6 +205,7 @@ impl PolicyInstance {
         result.map_err(|reason| PolicyError::Refused(reason, "reopen"))
     }
 
+    /// Stores a batch of lines.
     pub async fn append(&mut self, batch: &wit::Batch) -> Result<wit::Stored, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(ring) => ring.append(batch),
@@ -210,6 +221,7 @@ impl PolicyInstance {
         result.map_err(|reason| PolicyError::Refused(reason, "append"))
     }
 
+    /// Stores the terminal event.
     pub async fn finish(&mut self, ending: wit::Ending) -> Result<wit::Stored, PolicyError> {
         let result = match &mut self.kind {
             Kind::Native(ring) => ring.finish(ending),
@@ -225,6 +237,7 @@ impl PolicyInstance {
         result.map_err(|reason| PolicyError::Refused(reason, "finish"))
     }
 
+    /// Events after `after`, as the policy answers.
     pub async fn read(
         &mut self,
         after: u64,
@@ -244,6 +257,7 @@ impl PolicyInstance {
         }
     }
 
+    /// Whether a new reader may follow the log.
     pub async fn attach(
         &mut self,
         reader: u64,
@@ -263,6 +277,7 @@ impl PolicyInstance {
         }
     }
 
+    /// A reader went away.
     pub async fn detach(&mut self, reader: u64) -> Result<(), PolicyError> {
         match &mut self.kind {
             Kind::Native(_) | Kind::NativeDisk(_) => Ok(()),
@@ -276,6 +291,7 @@ impl PolicyInstance {
         }
     }
 
+    /// How long the finished log stays resumable.
     pub async fn retention_ms(&mut self) -> Result<u64, PolicyError> {
         match &mut self.kind {
             Kind::Native(ring) => Ok(ring.retention_ms()),
@@ -295,6 +311,13 @@ impl Wasm {
     /// Resets the CPU deadline; every call gets the whole budget.
     fn arm(&mut self) {
         self.store.set_epoch_deadline(self.deadline_ticks);
+    }
+
+    /// Like [`Wasm::arm`], with `extra_ms` more for this call.
+    fn arm_for(&mut self, extra_ms: u64) {
+        let extra = extra_ms.div_ceil(super::engine::EPOCH_TICK.as_millis() as u64);
+        self.store
+            .set_epoch_deadline(self.deadline_ticks.saturating_add(extra));
     }
 
     fn explain(&self, error: wasmtime::Error, call: &'static str) -> PolicyError {

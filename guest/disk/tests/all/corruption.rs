@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use execd_policy_disk::format::{self, FormatError, RecordHeader};
+use execd_policy_disk::format::{self, FormatError};
 use execd_policy_disk::{IO, Log};
 
 use crate::support::*;
@@ -18,17 +18,6 @@ fn several_segments(dir: &Path) -> (Log, Model) {
     }
     log.finish(ending()).unwrap();
     (log, model)
-}
-
-/// Offsets and headers of the records of a segment file's bytes.
-fn records(bytes: &[u8]) -> Vec<(usize, RecordHeader)> {
-    let mut at = format::FILE_HEADER_LEN;
-    let mut out = Vec::new();
-    while let Ok(header) = RecordHeader::decode(&bytes[at..]) {
-        out.push((at, header));
-        at += header.record_len() as usize;
-    }
-    out
 }
 
 #[test]

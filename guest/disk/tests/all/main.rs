@@ -6,4 +6,7 @@ mod corruption;
 mod io_errors;
 mod properties;
 mod reads;
+mod reopen;
+mod reopen_damage;
+mod reopen_properties;
 mod support;

@@ -29,7 +29,8 @@ fn text() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-fn lines() -> impl Strategy<Value = Vec<Line>> {
+/// One batch's lines: any pipes, a few timestamps, texts of any size.
+pub fn lines() -> impl Strategy<Value = Vec<Line>> {
     prop::collection::vec(
         (any::<bool>(), 0u64..3, text()).prop_map(|(err, ts, text)| {
             let channel = if err {

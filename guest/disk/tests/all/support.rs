@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use execd_policy_disk::format::{self, RecordHeader};
 use execd_policy_disk::{Batch, Channel, Config, Ending, Gap, Log, Outcome, ReadResult};
 
 /// One logged line, as the model keeps it.
@@ -81,8 +82,17 @@ pub fn ending() -> Ending {
     }
 }
 
+/// The ending a restarted host gives a log that had none.
+pub fn host_restarted() -> Ending {
+    Ending {
+        outcome: Outcome::HostRestarted,
+        execution_ms: 40,
+        timestamp_ms: 7_000,
+    }
+}
+
 /// What one reader saw, in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Seen {
     /// `(eid, line)` of each line event.
     pub lines: Vec<(u64, Line)>,
@@ -205,4 +215,16 @@ pub fn segment_files(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Offsets and headers of the records of a segment file's bytes (up to
+/// the first that does not decode).
+pub fn records(bytes: &[u8]) -> Vec<(usize, RecordHeader)> {
+    let mut at = format::FILE_HEADER_LEN;
+    let mut out = Vec::new();
+    while let Some(header) = bytes.get(at..).and_then(|b| RecordHeader::decode(b).ok()) {
+        out.push((at, header));
+        at += header.record_len() as usize;
+    }
+    out
 }

@@ -1,0 +1,406 @@
+//! Reopening the directory a previous log left (a host restart): which
+//! files to trust, where their whole records end, and what is lost, as
+//! the index of a log that serves what survives.
+//!
+//! Nothing in the directory is trusted. Segment files are taken in
+//! sequence order, each scanned from its start with every checksum
+//! verified (in pieces: a record of any size costs a bounded buffer), and
+//! used only while their eids follow on:
+//! - a file's whole records are kept up to its first bad one; the rest of
+//!   it is not read, and the eids up to the next file's first are a gap
+//!   with reason `damaged`;
+//! - a file with a bad header, or whose eids go back over the log's, is
+//!   skipped (left as it is, counted on disk); so is anything after the
+//!   ending, and any file not named like a segment;
+//! - eids missing before the first file are a `budget` gap (the budget
+//!   dropped those segments), between files an `io` one (their writes
+//!   failed), unless something damaged lies between: then `damaged`;
+//! - when the log has no ending, the last file is cut after its last
+//!   whole record (a torn last write) and opened for the ending to follow;
+//!   a last file too short for its header (torn as it was made) is removed.
+//!
+//! What was cut or skipped is said in words, for the host's log.
+
+use std::fs;
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+
+use crate::events::{BUDGET, DAMAGED, Ending, IO};
+use crate::file::{SegmentFile, SegmentReader};
+use crate::format::{self, FILE_HEADER_LEN, FileHeader, Kind, Scan};
+use crate::index::Index;
+use crate::segment::Segment;
+
+/// Bytes a scan reads from a file at once.
+const SCAN_BUFFER: usize = 512 << 10;
+/// Largest eid, text offset and sequence number a file may claim: far
+/// beyond any real log, and far enough below `u64::MAX` that no sum of
+/// them overflows.
+const MAX_NUMBER: u64 = 1 << 62;
+/// Damage reports kept; beyond, they are counted.
+const MAX_REPORTS: usize = 32;
+
+/// The log a directory holds.
+pub struct Recovered {
+    pub index: Index,
+    /// The terminal event and its eid, when the log has one.
+    pub ending: Option<(u64, Ending)>,
+    /// The sequence number after every segment file found.
+    pub next_seq: u64,
+    /// What was cut or skipped, in words.
+    pub damage: Vec<String>,
+}
+
+/// Reads what the files in `dir` hold (see the module docs). An absent
+/// or empty directory is an empty log; one with segment files none of
+/// which can be used is an error.
+pub fn recover(dir: &Path) -> Result<Recovered, String> {
+    let listing = list(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut damage = Damage::default();
+    let mut unindexed = 0;
+    for other in &listing.others {
+        let what = if other.regular {
+            "not named like a segment"
+        } else {
+            "not a regular file"
+        };
+        damage.report(format!("{}: {what}: left alone", other.name));
+        unindexed += other.bytes;
+    }
+    let next_seq = listing
+        .segments
+        .last()
+        .map_or(1, |s| s.seq.saturating_add(1));
+    let mut walk = Walk::default();
+    let count = listing.segments.len();
+    for (i, file) in listing.segments.into_iter().enumerate() {
+        if i + 1 == count && file.bytes < FILE_HEADER_LEN as u64 && walk.ending.is_none() {
+            // Torn as it was made, before its header was whole: it holds
+            // nothing, and would stand in the way of the next file.
+            match fs::remove_file(&file.path) {
+                Ok(()) => damage.report(format!(
+                    "{}: {} bytes, less than a header (torn as it was made): removed",
+                    file.name, file.bytes
+                )),
+                Err(e) => {
+                    damage.report(format!(
+                        "{}: less than a header, and cannot be removed: {e}",
+                        file.name
+                    ));
+                    unindexed += file.bytes;
+                    walk.skipped += 1;
+                }
+            }
+            continue;
+        }
+        if let Err(bytes) = walk.take(file, &mut damage) {
+            unindexed += bytes;
+        }
+    }
+    if walk.used == 0 && walk.skipped > 0 {
+        return Err(format!(
+            "no usable segment among {} files: {}",
+            walk.skipped,
+            damage.into_reports().join("; ")
+        ));
+    }
+    let ending = walk.ending.clone();
+    let mut index = walk.into_index(&mut damage);
+    index.count_unindexed(unindexed);
+    Ok(Recovered {
+        index,
+        ending,
+        next_seq,
+        damage: damage.into_reports(),
+    })
+}
+
+/// Opens the last file for the ending that `finish` will write, cutting
+/// off what follows its last whole record; if that fails the ending goes
+/// to a new file.
+fn open_for_ending(segment: &mut Segment, name: &str, damage: &mut Damage) {
+    let torn = segment.file_bytes != segment.data_end;
+    match segment.reopen_for_append() {
+        Ok(()) if torn => damage.report(format!(
+            "{name}: truncated to its last whole record, at byte {}",
+            segment.data_end
+        )),
+        Ok(()) => {}
+        Err(e) => damage.report(format!(
+            "{name}: cannot be opened to append the ending ({e}); it goes to a new file"
+        )),
+    }
+}
+
+/// A segment file in the directory.
+struct SegmentName {
+    seq: u64,
+    name: String,
+    path: PathBuf,
+    bytes: u64,
+}
+
+/// Anything else in the directory.
+struct Other {
+    name: String,
+    regular: bool,
+    /// Bytes it takes, for a regular file (0 for anything else).
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Listing {
+    /// In sequence order.
+    segments: Vec<SegmentName>,
+    others: Vec<Other>,
+}
+
+/// What `dir` holds; an absent directory holds nothing.
+fn list(dir: &Path) -> io::Result<Listing> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Listing::default()),
+        Err(e) => return Err(e),
+    };
+    let mut listing = Listing::default();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Symbolic links, directories and devices are never segments:
+        // reading one could block or never end.
+        let is_file = entry.file_type()?.is_file();
+        let bytes = if is_file { entry.metadata()?.len() } else { 0 };
+        match sequence_number(&name) {
+            Some(seq) if is_file => listing.segments.push(SegmentName {
+                seq,
+                path: entry.path(),
+                name,
+                bytes,
+            }),
+            _ => listing.others.push(Other {
+                name,
+                regular: is_file,
+                bytes,
+            }),
+        }
+    }
+    listing.segments.sort_unstable_by_key(|s| s.seq);
+    listing.others.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(listing)
+}
+
+/// The sequence number of a file named exactly as the log names its
+/// segments.
+fn sequence_number(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seq = digits.parse::<u64>().ok()?;
+    (seq <= MAX_NUMBER && Segment::file_name(seq) == name).then_some(seq)
+}
+
+/// What the log is made of, oldest first.
+enum Part {
+    /// Eids from the previous part's end up to `end_eid`, lost.
+    Missing {
+        end_eid: u64,
+        text_end: u64,
+        reason: &'static str,
+    },
+    /// A file's whole records.
+    Stored {
+        segment: Segment,
+        end_eid: u64,
+        text_end: u64,
+        /// Whether it is the newest segment file in the directory.
+        newest: bool,
+        name: String,
+    },
+}
+
+/// The files taken so far, in sequence order.
+struct Walk {
+    kept: Vec<Part>,
+    /// Eid and text offset after what the kept parts hold.
+    frontier: (u64, u64),
+    ending: Option<(u64, Ending)>,
+    /// Whether something lies between the frontier and the next file
+    /// that was damaged (the rest of a cut file, a skipped file).
+    damaged: bool,
+    used: usize,
+    skipped: usize,
+}
+
+impl Default for Walk {
+    fn default() -> Self {
+        Walk {
+            kept: Vec::new(),
+            frontier: (1, 0),
+            ending: None,
+            damaged: false,
+            used: 0,
+            skipped: 0,
+        }
+    }
+}
+
+impl Walk {
+    /// Takes the next file into the log if it can be trusted; `Err` with
+    /// its bytes when it is skipped.
+    fn take(&mut self, file: SegmentName, damage: &mut Damage) -> Result<(), u64> {
+        if let Some((eid, _)) = self.ending {
+            damage.report(format!(
+                "{}: after the log's ending (eid {eid}): ignored",
+                file.name
+            ));
+            return Err(file.bytes);
+        }
+        let (segment, scan) = match scan_file(&file) {
+            Ok(scanned) => scanned,
+            Err(e) => return Err(self.skip(&file, format!("unreadable ({e})"), damage)),
+        };
+        let FileHeader {
+            first_eid,
+            text_offset,
+        } = scan.header;
+        let (end_eid, end_text) = self.frontier;
+        let follows = first_eid <= MAX_NUMBER
+            && text_offset <= MAX_NUMBER
+            && scan.end_eid <= MAX_NUMBER
+            && scan.text_end <= MAX_NUMBER
+            && if first_eid == end_eid {
+                text_offset == end_text
+            } else {
+                first_eid > end_eid && text_offset >= end_text
+            };
+        if !follows {
+            let why = format!(
+                "starts at eid {first_eid} (text offset {text_offset}) where the log is at \
+                 eid {end_eid} (text offset {end_text})"
+            );
+            return Err(self.skip(&file, why, damage));
+        }
+        if first_eid > end_eid {
+            let reason = if self.damaged {
+                damage.report(format!(
+                    "eids {end_eid} to {} are lost: a gap with reason `{DAMAGED}`",
+                    first_eid - 1
+                ));
+                DAMAGED
+            } else if self.used == 0 {
+                BUDGET
+            } else {
+                IO
+            };
+            self.kept.push(Part::Missing {
+                end_eid: first_eid,
+                text_end: text_offset,
+                reason,
+            });
+        }
+        self.damaged = false;
+        if let Some(why) = &scan.cut {
+            self.damaged = true;
+            damage.report(format!(
+                "{}: whole records end at byte {} of {} ({why}): the rest is not used",
+                file.name, scan.valid_len, segment.file_bytes
+            ));
+        }
+        self.used += 1;
+        self.frontier = (scan.end_eid, scan.text_end);
+        self.ending = scan.ending;
+        self.kept.push(Part::Stored {
+            segment,
+            end_eid: scan.end_eid,
+            text_end: scan.text_end,
+            newest: true,
+            name: file.name,
+        });
+        Ok(())
+    }
+
+    /// The index of what was taken; the last file is opened for the
+    /// ending when the log has none.
+    fn into_index(self, damage: &mut Damage) -> Index {
+        let mut index = Index::default();
+        let last = self.kept.len().checked_sub(1);
+        for (i, part) in self.kept.into_iter().enumerate() {
+            match part {
+                Part::Missing {
+                    end_eid,
+                    text_end,
+                    reason,
+                } => index.push_missing(end_eid, text_end, reason),
+                Part::Stored {
+                    mut segment,
+                    end_eid,
+                    text_end,
+                    newest,
+                    name,
+                } => {
+                    if Some(i) == last && newest && self.ending.is_none() {
+                        open_for_ending(&mut segment, &name, damage);
+                    }
+                    index.push_recovered(segment, end_eid, text_end);
+                }
+            }
+        }
+        index
+    }
+
+    /// Skips a file that cannot be used; returns its bytes.
+    fn skip(&mut self, file: &SegmentName, why: String, damage: &mut Damage) -> u64 {
+        damage.report(format!("{}: {why}: skipped", file.name));
+        self.damaged = true;
+        self.skipped += 1;
+        // The kept file before it is no longer the newest: the ending
+        // will go to a new file after this one.
+        if let Some(Part::Stored { newest, .. }) = self.kept.last_mut() {
+            *newest = false;
+        }
+        file.bytes
+    }
+}
+
+/// Scans a segment file: what it holds, and its whole records counted
+/// in a segment (with their checkpoints).
+fn scan_file(file: &SegmentName) -> io::Result<(Segment, Scan)> {
+    let opened = SegmentFile::open(&file.path)?;
+    let len = opened.len()?;
+    let mut segment = Segment::recovered(file.seq, file.path.clone(), len);
+    // No bigger than the file: a small log must not grow the instance's
+    // memory, which a finished log keeps for its whole retention.
+    let buffer = usize::try_from(len).map_or(SCAN_BUFFER, |len| len.clamp(4096, SCAN_BUFFER));
+    let reader = BufReader::with_capacity(buffer, SegmentReader::new(&opened));
+    let scan = format::scan_records(reader, len, |found| {
+        let line = (found.header.kind == Kind::Lines)
+            .then_some((found.header.first_eid, found.text_offset));
+        segment.found(found.header.record_len(), line);
+    })?;
+    Ok((segment, scan))
+}
+
+/// The reports of a reopen, a bounded number of them.
+#[derive(Default)]
+struct Damage {
+    reports: Vec<String>,
+    more: usize,
+}
+
+impl Damage {
+    fn report(&mut self, what: String) {
+        if self.reports.len() < MAX_REPORTS {
+            self.reports.push(what);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn into_reports(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.reports.push(format!("and {} more", self.more));
+        }
+        self.reports
+    }
+}
