@@ -19,6 +19,8 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     for watched in [
         "wit",
+        "guest/core/src",
+        "guest/core/Cargo.toml",
         "guest/ring/src",
         "guest/ring/Cargo.toml",
         "guest/spill/src",

@@ -18,24 +18,15 @@
 #   scripts/api-fuzz.sh                 # default budget
 #   MAX_EXAMPLES=200 scripts/api-fuzz.sh
 #   EXECD_HOST=path/to/execd-host scripts/api-fuzz.sh   # no build
-set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
+. "$(dirname "$0")/lib.sh"
 work=$root/target/api-fuzz
 max_examples=${MAX_EXAMPLES:-100}
 budget=${FUZZ_SECONDS:-240}
 seed=${SEED:-20261124}
-host_bin=$(realpath -m "${EXECD_HOST:-$root/target/release/execd-host}")
 spec=$(realpath -m "${SPEC:-$root/specs/execd-api.yaml}")
 
-mkdir -p "$work"
-if [ ! -x "$work/venv/bin/schemathesis" ]; then
-    python3 -m venv "$work/venv"
-    "$work/venv/bin/pip" install --quiet "schemathesis>=4,<5"
-fi
-if [ -z "${EXECD_HOST:-}" ]; then
-    cargo build --release --quiet -p execd-host
-fi
+ensure_venv "$work" "import importlib.metadata as m; m.version('schemathesis')" "schemathesis>=4,<5"
+build_host
 
 cat >"$work/api_fuzz_hooks.py" <<'EOF'
 """Keeps generated commands harmless (the host runs POST /command bodies),
@@ -144,32 +135,10 @@ def event_payloads_match_spec(ctx, response, case):
     return None
 EOF
 
-sandbox=$(mktemp -d -t execd-api-fuzz.XXXXXX)
-host_pid=
-cleanup() {
-    if [ -n "$host_pid" ] && kill -0 "$host_pid" 2>/dev/null; then
-        kill -TERM "$host_pid" 2>/dev/null || true
-        wait "$host_pid" 2>/dev/null || true
-    fi
-    rm -rf "$sandbox"
-}
-trap cleanup EXIT
-
+make_sandbox
 rm -f "$work/host.out" "$work/host.err"
-(
-    cd "$sandbox"
-    HOME=$sandbox EXECD_LOG=warn exec "$host_bin" \
-        --listen 127.0.0.1:0 --state-dir "$sandbox/state"
-) >"$work/host.out" 2>"$work/host.err" &
-host_pid=$!
-addr=
-for _ in $(seq 1 300); do
-    addr=$(sed -n 's/^listening on //p' "$work/host.out" 2>/dev/null | head -n 1)
-    [ -n "$addr" ] && break
-    kill -0 "$host_pid" 2>/dev/null || { cat "$work/host.err" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "api-fuzz: the host did not start" >&2; exit 1; }
+start_host "$work/host.out" "$work/host.err"
+addr=$host_addr
 echo "api-fuzz: execd-host pid $host_pid on $addr; schemathesis $("$work/venv/bin/schemathesis" --version)"
 
 # Finished commands for the generated requests to find: background ones
@@ -206,16 +175,8 @@ status=0
         --report junit,ndjson --report-dir "$work/report"
 ) || status=$?
 
-if ! kill -0 "$host_pid" 2>/dev/null; then
-    echo "api-fuzz: the host died during the run" >&2
-    tail -n 50 "$work/host.err" >&2
-    status=1
-fi
-if grep -qiE "panicked|ERROR" "$work/host.err"; then
-    echo "api-fuzz: the host logged errors:" >&2
-    grep -iE "panicked|ERROR" "$work/host.err" | head -n 20 >&2
-    status=1
-fi
+host_survived "$work/host.err" || status=1
+host_logged_no_errors "$work/host.err" || status=1
 [ "$status" = 124 ] && echo "api-fuzz: over the time budget of ${budget}s" >&2
 echo "api-fuzz: exit $status (reports in $work/report)"
 exit "$status"

@@ -1,9 +1,10 @@
-//! The WebAssembly component face of the ring: converts between the WIT
-//! types and [`Ring`]'s, and keeps the one log of this instance.
+//! The WebAssembly component face of the ring: keeps the one log of this
+//! instance; `execd_policy_core::wit_conversions!` converts between the
+//! WIT types and [`Ring`]'s.
 
 use std::cell::RefCell;
 
-use crate::{Batch, Channel, Config, Ending, Outcome, ReadResult, Ring, Run};
+use crate::{Config, Ring, Stored};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -11,6 +12,8 @@ wit_bindgen::generate!({
 });
 
 use exports::execd::resume::log as wit;
+
+execd_policy_core::wit_conversions!(wit);
 
 /// Whether this build is the `exclusive` flavour (one live reader).
 const EXCLUSIVE: bool = cfg!(feature = "exclusive");
@@ -28,14 +31,6 @@ fn flavoured(config: Config) -> Config {
 }
 
 struct Policy;
-
-/// Where a memory-only log stands: nothing on disk.
-fn in_memory(last_eid: u64) -> wit::Stored {
-    wit::Stored {
-        last_eid,
-        disk_bytes: 0,
-    }
-}
 
 impl wit::Guest for Policy {
     fn needs_directory() -> bool {
@@ -59,31 +54,18 @@ impl wit::Guest for Policy {
     }
 
     fn append(batch: wit::Batch) -> Result<wit::Stored, String> {
-        RING.with_borrow_mut(|ring| ring.append(from_wit_batch(batch)))
-            .map(in_memory)
+        RING.with_borrow_mut(|ring| ring.append(batch.into()))
+            .map(|eid| Stored::in_memory(eid).into())
     }
 
     fn finish(ending: wit::Ending) -> Result<wit::Stored, String> {
-        RING.with_borrow_mut(|ring| ring.finish(from_wit_ending(ending)))
-            .map(in_memory)
+        RING.with_borrow_mut(|ring| ring.finish(ending.into()))
+            .map(|eid| Stored::in_memory(eid).into())
     }
 
     fn read(after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
-        match RING.with_borrow(|ring| ring.read(after, max_events, max_bytes)) {
-            ReadResult::Events(events) => wit::ReadResult::Events(wit::Events {
-                first_eid: events.first_eid,
-                batch: to_wit_batch(events.batch),
-                ending: events.ending.map(to_wit_ending),
-            }),
-            ReadResult::Gap(g) => wit::ReadResult::Gap(wit::Gap {
-                from_eid: g.from_eid,
-                to_eid: g.to_eid,
-                dropped_bytes: g.dropped_bytes,
-                reason: g.reason.to_string(),
-            }),
-            ReadResult::Pending => wit::ReadResult::Pending,
-            ReadResult::Finished => wit::ReadResult::Finished,
-        }
+        RING.with_borrow(|ring| ring.read(after, max_events, max_bytes))
+            .into()
     }
 
     fn attach(_reader: u64, live_readers: Vec<u64>) -> wit::Admission {
@@ -97,74 +79,6 @@ impl wit::Guest for Policy {
 
     fn retention_ms() -> u64 {
         RING.with_borrow(|ring| ring.retention_ms())
-    }
-}
-
-// The columns cross as they are; only the few runs are converted.
-fn from_wit_batch(batch: wit::Batch) -> Batch {
-    Batch {
-        lens: batch.lens,
-        runs: batch
-            .runs
-            .into_iter()
-            .map(|r| Run {
-                channel: match r.channel {
-                    wit::Channel::Stdout => Channel::Stdout,
-                    wit::Channel::Stderr => Channel::Stderr,
-                },
-                timestamp_ms: r.timestamp_ms,
-                lines: r.lines,
-            })
-            .collect(),
-        text: batch.text,
-    }
-}
-
-fn to_wit_batch(batch: Batch) -> wit::Batch {
-    wit::Batch {
-        lens: batch.lens,
-        runs: batch
-            .runs
-            .into_iter()
-            .map(|r| wit::Run {
-                channel: match r.channel {
-                    Channel::Stdout => wit::Channel::Stdout,
-                    Channel::Stderr => wit::Channel::Stderr,
-                },
-                timestamp_ms: r.timestamp_ms,
-                lines: r.lines,
-            })
-            .collect(),
-        text: batch.text,
-    }
-}
-
-fn from_wit_ending(e: wit::Ending) -> Ending {
-    Ending {
-        outcome: match e.outcome {
-            wit::Outcome::Completed => Outcome::Completed,
-            wit::Outcome::Failed(f) => Outcome::Failed {
-                exit_code: f.exit_code,
-                message: f.message,
-            },
-            wit::Outcome::HostRestarted => Outcome::HostRestarted,
-        },
-        execution_ms: e.execution_ms,
-        timestamp_ms: e.timestamp_ms,
-    }
-}
-
-fn to_wit_ending(e: Ending) -> wit::Ending {
-    wit::Ending {
-        outcome: match e.outcome {
-            Outcome::Completed => wit::Outcome::Completed,
-            Outcome::Failed { exit_code, message } => {
-                wit::Outcome::Failed(wit::Failure { exit_code, message })
-            }
-            Outcome::HostRestarted => wit::Outcome::HostRestarted,
-        },
-        execution_ms: e.execution_ms,
-        timestamp_ms: e.timestamp_ms,
     }
 }
 

@@ -6,6 +6,8 @@
 //!
 //! The logic is plain Rust ([`Ring`]) so it also builds natively (as an
 //! rlib) for benchmarks; `component` wraps it as a WebAssembly component.
+//! The types it takes and answers are the contract's, from
+//! `execd-policy-core`, re-exported here.
 
 mod config;
 mod ring;
@@ -14,4 +16,7 @@ mod ring;
 mod component;
 
 pub use config::{Config, ConfigError};
-pub use ring::{Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Ring, Run};
+pub use execd_policy_core::{
+    Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Run, Stored,
+};
+pub use ring::{EVICTED, Ring};

@@ -6,141 +6,14 @@
 
 use std::collections::VecDeque;
 
+use execd_policy_core::{Batch, Ending, Events, Gap, ReadResult};
+
 use crate::Config;
 
-/// Which pipe a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Channel {
-    Stdout,
-    Stderr,
-}
-
-/// Consecutive lines from one pipe at one millisecond.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Run {
-    pub channel: Channel,
-    pub timestamp_ms: u64,
-    pub lines: u32,
-}
-
-/// Lines as columns: line `i`'s text is the next `lens[i]` bytes of
-/// `text`; its pipe and time are those of the run it falls in.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Batch {
-    pub lens: Vec<u32>,
-    pub runs: Vec<Run>,
-    pub text: Vec<u8>,
-}
-
-impl Batch {
-    /// How many lines.
-    pub fn len(&self) -> usize {
-        self.lens.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lens.is_empty()
-    }
-
-    /// Adds a line, extending the last run when it has the same pipe and time.
-    pub fn push(&mut self, channel: Channel, timestamp_ms: u64, text: &[u8]) {
-        self.lens.push(text.len() as u32);
-        self.text.extend_from_slice(text);
-        self.extend_runs(channel, timestamp_ms, 1);
-    }
-
-    fn extend_runs(&mut self, channel: Channel, timestamp_ms: u64, lines: u32) {
-        match self.runs.last_mut() {
-            Some(last) if last.channel == channel && last.timestamp_ms == timestamp_ms => {
-                last.lines += lines;
-            }
-            _ => self.runs.push(Run {
-                channel,
-                timestamp_ms,
-                lines,
-            }),
-        }
-    }
-
-    /// Each line's pipe, time and length, in order.
-    pub fn heads(&self) -> impl Iterator<Item = (Channel, u64, u32)> + '_ {
-        self.runs
-            .iter()
-            .flat_map(|r| std::iter::repeat_n((r.channel, r.timestamp_ms), r.lines as usize))
-            .zip(&self.lens)
-            .map(|((channel, timestamp_ms), &len)| (channel, timestamp_ms, len))
-    }
-
-    /// Why the columns do not describe the same lines, if they do not.
-    pub fn check(&self) -> Result<(), String> {
-        let text: u64 = self.lens.iter().map(|&l| u64::from(l)).sum();
-        if text != self.text.len() as u64 {
-            return Err(format!(
-                "line lengths add up to {text}, the text has {} bytes",
-                self.text.len()
-            ));
-        }
-        let lines: u64 = self.runs.iter().map(|r| u64::from(r.lines)).sum();
-        if lines != self.lens.len() as u64 || self.runs.iter().any(|r| r.lines == 0) {
-            return Err(format!(
-                "runs cover {lines} lines (or one is empty), the batch has {}",
-                self.lens.len()
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// How a command ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Completed,
-    Failed {
-        exit_code: i32,
-        message: String,
-    },
-    /// The host stopped before the command ended; a later host ended the log.
-    HostRestarted,
-}
-
-/// The terminal event's content.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ending {
-    pub outcome: Outcome,
-    pub execution_ms: u64,
-    pub timestamp_ms: u64,
-}
-
-/// Consecutive events from `first_eid`: the batch's lines, then the ending.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Events {
-    pub first_eid: u64,
-    pub batch: Batch,
-    pub ending: Option<Ending>,
-}
-
-/// Missing events right after a reader's cursor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Gap {
-    pub from_eid: u64,
-    pub to_eid: u64,
-    /// Text bytes of the missing events; `None` when they are older than
-    /// the window of sizes the ring remembers.
-    pub dropped_bytes: Option<u64>,
-    pub reason: &'static str,
-}
-
-/// Why a ring's gap is there: its memory bounds evicted the events.
+/// Why a ring's gap is there: its memory bounds evicted the events. The
+/// gap's `dropped_bytes` is `None` when they are older than the window of
+/// sizes the ring remembers.
 pub const EVICTED: &str = "evicted";
-
-/// The answer to [`Ring::read`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReadResult {
-    Events(Events),
-    Gap(Gap),
-    Pending,
-    Finished,
-}
 
 /// Bytes an event is charged beyond its text, so that a flood of empty
 /// lines is bounded by `max-bytes` too.
@@ -171,19 +44,7 @@ impl Chunk {
         out.text.extend_from_slice(
             &self.batch.text[self.starts[from] as usize..self.starts[to] as usize],
         );
-        // Runs are few (one per pipe switch or millisecond): walk them.
-        let mut start = 0;
-        for run in &self.batch.runs {
-            let end = start + run.lines as usize;
-            let (a, b) = (start.max(from), end.min(to));
-            if a < b {
-                out.extend_runs(run.channel, run.timestamp_ms, (b - a) as u32);
-            }
-            if end >= to {
-                break;
-            }
-            start = end;
-        }
+        out.extend_runs_of(self.batch.runs.iter().copied(), from, to);
     }
 }
 
@@ -234,11 +95,9 @@ impl Ring {
         if self.ending.is_some() {
             return Err("append after finish".into());
         }
+        // Also bounds the text by 4 GiB, so `starts` fit in u32.
         batch.check()?;
         let at = batch.text.len() as u64;
-        if at > u64::from(u32::MAX) {
-            return Err(format!("a batch of {at} bytes is over 4 GiB"));
-        }
         if batch.is_empty() {
             return Ok(self.next_eid - 1);
         }
@@ -416,6 +275,7 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use execd_policy_core::{Channel, Outcome, Run};
 
     fn batch(texts: &[&str]) -> Batch {
         let mut batch = Batch::default();

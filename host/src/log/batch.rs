@@ -76,23 +76,15 @@ impl Batch {
             })
     }
 
-    /// Why the columns do not describe the same lines, if they do not.
+    /// Why the columns do not describe the same lines, if they do not:
+    /// the check every policy makes of its input, so one implementation
+    /// ([`execd_policy_core::check_columns`]) says what a batch is.
     pub fn check(&self) -> Result<(), String> {
-        let text: u64 = self.lens.iter().map(|&l| u64::from(l)).sum();
-        if text != self.text.len() as u64 {
-            return Err(format!(
-                "line lengths add up to {text}, the text has {} bytes",
-                self.text.len()
-            ));
-        }
-        let lines: u64 = self.runs.iter().map(|r| u64::from(r.lines)).sum();
-        if lines != self.lens.len() as u64 || self.runs.iter().any(|r| r.lines == 0) {
-            return Err(format!(
-                "runs cover {lines} lines (or one is empty), the batch has {}",
-                self.lens.len()
-            ));
-        }
-        Ok(())
+        execd_policy_core::check_columns(
+            &self.lens,
+            self.runs.iter().map(|r| r.lines),
+            self.text.len(),
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use execd_policy_ring::{Batch, Channel, Config, Ending, Outcome, ReadResult, Ring, Run};
+use execd_policy_ring::{Config, ReadResult, Ring, Stored};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -10,6 +10,8 @@ wit_bindgen::generate!({
 });
 
 use exports::execd::resume::log as wit;
+
+execd_policy_core::wit_conversions!(wit);
 
 thread_local! {
     static RING: RefCell<Ring> = RefCell::new(Ring::new(Config::default()));
@@ -19,13 +21,6 @@ thread_local! {
 const TRIGGER: &str = "trigger";
 
 struct Policy;
-
-fn in_memory(last_eid: u64) -> wit::Stored {
-    wit::Stored {
-        last_eid,
-        disk_bytes: 0,
-    }
-}
 
 impl wit::Guest for Policy {
     fn needs_directory() -> bool {
@@ -53,103 +48,48 @@ impl wit::Guest for Policy {
             TRIGGERED.with_borrow_mut(|t| *t = true);
             misbehave_in_append();
         }
-        let batch = Batch {
-            lens: batch.lens,
-            runs: batch
-                .runs
-                .into_iter()
-                .map(|r| Run {
-                    channel: match r.channel {
-                        wit::Channel::Stdout => Channel::Stdout,
-                        wit::Channel::Stderr => Channel::Stderr,
-                    },
-                    timestamp_ms: r.timestamp_ms,
-                    lines: r.lines,
-                })
-                .collect(),
-            text: batch.text,
-        };
-        let last = RING.with_borrow_mut(|ring| ring.append(batch))?;
+        let last = RING.with_borrow_mut(|ring| ring.append(batch.into()))?;
         if triggered && cfg!(feature = "backwards-eids") {
-            return Ok(in_memory(last.saturating_sub(10)));
+            return Ok(Stored::in_memory(last.saturating_sub(10)).into());
         }
-        Ok(in_memory(last))
+        Ok(Stored::in_memory(last).into())
     }
 
     fn finish(ending: wit::Ending) -> Result<wit::Stored, String> {
-        let ending = Ending {
-            outcome: match ending.outcome {
-                wit::Outcome::Completed => Outcome::Completed,
-                wit::Outcome::Failed(f) => Outcome::Failed {
-                    exit_code: f.exit_code,
-                    message: f.message,
-                },
-                wit::Outcome::HostRestarted => Outcome::HostRestarted,
-            },
-            execution_ms: ending.execution_ms,
-            timestamp_ms: ending.timestamp_ms,
-        };
-        RING.with_borrow_mut(|ring| ring.finish(ending))
-            .map(in_memory)
+        RING.with_borrow_mut(|ring| ring.finish(ending.into()))
+            .map(|eid| Stored::in_memory(eid).into())
     }
 
     fn read(after: u64, max_events: u32, max_bytes: u32) -> wit::ReadResult {
-        match RING.with_borrow(|ring| ring.read(after, max_events, max_bytes)) {
-            ReadResult::Events(events) => {
-                if cfg!(feature = "panic-read")
-                    && String::from_utf8_lossy(&events.batch.text).contains(TRIGGER)
-                {
-                    panic!("hostile policy: panic in read");
-                }
-                let mut runs: Vec<wit::Run> = events
-                    .batch
-                    .runs
-                    .iter()
-                    .map(|r| wit::Run {
-                        channel: match r.channel {
-                            Channel::Stdout => wit::Channel::Stdout,
-                            Channel::Stderr => wit::Channel::Stderr,
-                        },
-                        timestamp_ms: r.timestamp_ms,
-                        lines: r.lines,
-                    })
-                    .collect();
-                let mut lens = events.batch.lens;
-                let mut text = events.batch.text;
-                let mut ending = events.ending.map(to_wit_ending);
-                if cfg!(feature = "phantom-events") && TRIGGERED.with_borrow(|t| *t) {
-                    // One more line than was ever logged.
-                    let phantom = b"never logged";
-                    lens.push(phantom.len() as u32);
-                    runs.push(wit::Run {
-                        channel: wit::Channel::Stdout,
-                        timestamp_ms: 0,
-                        lines: 1,
-                    });
-                    text.extend_from_slice(phantom);
-                    ending = None;
-                }
-                if cfg!(feature = "bad-runs")
-                    && TRIGGERED.with_borrow(|t| *t)
-                    && let Some(first) = runs.first_mut()
-                {
-                    first.lines += 1;
-                }
-                wit::ReadResult::Events(wit::Events {
-                    first_eid: events.first_eid,
-                    batch: wit::Batch { lens, runs, text },
-                    ending,
-                })
-            }
-            ReadResult::Gap(g) => wit::ReadResult::Gap(wit::Gap {
-                from_eid: g.from_eid,
-                to_eid: g.to_eid,
-                dropped_bytes: g.dropped_bytes,
-                reason: g.reason.to_string(),
-            }),
-            ReadResult::Pending => wit::ReadResult::Pending,
-            ReadResult::Finished => wit::ReadResult::Finished,
+        let result = RING.with_borrow(|ring| ring.read(after, max_events, max_bytes));
+        let ReadResult::Events(events) = result else {
+            return result.into();
+        };
+        if cfg!(feature = "panic-read")
+            && String::from_utf8_lossy(&events.batch.text).contains(TRIGGER)
+        {
+            panic!("hostile policy: panic in read");
         }
+        let mut events = wit::Events::from(events);
+        if cfg!(feature = "phantom-events") && TRIGGERED.with_borrow(|t| *t) {
+            // One more line than was ever logged.
+            let phantom = b"never logged";
+            events.batch.lens.push(phantom.len() as u32);
+            events.batch.runs.push(wit::Run {
+                channel: wit::Channel::Stdout,
+                timestamp_ms: 0,
+                lines: 1,
+            });
+            events.batch.text.extend_from_slice(phantom);
+            events.ending = None;
+        }
+        if cfg!(feature = "bad-runs")
+            && TRIGGERED.with_borrow(|t| *t)
+            && let Some(first) = events.batch.runs.first_mut()
+        {
+            first.lines += 1;
+        }
+        wit::ReadResult::Events(events)
     }
 
     fn attach(_reader: u64, _live_readers: Vec<u64>) -> wit::Admission {
@@ -183,20 +123,6 @@ fn misbehave_in_append() {
             hoard.push(vec![0xA5; 1 << 20]);
             std::hint::black_box(&hoard);
         }
-    }
-}
-
-fn to_wit_ending(end: Ending) -> wit::Ending {
-    wit::Ending {
-        outcome: match end.outcome {
-            Outcome::Completed => wit::Outcome::Completed,
-            Outcome::Failed { exit_code, message } => {
-                wit::Outcome::Failed(wit::Failure { exit_code, message })
-            }
-            Outcome::HostRestarted => wit::Outcome::HostRestarted,
-        },
-        execution_ms: end.execution_ms,
-        timestamp_ms: end.timestamp_ms,
     }
 }
 
