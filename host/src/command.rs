@@ -70,6 +70,16 @@ pub struct StatusBody<'a> {
     finished_at: Option<String>,
 }
 
+/// The status body's `exit_code` and `error` for an outcome: one mapping,
+/// for a command that ends now and one a previous host ran.
+pub(crate) fn status_of(outcome: &Outcome) -> (i32, Option<String>) {
+    match outcome {
+        Outcome::Completed => (0, None),
+        Outcome::Failed(f) => (f.exit_code, Some(f.message.clone())),
+        Outcome::HostRestarted => (-1, Some(HOST_RESTARTED.to_string())),
+    }
+}
+
 /// Grace between SIGTERM and SIGKILL on interrupt, and the daemon's at
 /// shutdown.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
@@ -113,11 +123,7 @@ impl Command {
         files: Files,
         ending: &Ending,
     ) -> Command {
-        let (exit_code, error) = match &ending.outcome {
-            Outcome::Completed => (0, None),
-            Outcome::Failed(f) => (f.exit_code, Some(f.message.clone())),
-            Outcome::HostRestarted => (-1, Some(HOST_RESTARTED.to_string())),
-        };
+        let (exit_code, error) = status_of(&ending.outcome);
         let finished_at = SystemTime::UNIX_EPOCH + Duration::from_millis(ending.timestamp_ms);
         // Only orders commands and times a running one: a guess will do.
         let started = SystemTime::now()

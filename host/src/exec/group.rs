@@ -199,15 +199,21 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
 }
 
 fn start_ticks_of(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
     // Fields from the state (field 3) on: the start time is field 22.
-    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+    fields_after_name(stat)?.nth(22 - 3)?.parse().ok()
 }
 
-/// This boot of the machine: start times count from it.
+/// This boot of the machine: start times count from it. Read once: it
+/// cannot change while the host runs, and every command start and every
+/// recovered record asks.
 pub fn boot_id() -> Option<String> {
-    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    Some(id.trim().to_string())
+    static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+            Some(id.trim().to_string())
+        })
+        .clone()
 }
 
 /// Who led a process group, so that a later host can find the group again
@@ -251,12 +257,15 @@ impl Leader {
     }
 }
 
-/// The state and process group fields of a `/proc/<pid>/stat` line. The
-/// command name before them is in parentheses and may hold anything, so
-/// the fields are counted from the last `)`.
+/// The fields of a `/proc/<pid>/stat` line after the command name, which
+/// is in parentheses and may hold anything: counted from the last `)`.
+fn fields_after_name(stat: &str) -> Option<std::str::SplitAsciiWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_ascii_whitespace())
+}
+
+/// The state and process group fields of a `/proc/<pid>/stat` line.
 fn state_and_pgrp(stat: &str) -> Option<(char, i32)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
+    let mut fields = fields_after_name(stat)?;
     let state = fields.next()?.chars().next()?;
     let _ppid = fields.next()?;
     let pgrp = fields.next()?.parse().ok()?;

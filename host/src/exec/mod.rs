@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::time::{Instant, sleep_until};
 
-use crate::command::Command;
+use crate::command::{Command, status_of};
 use crate::exec::lines::LineSplitter;
 use crate::http::request::RunRequest;
 use crate::policy::wit::{Batch, Channel, Ending, Failure, Outcome};
@@ -320,7 +320,8 @@ pub async fn pump(
         output.close();
     }
     let status = exit.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL));
-    let (outcome, exit_code, error) = describe(status);
+    let outcome = describe(status);
+    let (exit_code, error) = status_of(&outcome);
     let finished_at = std::time::SystemTime::now();
     {
         let mut s = command.status();
@@ -362,32 +363,18 @@ fn on_read<R>(
     }
 }
 
-/// The outcome, status exit code and status error text of an exit.
-fn describe(status: ExitStatus) -> (Outcome, i32, Option<String>) {
+/// The outcome of an exit, as the terminal event and the status report it.
+fn describe(status: ExitStatus) -> Outcome {
     match (status.code(), status.signal()) {
-        (Some(0), _) => (Outcome::Completed, 0, None),
-        (Some(code), _) => {
-            let message = format!("exit status {code}");
-            (
-                Outcome::Failed(Failure {
-                    exit_code: code,
-                    message: message.clone(),
-                }),
-                code,
-                Some(message),
-            )
-        }
-        (None, signal) => {
-            let message = format!("signal: {}", signal_name(signal.unwrap_or(0)));
-            (
-                Outcome::Failed(Failure {
-                    exit_code: -1,
-                    message: message.clone(),
-                }),
-                -1,
-                Some(message),
-            )
-        }
+        (Some(0), _) => Outcome::Completed,
+        (Some(code), _) => Outcome::Failed(Failure {
+            exit_code: code,
+            message: format!("exit status {code}"),
+        }),
+        (None, signal) => Outcome::Failed(Failure {
+            exit_code: -1,
+            message: format!("signal: {}", signal_name(signal.unwrap_or(0))),
+        }),
     }
 }
 

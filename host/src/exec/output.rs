@@ -354,6 +354,7 @@ mod tests {
     use super::*;
     use crate::budget::DiskUsage;
     use std::os::unix::fs::FileExt;
+    use std::sync::Arc;
 
     fn read_all(plan: &ReadPlan) -> Vec<u8> {
         let mut out = Vec::new();
@@ -365,18 +366,25 @@ mod tests {
         out
     }
 
-    #[test]
-    fn keeps_the_newest_bytes_with_absolute_offsets() {
-        let dir = std::env::temp_dir().join(format!("execd-output-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let usage = DiskUsage::new(u64::MAX);
-        let out = OutputFile::create(dir.clone(), 64 * 1024, Share::new(&usage)).unwrap();
+    /// A store at `dir` keeping 64 KiB, after 20,000 lines of output
+    /// (about 190 KB), and all the bytes it was given.
+    fn filled(dir: &Path, usage: &Arc<DiskUsage>) -> (OutputFile, Vec<u8>) {
+        let out = OutputFile::create(dir.to_path_buf(), 64 * 1024, Share::new(usage)).unwrap();
         let mut all = Vec::new();
         for i in 0..20_000u32 {
             let line = format!("line {i}\n");
             out.append(line.as_bytes());
             all.extend_from_slice(line.as_bytes());
         }
+        (out, all)
+    }
+
+    #[test]
+    fn keeps_the_newest_bytes_with_absolute_offsets() {
+        let dir = std::env::temp_dir().join(format!("execd-output-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let usage = DiskUsage::new(u64::MAX);
+        let (out, all) = filled(&dir, &usage);
         let plan = out.plan(0).unwrap();
         assert_eq!(plan.tail, all.len() as u64);
         assert!(plan.head > 0, "the oldest bytes went");
@@ -408,13 +416,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("execd-output-reopen-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let usage = DiskUsage::new(u64::MAX);
-        let out = OutputFile::create(dir.clone(), 64 * 1024, Share::new(&usage)).unwrap();
-        let mut all = Vec::new();
-        for i in 0..20_000u32 {
-            let line = format!("line {i}\n");
-            out.append(line.as_bytes());
-            all.extend_from_slice(line.as_bytes());
-        }
+        let (out, all) = filled(&dir, &usage);
         let before = out.plan(0).unwrap();
         out.keep();
         drop(out);
