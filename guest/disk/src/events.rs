@@ -50,16 +50,17 @@ impl Budget {
         self.bytes += u64::from(text_len) + EVENT_OVERHEAD;
     }
 
-    /// How many of `lens` fit, counting them.
-    pub(crate) fn take_lines(&mut self, lens: impl Iterator<Item = u32>) -> usize {
-        let mut taken = 0;
+    /// How many of `lens` fit, counting them, and their text bytes.
+    pub(crate) fn take_lines(&mut self, lens: impl Iterator<Item = u32>) -> (usize, u64) {
+        let (mut taken, mut text) = (0, 0);
         for len in lens {
             if !self.has_room() {
                 break;
             }
             self.take(len);
             taken += 1;
+            text += u64::from(len);
         }
-        taken
+        (taken, text)
     }
 }

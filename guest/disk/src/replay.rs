@@ -177,10 +177,8 @@ impl Replay {
             let start = want_text
                 .and_then(|t| t.checked_sub(at.text_offset))
                 .unwrap_or_else(|| body.lens_from(0).take(from).map(u64::from).sum());
-            let taken = budget.take_lines(body.lens_from(from));
-            let lens_at = out.lens.len();
+            let (taken, text_len) = budget.take_lines(body.lens_from(from));
             out.lens.extend(body.lens_of(from, from + taken));
-            let text_len: u64 = out.lens[lens_at..].iter().map(|&l| u64::from(l)).sum();
             let text = usize::try_from(start)
                 .ok()
                 .and_then(|s| body.text.get(s..s + text_len as usize))

@@ -122,9 +122,9 @@ impl Tail {
                 .map(|start| start as usize)
                 .filter(|&start| start <= chunk.batch.text.len())
                 .unwrap_or_else(|| lens[..from].iter().map(|&l| l as usize).sum());
-            let taken = budget.take_lines(lens[from..].iter().copied());
+            let (taken, text) = budget.take_lines(lens[from..].iter().copied());
             let to = from + taken;
-            let end = start + lens[from..to].iter().map(|&l| l as usize).sum::<usize>();
+            let end = start + text as usize;
             out.lens.extend_from_slice(&lens[from..to]);
             // The lengths were checked against the text at append.
             out.text
