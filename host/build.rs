@@ -18,6 +18,8 @@ fn main() {
         .expect("host/ sits in the workspace root");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     for watched in [
+        // The guest profile lives in the workspace manifest.
+        "Cargo.toml",
         "wit",
         "guest/core/src",
         "guest/core/Cargo.toml",

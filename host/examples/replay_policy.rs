@@ -48,7 +48,10 @@ async fn read_all(p: &mut PolicyInstance, encode: bool, buf: &mut Vec<u8>) -> (u
     let mut events = 0;
     loop {
         match p.read(cursor, 1024, 256 * 1024).await.expect("read") {
-            ReadResult::Events(e) => {
+            ReadResult::Events(mut e) => {
+                // The text a disk policy left in its files, read as the
+                // host's reader does.
+                p.read_text(&mut e).expect("text in files");
                 let n = e.batch.len() as u64 + u64::from(e.ending.is_some());
                 if encode {
                     buf.clear();

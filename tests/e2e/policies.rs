@@ -56,7 +56,7 @@ async fn incompatible_wit_version_stops_the_host_at_start() {
     assert!(err.contains(path), "names the file: {err}");
     assert!(
         err.contains("built against execd:resume@0.2.0")
-            && err.contains("this host speaks execd:resume@0.4.0"),
+            && err.contains("this host speaks execd:resume@0.5.0"),
         "says which version it was built for and which the host speaks: {err}"
     );
 }
@@ -285,6 +285,45 @@ async fn hostile_events_never_given() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_runs_that_disagree_with_the_lengths() {
     survive("bad-runs", &[], "broke the log rules in `read`").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_left_in_a_file_outside_its_directory() {
+    survive("text-outside", &[], "is not a plain file name").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_left_in_a_missing_file_is_an_io_gap_not_a_failure() {
+    let wasm = build_policy("execd-test-policies", Some("text-missing")).await;
+    let host = Host::start(&["--policy", wasm.to_str().expect("utf-8 path")]).await;
+    let mut stream = host
+        .run(json!({ "command": "echo one; echo two; exit 3" }))
+        .await;
+    let id = init_id(&mut stream).await;
+    let _ = stream.events().await;
+    // Every read now says the lines' text is in a file that is not there.
+    let events = host.resume(&id, 0).await.events().await;
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+    assert_eq!(kinds, ["gap", "error"], "{events:?}");
+    let gap = &events[0];
+    assert_eq!(gap.data["reason"], "io");
+    assert_eq!(
+        (gap.data["from_eid"].as_u64(), gap.data["to_eid"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(events[1].data["error"]["evalue"], "3", "the ending follows");
+    // Not a policy failure: the log still answers, and the operator is
+    // told once what could not be read.
+    let again = host.resume(&id, 2).await.events().await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = host.stderr();
+    assert_eq!(
+        log.matches("cannot read the text").count(),
+        1,
+        "logged once:\n{log}"
+    );
+    assert!(log.contains("no-such-file"), "names the file:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

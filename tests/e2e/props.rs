@@ -303,6 +303,7 @@ fn to_events(first_eid: u64, lines: &[TestLine], ending: Option<Ending>) -> Even
     Events {
         first_eid,
         batch,
+        text_in_files: Vec::new(),
         ending,
     }
 }
@@ -476,6 +477,7 @@ proptest! {
                 runs: vec![Run { channel: Channel::Stdout, timestamp_ms: 7, lines: lens.len() as u32 }],
                 text: text.clone(),
             },
+            text_in_files: Vec::new(),
             ending: ending.clone(),
         };
         let whole = std::str::from_utf8(&text).ok();

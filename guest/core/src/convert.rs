@@ -14,8 +14,8 @@
 ///
 /// - in: `Batch` (by value, moving the columns; or `&Batch`, copying
 ///   them, for a host that keeps its batch), `Ending`, `Run`, `Channel`;
-/// - out: `Batch`, `Ending`, `Events`, `Gap`, `ReadResult`, `Stored`,
-///   `Reopened`, `Run`, `Channel`.
+/// - out: `Batch`, `Ending`, `Events`, `TextSpan`, `Gap`, `ReadResult`,
+///   `Stored`, `Reopened`, `Run`, `Channel`.
 ///
 /// The columns cross as they are; only the few runs are converted.
 ///
@@ -33,7 +33,12 @@
 /// #     #[derive(Clone, Debug, PartialEq)]
 /// #     pub struct Ending { pub outcome: Outcome, pub execution_ms: u64, pub timestamp_ms: u64 }
 /// #     #[derive(Clone, Debug, PartialEq)]
-/// #     pub struct Events { pub first_eid: u64, pub batch: Batch, pub ending: Option<Ending> }
+/// #     pub struct TextSpan { pub file: String, pub offset: u64, pub len: u32 }
+/// #     #[derive(Clone, Debug, PartialEq)]
+/// #     pub struct Events {
+/// #         pub first_eid: u64, pub batch: Batch, pub text_in_files: Vec<TextSpan>,
+/// #         pub ending: Option<Ending>,
+/// #     }
 /// #     #[derive(Clone, Debug, PartialEq)]
 /// #     pub struct Gap {
 /// #         pub from_eid: u64, pub to_eid: u64, pub dropped_bytes: Option<u64>, pub reason: String,
@@ -179,7 +184,22 @@ macro_rules! wit_conversions {
                 $wit::Events {
                     first_eid: events.first_eid,
                     batch: events.batch.into(),
+                    text_in_files: events
+                        .text_in_files
+                        .into_iter()
+                        .map($wit::TextSpan::from)
+                        .collect(),
                     ending: events.ending.map($wit::Ending::from),
+                }
+            }
+        }
+
+        impl ::core::convert::From<$crate::TextSpan> for $wit::TextSpan {
+            fn from(span: $crate::TextSpan) -> $wit::TextSpan {
+                $wit::TextSpan {
+                    file: span.file,
+                    offset: span.offset,
+                    len: span.len,
                 }
             }
         }
@@ -230,7 +250,9 @@ macro_rules! wit_conversions {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reopened, Stored};
+    use crate::{
+        Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reopened, Stored, TextSpan,
+    };
 
     /// The shapes both generators make of `wit/policy.wit`.
     mod wit {
@@ -269,9 +291,16 @@ mod tests {
             pub timestamp_ms: u64,
         }
         #[derive(Clone, Debug, PartialEq)]
+        pub struct TextSpan {
+            pub file: String,
+            pub offset: u64,
+            pub len: u32,
+        }
+        #[derive(Clone, Debug, PartialEq)]
         pub struct Events {
             pub first_eid: u64,
             pub batch: Batch,
+            pub text_in_files: Vec<TextSpan>,
             pub ending: Option<Ending>,
         }
         #[derive(Clone, Debug, PartialEq)]
@@ -367,12 +396,25 @@ mod tests {
         let events = ReadResult::Events(Events {
             first_eid: 4,
             batch: batch(),
+            text_in_files: vec![TextSpan {
+                file: "0000000001.seg".into(),
+                offset: 96,
+                len: 5,
+            }],
             ending: Some(endings().remove(0)),
         });
         let wit::ReadResult::Events(e) = events.into() else {
             panic!("events")
         };
         assert_eq!((e.first_eid, e.batch.lens.len()), (4, 3));
+        assert_eq!(
+            e.text_in_files,
+            [wit::TextSpan {
+                file: "0000000001.seg".into(),
+                offset: 96,
+                len: 5
+            }]
+        );
         assert_eq!(e.ending.map(|e| e.outcome), Some(wit::Outcome::Completed));
         let gap = Gap {
             from_eid: 1,

@@ -180,8 +180,32 @@ pub struct Ending {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Events {
     pub first_eid: u64,
+    /// The lines; their texts are `batch.text` followed by the bytes of
+    /// `text_in_files`.
     pub batch: Batch,
+    /// Text the host reads from the policy's directory itself.
+    pub text_in_files: Vec<TextSpan>,
     pub ending: Option<Ending>,
+}
+
+impl Events {
+    /// Events whose text is all in `batch`.
+    pub fn inline(first_eid: u64, batch: Batch, ending: Option<Ending>) -> Events {
+        Events {
+            first_eid,
+            batch,
+            text_in_files: Vec::new(),
+            ending,
+        }
+    }
+}
+
+/// Bytes of a file in the policy's directory, by the file's name there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextSpan {
+    pub file: String,
+    pub offset: u64,
+    pub len: u32,
 }
 
 /// Missing events right after a reader's cursor.

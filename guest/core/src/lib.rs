@@ -6,7 +6,8 @@
 //!   millisecond, one text buffer), and [`check_columns`], the one check
 //!   that a batch's columns describe the same lines;
 //! - [`Ending`] and its [`Outcome`], the terminal event;
-//! - the answers: [`ReadResult`] ([`Events`], [`Gap`]), [`Stored`],
+//! - the answers: [`ReadResult`] ([`Events`], their [`TextSpan`]s,
+//!   [`Gap`]), [`Stored`],
 //!   [`Reopened`];
 //! - [`wit_conversions!`], the one conversion between these and the types
 //!   a WIT bindings generator makes of the contract (`wit_bindgen` inside a
@@ -20,5 +21,6 @@ mod convert;
 mod events;
 
 pub use events::{
-    Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reopened, Run, Stored, check_columns,
+    Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reopened, Run, Stored, TextSpan,
+    check_columns,
 };

@@ -269,6 +269,21 @@ fn channel_byte(channel: Channel) -> u8 {
     }
 }
 
+/// Checks that a record's runs are well formed and cover its lines.
+fn check_runs(header: &RecordHeader, runs: &[u8]) -> Result<(), FormatError> {
+    let mut covered = 0u64;
+    for run in runs.chunks_exact(RUN_LEN) {
+        if run[12] > 1 || u32_at(run, 8) == 0 {
+            return Err(FormatError::Invalid("bad run"));
+        }
+        covered += u64::from(u32_at(run, 8));
+    }
+    if covered != u64::from(header.lines) {
+        return Err(FormatError::Invalid("runs do not cover the lines"));
+    }
+    Ok(())
+}
+
 /// The columns of a lines record, borrowed from its bytes.
 pub struct LinesBody<'a> {
     lens: &'a [u8],
@@ -288,17 +303,48 @@ impl<'a> LinesBody<'a> {
         let runs_len = RUN_LEN * header.runs as usize;
         let (lens, rest) = body.split_at_checked(lens_len).ok_or(FormatError::Short)?;
         let (runs, text) = rest.split_at_checked(runs_len).ok_or(FormatError::Short)?;
-        let mut covered = 0u64;
-        for run in runs.chunks_exact(RUN_LEN) {
-            if run[12] > 1 || u32_at(run, 8) == 0 {
-                return Err(FormatError::Invalid("bad run"));
-            }
-            covered += u64::from(u32_at(run, 8));
-        }
-        if covered != u64::from(header.lines) {
-            return Err(FormatError::Invalid("runs do not cover the lines"));
-        }
+        check_runs(header, runs)?;
         Ok(LinesBody { lens, runs, text })
+    }
+
+    /// Splits the columns of a lines record that come before its text
+    /// (`columns`: the [`LinesBody::columns_len`] bytes after the record
+    /// header), checking the runs and that the lengths add up to the
+    /// header's text length. The text stays where it is: the result's
+    /// `text` is empty, and line text starts [`LinesBody::text_start`]
+    /// bytes into the record.
+    pub fn parse_columns(
+        header: &RecordHeader,
+        columns: &'a [u8],
+    ) -> Result<LinesBody<'a>, FormatError> {
+        let lens_len = 4 * header.lines as usize;
+        let columns = columns
+            .get(..LinesBody::columns_len(header))
+            .ok_or(FormatError::Short)?;
+        let (lens, runs) = columns.split_at(lens_len);
+        check_runs(header, runs)?;
+        let body = LinesBody {
+            lens,
+            runs,
+            text: &[],
+        };
+        let text: u64 = body.lens_from(0).map(u64::from).sum();
+        if text != u64::from(header.text_len) {
+            return Err(FormatError::Invalid(
+                "line lengths do not add up to the text",
+            ));
+        }
+        Ok(body)
+    }
+
+    /// Bytes of a lines record's columns before its text.
+    pub fn columns_len(header: &RecordHeader) -> usize {
+        4 * header.lines as usize + RUN_LEN * header.runs as usize
+    }
+
+    /// Where a lines record's text starts, in bytes from the record's start.
+    pub fn text_start(header: &RecordHeader) -> u64 {
+        (RECORD_HEADER_LEN + LinesBody::columns_len(header)) as u64
     }
 
     /// How many lines.

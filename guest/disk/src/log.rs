@@ -16,7 +16,10 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::Config;
-use crate::events::{BUDGET, Batch, Budget, Ending, Events, Gap, IO, ReadResult, Reopened, Stored};
+use crate::events::{
+    BUDGET, Batch, Budget, Ending, Events, Gap, IO, ReadResult, Reopened, Stored, TextSpan,
+};
+use crate::file::SegmentFile;
 use crate::format::{self, FILE_HEADER_LEN, FileHeader};
 use crate::index::{Index, Place};
 use crate::recovery;
@@ -146,7 +149,10 @@ impl Log {
     /// let mut log = Log::new(Config::default(), dir.path());
     /// let reopened = log.reopen().unwrap();
     /// assert_eq!((reopened.last_eid, reopened.ending), (1, None));
+    /// // From the file now: the text stays there, for the host to read.
     /// let ReadResult::Events(events) = log.read(0, 10, 1024) else { panic!() };
+    /// assert_eq!((events.batch.text.len(), events.text_in_files[0].len), (0, 5));
+    /// let ReadResult::Events(events) = log.read_inline(0, 10, 1024) else { panic!() };
     /// assert_eq!(events.batch.text, b"hello");
     /// ```
     pub fn reopen(&mut self) -> Result<Reopened, String> {
@@ -356,10 +362,43 @@ impl Log {
         self.ending.as_ref().map_or(self.next_eid, |(eid, _)| *eid)
     }
 
+    /// Like [`Log::read`], with the text that the answer left in files
+    /// read back into its batch, as the host does (a span it cannot read
+    /// makes the lines a gap with reason `io`): for tests and tools that
+    /// run the log natively and want the lines.
+    pub fn read_inline(&mut self, after: u64, max_events: u32, max_bytes: u32) -> ReadResult {
+        let mut result = self.read(after, max_events, max_bytes);
+        if let ReadResult::Events(events) = &mut result
+            && let Err(e) = self.read_text(events)
+        {
+            self.warn(format!("reading text back: {e}"));
+            return ReadResult::Gap(Gap {
+                from_eid: events.first_eid,
+                to_eid: events.first_eid + events.batch.len().max(1) as u64 - 1,
+                dropped_bytes: None,
+                reason: IO,
+            });
+        }
+        result
+    }
+
+    /// Appends the bytes of `events`' text spans to its batch's text.
+    fn read_text(&self, events: &mut Events) -> io::Result<()> {
+        let text = &mut events.batch.text;
+        for span in std::mem::take(&mut events.text_in_files) {
+            let file = SegmentFile::open(&self.dir.join(&span.file))?;
+            let at = text.len();
+            text.resize(at + span.len as usize, 0);
+            file.read_exact_at(&mut text[at..], span.offset)?;
+        }
+        Ok(())
+    }
+
     /// Events with eid greater than `after`: at most `max_events`, and
     /// about `max_bytes` of text (text plus 32 bytes an event, as `ring`
     /// counts), always at least one when any is there; or the gap after
-    /// `after`.
+    /// `after`. The text of lines read from files is not in the answer's
+    /// batch but in its `text_in_files`, for the host to read.
     pub fn read(&mut self, after: u64, max_events: u32, max_bytes: u32) -> ReadResult {
         if after >= self.next_eid - 1 {
             return if self.ending.is_some() {
@@ -372,7 +411,7 @@ impl Log {
         let mut budget = Budget::new(max_events, max_bytes);
         let mut out = Batch::default();
         if want >= self.lines_end() {
-            return self.events(want, out, want, &budget);
+            return self.events(want, out, Vec::new(), want, &budget);
         }
         if let Some(tail_first) = self.tail.first_eid()
             && want >= tail_first
@@ -388,7 +427,7 @@ impl Log {
                 text_offset,
                 record: None,
             });
-            return self.events(want, out, next, &budget);
+            return self.events(want, out, Vec::new(), next, &budget);
         }
         self.tail_reads = 0;
         self.read_index(want, budget, out)
@@ -400,6 +439,7 @@ impl Log {
             (Some(eid), Some(text)) => (eid, text),
             _ => (self.index.end_eid(), self.index.end_text()),
         };
+        let mut text = Vec::new();
         // A broken record turns its rest of the segment into a gap; the
         // next try answers with that gap (or with the lines before it).
         for _ in 0..2 {
@@ -427,17 +467,23 @@ impl Log {
                 }
                 Place::Stored(segment) => segment,
             };
-            match self.replay.read(span, segment, want, &mut budget, &mut out) {
-                Ok((next, _)) if next > want => return self.events(want, out, next, &budget),
+            match self
+                .replay
+                .read(span, segment, want, &mut budget, &mut out, &mut text)
+            {
+                Ok((next, _)) if next > want => {
+                    return self.events(want, out, text, next, &budget);
+                }
                 Ok(_) => break,
                 Err(broken) => {
                     self.warn(format!("dropping unreadable log data: {}", broken.why));
                     self.index
                         .cut(broken.eid, broken.text_offset, broken.offset, IO);
                     if broken.eid > want {
-                        return self.events(want, out, broken.eid, &budget);
+                        return self.events(want, out, text, broken.eid, &budget);
                     }
                     out = Batch::default();
+                    text.clear();
                 }
             }
         }
@@ -453,7 +499,14 @@ impl Log {
 
     /// The answer for lines `want..next` in `out`, with the terminal event
     /// when it comes next and the read has room for it.
-    fn events(&self, want: u64, batch: Batch, next: u64, budget: &Budget) -> ReadResult {
+    fn events(
+        &self,
+        want: u64,
+        batch: Batch,
+        text_in_files: Vec<TextSpan>,
+        next: u64,
+        budget: &Budget,
+    ) -> ReadResult {
         let ending = match &self.ending {
             Some((eid, ending)) if next == *eid && budget.has_room() => Some(ending.clone()),
             _ => None,
@@ -461,6 +514,7 @@ impl Log {
         ReadResult::Events(Events {
             first_eid: want,
             batch,
+            text_in_files,
             ending,
         })
     }

@@ -1,20 +1,25 @@
 //! Reads from segment files for readers that fell behind the memory tail:
 //! from the nearest checkpoint (or where the same reader's last read
-//! stopped), walking record headers, with the file read in large
-//! sequential blocks so that a replay costs one syscall per block.
+//! stopped), walking record headers. Only each record's header and its
+//! columns before the text (lengths, runs) are read; the text stays in the
+//! file, and the answer says where (`text-in-files`), for the host to read
+//! it straight from the page cache rather than through this policy's
+//! memory.
 
 use crate::file::SegmentFile;
 use std::io;
 
-use crate::events::{Batch, Budget};
+use crate::events::{Batch, Budget, TextSpan};
 use crate::format::{FILE_HEADER_LEN, Kind, LinesBody, RECORD_HEADER_LEN, RecordHeader};
 use crate::index::Span;
 use crate::segment::Segment;
 
-/// Bytes read from a file at once.
-const BLOCK_BYTES: usize = 512 << 10;
-/// Blocks kept: one per reader replaying at the same time, for a couple of
-/// them, without re-reading when they take turns.
+/// Bytes read past a record's header in the same call, in the hope that
+/// they hold its columns: the size of the last record's columns, within
+/// this bound. Records are one pipe read each, so they tend to be alike.
+const MAX_GUESS: usize = 64 << 10;
+/// Files kept open: one per reader replaying at the same time, for a
+/// couple of them, without reopening when they take turns.
 const BLOCKS: usize = 2;
 /// Read positions remembered.
 const MARKS: usize = 32;
@@ -60,13 +65,15 @@ struct Block {
     used: u64,
 }
 
-/// Open files, read blocks and remembered read positions.
+/// Open files, the columns last read and remembered read positions.
 #[derive(Default)]
 pub struct Replay {
     blocks: Vec<Block>,
     marks: Vec<Mark>,
     next_mark: usize,
     clock: u64,
+    /// Bytes to read past the next record header: see [`MAX_GUESS`].
+    guess: usize,
 }
 
 impl Replay {
@@ -104,8 +111,9 @@ impl Replay {
     }
 
     /// Appends lines from `want` (which `span`, held by `segment`, holds)
-    /// to `out`, within `budget`, up to the end of the segment. Returns the
-    /// eid and text offset after the last line copied.
+    /// to `out`, within `budget`, up to the end of the segment: their
+    /// lengths and runs to `out`, and where their text lies in the file to
+    /// `text`. Returns the eid and text offset after the last line taken.
     pub fn read(
         &mut self,
         span: &Span,
@@ -113,6 +121,7 @@ impl Replay {
         want: u64,
         budget: &mut Budget,
         out: &mut Batch,
+        text: &mut Vec<TextSpan>,
     ) -> Result<(u64, u64), Broken> {
         let mark = self.mark_at(want);
         let mut want_text = mark.map(|m| m.text_offset);
@@ -141,9 +150,11 @@ impl Replay {
                 offset: at.offset,
                 why,
             };
+            let reading = |e: io::Error| broken(format!("reading {}: {e}", segment.path.display()));
+            let guess = RECORD_HEADER_LEN + self.guess;
             let header = self
-                .bytes(segment, at.offset, RECORD_HEADER_LEN)
-                .map_err(|e| broken(format!("reading {}: {e}", segment.path.display())))
+                .bytes(segment, at.offset, RECORD_HEADER_LEN, guess)
+                .map_err(reading)
                 .and_then(|b| {
                     RecordHeader::decode(b).map_err(|e| broken(format!("record header {e}")))
                 })?;
@@ -169,22 +180,30 @@ impl Replay {
             // The checksum is not checked: these are the bytes this log
             // wrote (see FORMAT.md); the structure is, so bad bytes cannot
             // make a read go wrong, only deliver what they say.
-            let record = self
-                .bytes(segment, at.offset, header.record_len() as usize)
-                .map_err(|e| broken(format!("reading {}: {e}", segment.path.display())))?;
-            let body = LinesBody::parse(&header, record).map_err(|e| broken(e.to_string()))?;
+            let columns_len = LinesBody::columns_len(&header);
+            self.guess = columns_len.min(MAX_GUESS);
+            let columns_at = at.offset + RECORD_HEADER_LEN as u64;
+            let columns = self
+                .bytes(segment, columns_at, columns_len, columns_len)
+                .map_err(reading)?;
+            let body =
+                LinesBody::parse_columns(&header, columns).map_err(|e| broken(e.to_string()))?;
             let from = (want - header.first_eid) as usize;
             let start = want_text
                 .and_then(|t| t.checked_sub(at.text_offset))
                 .unwrap_or_else(|| body.lens_from(0).take(from).map(u64::from).sum());
             let (taken, text_len) = budget.take_lines(body.lens_from(from));
+            if start + text_len > u64::from(header.text_len) {
+                return Err(broken("line lengths do not match the text".into()));
+            }
             out.lens.extend(body.lens_of(from, from + taken));
-            let text = usize::try_from(start)
-                .ok()
-                .and_then(|s| body.text.get(s..s + text_len as usize))
-                .ok_or_else(|| broken("line lengths do not match the text".into()))?;
-            out.text.extend_from_slice(text);
             out.extend_runs_of(body.runs(), from, from + taken);
+            text.push(TextSpan {
+                file: Segment::file_name(segment.seq),
+                offset: at.offset + LinesBody::text_start(&header) + start,
+                // Within the record's text, whose length is a u32.
+                len: text_len as u32,
+            });
             want += taken as u64;
             want_text = Some(at.text_offset + start + text_len);
             if from + taken < body.len() {
@@ -201,17 +220,31 @@ impl Replay {
         Ok((want, text_offset))
     }
 
-    /// `len` bytes of `segment` from `offset`.
-    fn bytes(&mut self, segment: &Segment, offset: u64, len: usize) -> io::Result<&[u8]> {
-        let i = self.fill(segment, offset, len)?;
+    /// `len` bytes of `segment` from `offset`; when they must be read,
+    /// `read_len` bytes are (within the written data), for what the caller
+    /// wants next.
+    fn bytes(
+        &mut self,
+        segment: &Segment,
+        offset: u64,
+        len: usize,
+        read_len: usize,
+    ) -> io::Result<&[u8]> {
+        let i = self.fill(segment, offset, len, read_len)?;
         let block = &self.blocks[i];
         let at = (offset - block.start) as usize;
         Ok(&block.data[at..at + len])
     }
 
     /// The index of a block holding `len` bytes of `segment` from
-    /// `offset`, reading them in if none does.
-    fn fill(&mut self, segment: &Segment, offset: u64, len: usize) -> io::Result<usize> {
+    /// `offset`, reading `read_len` (at least `len`) in if none does.
+    fn fill(
+        &mut self,
+        segment: &Segment,
+        offset: u64,
+        len: usize,
+        read_len: usize,
+    ) -> io::Result<usize> {
         self.clock += 1;
         let holds = |b: &Block| {
             b.seq == segment.seq
@@ -229,12 +262,12 @@ impl Replay {
                 "past the written data",
             ));
         }
-        let read_len = (len.max(BLOCK_BYTES) as u64).min(available) as usize;
+        let read_len = (read_len.max(len) as u64).min(available) as usize;
         let i = self.block_for(segment)?;
         let block = &mut self.blocks[i];
         block.used = self.clock;
         // Drop a buffer grown for one huge record rather than keep it.
-        if block.data.capacity() > 2 * BLOCK_BYTES && read_len <= BLOCK_BYTES {
+        if block.data.capacity() > 2 * MAX_GUESS && read_len <= MAX_GUESS {
             block.data = Vec::new();
         }
         block.start = offset;

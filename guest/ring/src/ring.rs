@@ -207,11 +207,7 @@ impl Ring {
         let want = after + 1;
         let max_events = u64::from(max_events.max(1));
         let max_bytes = u64::from(max_bytes);
-        let mut out = Events {
-            first_eid: want,
-            batch: Batch::default(),
-            ending: None,
-        };
+        let mut out = Events::inline(want, Batch::default(), None);
         let (mut count, mut bytes) = (0u64, 0u64);
         let first_chunk = self
             .chunks

@@ -246,6 +246,7 @@ impl Limit {
                 runs: Vec::new(),
                 text: Vec::new(),
             },
+            text_in_files: Vec::new(),
             ending: None,
         };
         let (mut count, mut bytes) = (0, 0);

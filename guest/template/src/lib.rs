@@ -158,6 +158,8 @@ impl Guest for Policy {
                     runs: Vec::new(),
                     text: Vec::new(),
                 },
+                // Text left in files is for policies that keep a directory.
+                text_in_files: Vec::new(),
                 ending: None,
             };
             let take = max_events.max(1) as usize;

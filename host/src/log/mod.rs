@@ -20,6 +20,7 @@ pub use crate::error::AttachError;
 use crate::log::batch::Head;
 use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
+use execd_policy_core::check_columns;
 
 /// Where the log stands, as readers see it without taking the lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -259,7 +260,10 @@ impl Log {
         let mut state = self.state.lock().await;
         if let Backend::Policy(policy) = &mut state.backend {
             let result = policy.read(after, max_events, max_bytes).await;
-            match result.and_then(|r| state.check(after, r)) {
+            match result
+                .and_then(|r| state.check(after, r, max_bytes))
+                .and_then(|r| state.read_text(&self.command, r))
+            {
                 Ok(result) => {
                     if let ReadResult::Gap(gap) = &result
                         && gap.reason == IO_REASON
@@ -408,6 +412,7 @@ impl State {
         let mut events = wit::Events {
             first_eid: after + 1,
             batch: wit::Batch::new(),
+            text_in_files: Vec::new(),
             ending: None,
         };
         let take = max_events.max(1) as usize;
@@ -428,11 +433,66 @@ impl State {
         ReadResult::Events(events)
     }
 
-    /// Holds the policy's answer to `read(after)` to the rules of `wit/`.
-    fn check(&self, after: u64, result: ReadResult) -> Result<ReadResult, PolicyError> {
+    /// Reads the text a checked answer left in the policy's files. Lines
+    /// whose text cannot be read (a file gone or cut short) are a gap with
+    /// reason `io` for this reader, as they would be had the policy failed
+    /// to read them itself; only if that gap would cover the newest event,
+    /// which a policy must keep, is it the policy's failure.
+    fn read_text(&mut self, command: &str, result: ReadResult) -> Result<ReadResult, PolicyError> {
+        let mut events = match result {
+            ReadResult::Events(events) if !events.text_in_files.is_empty() => events,
+            other => return Ok(other),
+        };
+        let Backend::Policy(policy) = &self.backend else {
+            return Ok(ReadResult::Events(events));
+        };
+        let Err(error) = policy.read_text(&mut events) else {
+            return Ok(ReadResult::Events(events));
+        };
+        let lines = events.batch.len() as u64;
+        let to_eid = events.first_eid + lines - 1;
+        if lines == 0 || to_eid >= self.newest {
+            return Err(PolicyError::Nonsense(
+                format!("the text it left in files for the newest event cannot be read: {error}"),
+                "read",
+            ));
+        }
+        if !self.io_gap_logged {
+            self.io_gap_logged = true;
+            tracing::warn!(
+                command = %command,
+                from_eid = events.first_eid,
+                to_eid,
+                "cannot read the text the policy left in its directory (readers get a gap with reason io): {error}"
+            );
+        }
+        Ok(ReadResult::Gap(wit::Gap {
+            from_eid: events.first_eid,
+            to_eid,
+            dropped_bytes: None,
+            reason: IO_REASON.to_string(),
+        }))
+    }
+
+    /// Holds the policy's answer to `read(after, .., max_bytes)` to the
+    /// rules of `wit/`.
+    fn check(
+        &self,
+        after: u64,
+        result: ReadResult,
+        max_bytes: u32,
+    ) -> Result<ReadResult, PolicyError> {
         let nonsense = |what: String| Err(PolicyError::Nonsense(what, "read"));
         match &result {
             ReadResult::Events(events) => {
+                let has_directory = match &self.backend {
+                    Backend::Policy(policy) => policy.has_directory(),
+                    Backend::Failed { .. } => false,
+                };
+                let text_len = match crate::policy::text_len(events, has_directory, max_bytes) {
+                    Ok(len) => len,
+                    Err(why) => return nonsense(why),
+                };
                 let count = events.batch.len() as u64 + u64::from(events.ending.is_some());
                 if count == 0 {
                     return nonsense("it returned no events".into());
@@ -453,7 +513,9 @@ impl State {
                 if events.ending.is_some() != (Some(last) == self.terminal) {
                     return nonsense(format!("eid {last} is not the terminal event it was given"));
                 }
-                if let Err(why) = events.batch.check() {
+                let runs = events.batch.runs.iter().map(|r| r.lines);
+                let text_len = usize::try_from(text_len).unwrap_or(usize::MAX);
+                if let Err(why) = check_columns(&events.batch.lens, runs, text_len) {
                     return nonsense(why);
                 }
             }

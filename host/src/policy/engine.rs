@@ -213,7 +213,7 @@ impl PolicyEngine {
                     PolicyError::Instantiate("`native-disk` needs a directory".into())
                 })?;
                 let log = NativeDisk::new(&inner.settings, dir).map_err(refused)?;
-                return Ok(PolicyInstance::native_disk(log));
+                return Ok(PolicyInstance::native_disk(log, dir));
             }
         };
         // No env, args, stdin or preopens, stdout/stderr discarded, and no
@@ -262,7 +262,13 @@ impl PolicyEngine {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| PolicyError::Instantiate(format!("{e:#}")))?;
-        Ok(PolicyInstance::wasm(store, bindings, inner.limits, ticks))
+        Ok(PolicyInstance::wasm(
+            store,
+            bindings,
+            inner.limits,
+            ticks,
+            dir,
+        ))
     }
 }
 

@@ -1,6 +1,9 @@
 //! One command's policy instance: typed calls with the sandbox's errors
 //! turned into [`PolicyError`].
 
+use std::io;
+use std::path::{Path, PathBuf};
+
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -96,6 +99,8 @@ pub const REOPEN_BYTES_PER_SEC: u64 = 20_000_000;
 /// A live policy instance. Dropping it frees the whole log.
 pub struct PolicyInstance {
     kind: Kind,
+    /// The command's directory, preopened at `/log`, when it has one.
+    dir: Option<PathBuf>,
 }
 
 enum Kind {
@@ -119,6 +124,7 @@ impl PolicyInstance {
         bindings: ResumePolicy,
         limits: Limits,
         deadline_ticks: u64,
+        dir: Option<&Path>,
     ) -> Self {
         let wasm = Wasm {
             store,
@@ -128,18 +134,38 @@ impl PolicyInstance {
         };
         PolicyInstance {
             kind: Kind::Wasm(Box::new(wasm)),
+            dir: dir.map(Path::to_path_buf),
         }
     }
 
     pub(super) fn native(ring: NativeRing) -> Self {
         PolicyInstance {
             kind: Kind::Native(ring),
+            dir: None,
         }
     }
 
-    pub(super) fn native_disk(log: NativeDisk) -> Self {
+    pub(super) fn native_disk(log: NativeDisk, dir: &Path) -> Self {
         PolicyInstance {
             kind: Kind::NativeDisk(Box::new(log)),
+            dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    /// Whether the instance has a directory, where it may leave the text
+    /// of what it reads (`text-in-files`).
+    pub fn has_directory(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Reads the text that an answer of this instance's `read` left in
+    /// files of its directory onto the answer's batch (checked first by
+    /// [`super::text_len`]).
+    pub fn read_text(&self, events: &mut wit::Events) -> io::Result<()> {
+        match &self.dir {
+            Some(dir) => super::spans::read_into(dir, events),
+            None if events.text_in_files.is_empty() => Ok(()),
+            None => Err(io::Error::other("text in files, but no directory")),
         }
     }
 

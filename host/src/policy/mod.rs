@@ -13,8 +13,10 @@ mod engine;
 mod error;
 mod instance;
 mod native;
+mod spans;
 
 pub use bindings::wit;
 pub use engine::{EpochTicker, Limits, PolicyEngine, PolicySource};
 pub use error::{LoadError, PolicyError};
 pub use instance::PolicyInstance;
+pub use spans::text_len;

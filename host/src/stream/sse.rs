@@ -300,6 +300,7 @@ mod tests {
                 }],
                 text: text.as_bytes().to_vec(),
             },
+            text_in_files: Vec::new(),
             ending,
         }
     }

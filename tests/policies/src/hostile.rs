@@ -24,7 +24,7 @@ struct Policy;
 
 impl wit::Guest for Policy {
     fn needs_directory() -> bool {
-        false
+        cfg!(any(feature = "text-outside", feature = "text-missing"))
     }
 
     fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
@@ -89,6 +89,14 @@ impl wit::Guest for Policy {
         {
             first.lines += 1;
         }
+        if cfg!(feature = "text-outside") && TRIGGERED.with_borrow(|t| *t) {
+            leave_text_in(&mut events, "../../../../etc/passwd");
+        }
+        // Only once the log has its ending: a read of lines then never
+        // includes the newest event.
+        if cfg!(feature = "text-missing") && events.ending.is_some() {
+            leave_text_in(&mut events, "no-such-file");
+        }
         wit::ReadResult::Events(events)
     }
 
@@ -103,6 +111,18 @@ impl wit::Guest for Policy {
 
     fn retention_ms() -> u64 {
         RING.with_borrow(|ring| ring.retention_ms())
+    }
+}
+
+/// Says the batch's text is in `file` of the directory, instead of giving it.
+fn leave_text_in(events: &mut wit::Events, file: &str) {
+    let text = std::mem::take(&mut events.batch.text);
+    if !text.is_empty() {
+        events.text_in_files.push(wit::TextSpan {
+            file: file.into(),
+            offset: 0,
+            len: text.len() as u32,
+        });
     }
 }
 

@@ -71,7 +71,7 @@ fn a_lower_budget_drops_at_once_and_never_the_ending() {
     assert_eq!(seen.gaps[0].reason, BUDGET);
     assert!(!missed.is_empty() && missed.len() < 10_000);
     assert_eq!(seen.ending, Some((10_001, ending())));
-    let ReadResult::Events(e) = log.read(10_000, 10, 10) else {
+    let ReadResult::Events(e) = log.read_inline(10_000, 10, 10) else {
         panic!("the ending")
     };
     assert!(e.batch.is_empty() && e.ending == Some(ending()));
@@ -87,21 +87,21 @@ fn a_reader_inside_a_dropped_segment_gets_exact_bytes_where_it_stopped() {
     let seen = read_to_end_limited(&mut log, 1234);
     assert!(check_seen_prefix(&model, &seen, 1234));
     log.set_disk_budget(0);
-    let ReadResult::Gap(gap) = log.read(1234, 100, 1 << 20) else {
+    let ReadResult::Gap(gap) = log.read_inline(1234, 100, 1 << 20) else {
         panic!("a gap");
     };
     assert_eq!((gap.from_eid, gap.reason), (1235, BUDGET));
     assert_eq!(gap.dropped_bytes, Some(model.bytes(1235, gap.to_eid)));
     // A cursor the log never stopped at: the range is exact, the bytes are
     // exact or unknown, never wrong.
-    let ReadResult::Gap(gap) = log.read(777, 100, 1 << 20) else {
+    let ReadResult::Gap(gap) = log.read_inline(777, 100, 1 << 20) else {
         panic!("a gap");
     };
     assert_eq!(gap.from_eid, 778);
     if let Some(bytes) = gap.dropped_bytes {
         assert_eq!(bytes, model.bytes(778, gap.to_eid));
     }
-    let ReadResult::Events(events) = log.read(gap.to_eid, 1, 1 << 20) else {
+    let ReadResult::Events(events) = log.read_inline(gap.to_eid, 1, 1 << 20) else {
         panic!("the tail follows the gap");
     };
     assert_eq!(events.first_eid, gap.to_eid + 1);
@@ -113,7 +113,7 @@ fn read_to_end_limited(log: &mut Log, until: u64) -> Seen {
     let mut cursor = 0;
     while cursor < until {
         let max = (until - cursor).min(100) as u32;
-        cursor = apply(&mut seen, cursor, log.read(cursor, max, 1 << 20)).unwrap();
+        cursor = apply(&mut seen, cursor, log.read_inline(cursor, max, 1 << 20)).unwrap();
     }
     seen
 }
@@ -136,7 +136,10 @@ fn a_batch_larger_than_the_budget_is_never_written() {
     let big = vec![line(Channel::Stdout, 1, "x".repeat(200))];
     assert_eq!(log.append(model.batch(&big)).unwrap().disk_bytes, 0);
     // Still in memory: served.
-    assert!(matches!(log.read(0, 10, 1 << 20), ReadResult::Events(_)));
+    assert!(matches!(
+        log.read_inline(0, 10, 1 << 20),
+        ReadResult::Events(_)
+    ));
     let small_line = vec![line(Channel::Stdout, 2, "y")];
     let stored = log.append(model.batch(&small_line)).unwrap();
     assert!(stored.disk_bytes <= 100 && stored.disk_bytes > 0);

@@ -91,5 +91,8 @@ fn a_long_disk_full_is_an_exact_io_gap_and_writing_resumes() {
         assert_eq!(seen.ending, Some((30_001, ending())));
     }
     assert_eq!(log.disk_bytes(), bytes_in(dir.path()));
-    assert!(matches!(log.read(30_001, 1, 1), ReadResult::Finished));
+    assert!(matches!(
+        log.read_inline(30_001, 1, 1),
+        ReadResult::Finished
+    ));
 }

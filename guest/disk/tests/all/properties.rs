@@ -80,8 +80,11 @@ fn run(
             }
             Op::Read(r, max_events, max_bytes) => {
                 let (cursor, seen) = &mut readers[*r];
-                if let Some(next) = apply(seen, *cursor, log.read(*cursor, *max_events, *max_bytes))
-                {
+                if let Some(next) = apply(
+                    seen,
+                    *cursor,
+                    log.read_inline(*cursor, *max_events, *max_bytes),
+                ) {
                     *cursor = next;
                 }
             }

@@ -22,18 +22,18 @@ fn eids_follow_on_across_batches_and_finish() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::new(Config::default(), dir.path());
     let mut model = Model::default();
-    assert_eq!(log.read(0, 10, 100), ReadResult::Pending);
+    assert_eq!(log.read_inline(0, 10, 100), ReadResult::Pending);
     let a = model.batch(&numbered(0, 2));
     assert_eq!(log.append(a).unwrap().last_eid, 2);
     let b = model.batch(&numbered(2, 3));
     assert_eq!(log.append(b).unwrap().last_eid, 3);
-    assert_eq!(log.read(3, 10, 100), ReadResult::Pending);
+    assert_eq!(log.read_inline(3, 10, 100), ReadResult::Pending);
     assert_eq!(log.finish(ending()).unwrap().last_eid, 4);
     let seen = read_to_end(&mut log, 0, 100, 1 << 20);
     assert!(check_seen(&model, 0, &seen).is_empty());
     assert_eq!(seen.ending, Some((4, ending())));
-    assert_eq!(log.read(4, 10, 100), ReadResult::Finished);
-    assert_eq!(log.read(9, 10, 100), ReadResult::Finished);
+    assert_eq!(log.read_inline(4, 10, 100), ReadResult::Finished);
+    assert_eq!(log.read_inline(9, 10, 100), ReadResult::Finished);
     assert!(log.append(model.batch(&numbered(3, 4))).is_err());
     assert!(log.finish(ending()).is_err());
 }
@@ -55,6 +55,47 @@ fn replays_everything_from_the_files_with_a_small_tail() {
 }
 
 #[test]
+fn a_replay_from_the_files_leaves_the_text_in_them_for_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::new(small(4096, 16 << 10), dir.path());
+    let mut model = Model::default();
+    fill(&mut log, &mut model, 3_000, 37);
+    let mut cursor = 0;
+    let mut from_files = 0;
+    while cursor < 3_000 {
+        let ReadResult::Events(events) = log.read(cursor, 100, 4096) else {
+            panic!("events after {cursor}");
+        };
+        let mut text = events.batch.text.clone();
+        if !events.text_in_files.is_empty() {
+            from_files += 1;
+            assert!(events.batch.text.is_empty(), "none of it copied in");
+        }
+        for span in &events.text_in_files {
+            assert!(segment_files(dir.path()).contains(&span.file), "{span:?}");
+            let bytes = std::fs::read(dir.path().join(&span.file)).unwrap();
+            let at = span.offset as usize;
+            text.extend_from_slice(&bytes[at..at + span.len as usize]);
+        }
+        let mut at = 0;
+        for (i, &len) in events.batch.lens.iter().enumerate() {
+            let line = &model.lines[(cursor + i as u64) as usize];
+            assert_eq!(text[at..at + len as usize], line.text[..]);
+            at += len as usize;
+        }
+        assert_eq!(at, text.len(), "no byte more than the lines'");
+        cursor += events.batch.len() as u64;
+    }
+    assert!(from_files > 10, "most of it was in the files: {from_files}");
+    // What the tail still holds comes inline.
+    let ReadResult::Events(newest) = log.read(2_999, 10, 4096) else {
+        panic!("the newest line");
+    };
+    assert!(newest.text_in_files.is_empty());
+    assert_eq!(newest.batch.text, model.lines[2_999].text);
+}
+
+#[test]
 fn reads_from_any_cursor_in_a_large_segment() {
     // One segment of several MiB: a fresh cursor starts from the nearest
     // checkpoint, not from the file's start.
@@ -64,7 +105,7 @@ fn reads_from_any_cursor_in_a_large_segment() {
     fill(&mut log, &mut model, 300_000, 100);
     assert_eq!(segment_files(dir.path()).len(), 1);
     for cursor in [0, 1, 99, 100, 101, 4_321, 150_000, 299_000, 299_998] {
-        let ReadResult::Events(events) = log.read(cursor, 5, 1 << 20) else {
+        let ReadResult::Events(events) = log.read_inline(cursor, 5, 1 << 20) else {
             panic!("events at {cursor}");
         };
         let mut seen = Seen::default();
@@ -91,11 +132,15 @@ fn reads_keep_to_their_limits() {
             ReadResult::Events(e) => e.batch.len(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(count(log.read(cursor, 1, 1 << 20)), 1);
-        assert_eq!(count(log.read(cursor, 0, 1 << 20)), 1, "at least one");
-        assert_eq!(count(log.read(cursor, 100, 0)), 1, "at least one");
+        assert_eq!(count(log.read_inline(cursor, 1, 1 << 20)), 1);
+        assert_eq!(
+            count(log.read_inline(cursor, 0, 1 << 20)),
+            1,
+            "at least one"
+        );
+        assert_eq!(count(log.read_inline(cursor, 100, 0)), 1, "at least one");
         // 42 bytes an event: the second crosses 50.
-        assert_eq!(count(log.read(cursor, 100, 50)), 2);
+        assert_eq!(count(log.read_inline(cursor, 100, 50)), 2);
     }
 }
 

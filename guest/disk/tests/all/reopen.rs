@@ -37,8 +37,12 @@ fn same_reads(old: &mut Log, new: &mut Log, cursors: impl IntoIterator<Item = u6
         let got = read_to_end(new, cursor, 1024, 1 << 20);
         assert_eq!(got, want, "from cursor {cursor}");
         for (max_events, max_bytes) in [(1, 0), (7, 300)] {
-            let want = old.read(cursor, max_events, max_bytes);
-            assert_eq!(new.read(cursor, max_events, max_bytes), want, "{cursor}");
+            let want = old.read_inline(cursor, max_events, max_bytes);
+            assert_eq!(
+                new.read_inline(cursor, max_events, max_bytes),
+                want,
+                "{cursor}"
+            );
         }
         if cursor % 64 == 0 {
             let want = read_to_end(old, cursor, 7, 300);
@@ -95,7 +99,7 @@ fn an_unfinished_log_reopens_takes_its_ending_and_keeps_it_over_a_second_restart
     assert!(reopened.damage.is_empty(), "{:?}", reopened.damage);
     assert_eq!(reopened.disk_bytes, old.disk_bytes());
     // Pending at the end, as the old log was.
-    assert_eq!(new.read(2_500, 10, 100), ReadResult::Pending);
+    assert_eq!(new.read_inline(2_500, 10, 100), ReadResult::Pending);
     same_reads(&mut old, &mut new, (0..=2_501).step_by(3));
     // The restarted host ends it; the ending is written and served.
     let files = segment_files(dir.path());
@@ -256,7 +260,7 @@ fn an_absent_or_empty_directory_is_an_empty_log() {
                 damage: vec![],
             }
         );
-        assert_eq!(log.read(0, 10, 100), ReadResult::Pending);
+        assert_eq!(log.read_inline(0, 10, 100), ReadResult::Pending);
         std::fs::create_dir_all(dir).unwrap();
         assert_eq!(log.finish(host_restarted()).unwrap().last_eid, 1);
         let (mut again, reopened) = reopen(Config::default(), dir);
@@ -264,7 +268,7 @@ fn an_absent_or_empty_directory_is_an_empty_log() {
             (reopened.last_eid, reopened.ending),
             (1, Some(host_restarted()))
         );
-        let ReadResult::Events(events) = again.read(0, 10, 100) else {
+        let ReadResult::Events(events) = again.read_inline(0, 10, 100) else {
             panic!("the ending");
         };
         assert_eq!(

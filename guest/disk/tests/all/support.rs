@@ -154,7 +154,11 @@ pub fn apply(seen: &mut Seen, cursor: u64, result: ReadResult) -> Option<u64> {
 pub fn read_to_end(log: &mut Log, cursor: u64, max_events: u32, max_bytes: u32) -> Seen {
     let mut seen = Seen::default();
     let mut cursor = cursor;
-    while let Some(next) = apply(&mut seen, cursor, log.read(cursor, max_events, max_bytes)) {
+    while let Some(next) = apply(
+        &mut seen,
+        cursor,
+        log.read_inline(cursor, max_events, max_bytes),
+    ) {
         cursor = next;
     }
     seen
