@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::events::{BUDGET, DAMAGED, Ending, IO};
 use crate::file::{SegmentFile, SegmentReader};
-use crate::format::{self, FILE_HEADER_LEN, FileHeader, Kind, Scan};
+use crate::format::{self, Checksum, FILE_HEADER_LEN, FileHeader, Kind, Scan};
 use crate::index::Index;
 use crate::segment::Segment;
 
@@ -213,8 +213,10 @@ enum Part {
         segment: Segment,
         end_eid: u64,
         text_end: u64,
-        /// Whether it is the newest segment file in the directory.
-        newest: bool,
+        /// Whether the ending may be appended to it: it is the newest
+        /// segment file in the directory, and of the version written (a
+        /// record never joins a file of another version's checksum).
+        appendable: bool,
         name: String,
     },
 }
@@ -314,7 +316,7 @@ impl Walk {
             segment,
             end_eid: scan.end_eid,
             text_end: scan.text_end,
-            newest: true,
+            appendable: scan.checksum == Checksum::WRITTEN,
             name: file.name,
         });
         Ok(())
@@ -336,10 +338,10 @@ impl Walk {
                     mut segment,
                     end_eid,
                     text_end,
-                    newest,
+                    appendable,
                     name,
                 } => {
-                    if Some(i) == last && newest && self.ending.is_none() {
+                    if Some(i) == last && appendable && self.ending.is_none() {
                         open_for_ending(&mut segment, &name, damage);
                     }
                     index.push_recovered(segment, end_eid, text_end);
@@ -356,8 +358,8 @@ impl Walk {
         self.skipped += 1;
         // The kept file before it is no longer the newest: the ending
         // will go to a new file after this one.
-        if let Some(Part::Stored { newest, .. }) = self.kept.last_mut() {
-            *newest = false;
+        if let Some(Part::Stored { appendable, .. }) = self.kept.last_mut() {
+            *appendable = false;
         }
         file.bytes
     }

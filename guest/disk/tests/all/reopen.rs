@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use execd_policy_disk::{BUDGET, Config, IO, Log, ReadResult, Reopened};
+use execd_policy_disk::{BUDGET, Config, IO, Log, ReadResult, Reopened, format};
 
 use crate::support::*;
 
@@ -122,6 +122,63 @@ fn an_unfinished_log_reopens_takes_its_ending_and_keeps_it_over_a_second_restart
         }
     );
     assert_eq!(same_reads(&mut new, &mut again, 0..=2_502), 2_503);
+}
+
+/// Rewrites a segment file as format version 1 wrote it: its version
+/// field, and its header's and every record's checksum as CRC-32.
+fn as_version_1(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut records = Vec::new();
+    let scan = format::scan_records(&bytes[..], bytes.len() as u64, |found| {
+        records.push((found.offset as usize, found.header.record_len() as usize));
+    })
+    .unwrap();
+    assert_eq!(scan.checksum, format::Checksum::WRITTEN);
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let header_crc = crc32fast::hash(&bytes[16..32]);
+    bytes[12..16].copy_from_slice(&header_crc.to_le_bytes());
+    for (at, len) in records {
+        let crc = crc32fast::hash(&bytes[at + 4..at + len]);
+        bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_log_of_version_1_files_reopens_and_its_ending_goes_to_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small(4096, 8 << 10);
+    let mut old = Log::new(config.clone(), dir.path());
+    let mut model = Model::default();
+    fill(&mut old, &mut model, 0, 2_000, 13);
+    drop(old);
+    let files = segment_files(dir.path());
+    for name in &files {
+        as_version_1(&dir.path().join(name));
+    }
+    let (mut new, reopened) = reopen(config.clone(), dir.path());
+    assert_eq!((reopened.last_eid, reopened.ending), (2_000, None));
+    assert!(reopened.damage.is_empty(), "{:?}", reopened.damage);
+    let seen = read_to_end(&mut new, 0, 1024, 1 << 20);
+    assert!(
+        check_seen(&model, 0, &seen).is_empty(),
+        "every line, no gap"
+    );
+    // A version-2 record never joins a version-1 file: the ending starts
+    // a new one, and both versions reopen together.
+    let last = dir.path().join(files.last().unwrap());
+    let last_len = std::fs::metadata(&last).unwrap().len();
+    new.finish(host_restarted()).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), files.len() + 1);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), last_len);
+    let (mut again, reopened) = reopen(config, dir.path());
+    assert_eq!(reopened.last_eid, 2_001);
+    assert_eq!(reopened.ending, Some(host_restarted()));
+    assert!(reopened.damage.is_empty(), "{:?}", reopened.damage);
+    assert_eq!(
+        same_reads(&mut new, &mut again, (0..=2_001).step_by(7)),
+        286
+    );
 }
 
 #[test]
