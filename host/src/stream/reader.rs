@@ -20,7 +20,12 @@ use crate::time::now_ms;
 /// SSE comment / ping interval while a stream waits.
 pub const KEEPALIVE: Duration = Duration::from_secs(3);
 /// Most events per read from the log, and so per write to the socket.
-const BATCH_EVENTS: u32 = 1024;
+/// Short lines reach it first (76-byte lines fill `BATCH_BYTES` at about
+/// 3,400): each read costs a policy call and a wake-up of the connection's
+/// task whatever it carries, so more per read is less per event (`seq 1
+/// 2000000` on `disk`: 5.2 million events/s with 1024, 6.8 million with
+/// 4096, in two runs on an idle machine).
+const BATCH_EVENTS: u32 = 4096;
 /// About how many text bytes per read.
 const BATCH_BYTES: u32 = 256 * 1024;
 /// Starting size of a frame buffer.
