@@ -33,7 +33,7 @@
 /// #     #[derive(Clone, Debug, PartialEq)]
 /// #     pub struct Ending { pub outcome: Outcome, pub execution_ms: u64, pub timestamp_ms: u64 }
 /// #     #[derive(Clone, Debug, PartialEq)]
-/// #     pub struct TextSpan { pub file: String, pub offset: u64, pub len: u32 }
+/// #     pub struct TextSpan { pub file: u64, pub offset: u64, pub len: u32 }
 /// #     #[derive(Clone, Debug, PartialEq)]
 /// #     pub struct Events {
 /// #         pub first_eid: u64, pub batch: Batch, pub text_in_files: Vec<TextSpan>,
@@ -292,7 +292,7 @@ mod tests {
         }
         #[derive(Clone, Debug, PartialEq)]
         pub struct TextSpan {
-            pub file: String,
+            pub file: u64,
             pub offset: u64,
             pub len: u32,
         }
@@ -397,7 +397,7 @@ mod tests {
             first_eid: 4,
             batch: batch(),
             text_in_files: vec![TextSpan {
-                file: "0000000001.seg".into(),
+                file: 1,
                 offset: 96,
                 len: 5,
             }],
@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(
             e.text_in_files,
             [wit::TextSpan {
-                file: "0000000001.seg".into(),
+                file: 1,
                 offset: 96,
                 len: 5
             }]

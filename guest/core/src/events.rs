@@ -200,12 +200,25 @@ impl Events {
     }
 }
 
-/// Bytes of a file in the policy's directory, by the file's name there.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Bytes of a file in the policy's directory, by the file's number:
+/// [`TextSpan::file_name`] is the name it has there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TextSpan {
-    pub file: String,
+    pub file: u64,
     pub offset: u64,
     pub len: u32,
+}
+
+impl TextSpan {
+    /// The name of file number `file` in the policy's directory, as the
+    /// host opens it: the number zero-padded to 10 digits, and `.seg`.
+    ///
+    /// ```
+    /// assert_eq!(execd_policy_core::TextSpan::file_name(7), "0000000007.seg");
+    /// ```
+    pub fn file_name(file: u64) -> String {
+        format!("{file:010}.seg")
+    }
 }
 
 /// Missing events right after a reader's cursor.

@@ -46,7 +46,7 @@ fn main() {
     for _ in 0..3 {
         let start = Instant::now();
         let (mut cursor, mut reads) = (0, 0);
-        while let ReadResult::Events(events) = log.read(cursor, 1024, 256 << 10) {
+        while let ReadResult::Events(events) = log.read_inline(cursor, 1024, 256 << 10) {
             cursor = events.first_eid + events.batch.len() as u64 - 1;
             reads += 1;
         }

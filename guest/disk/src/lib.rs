@@ -47,6 +47,6 @@ mod component;
 pub use config::{Config, ConfigError};
 pub use events::{
     BUDGET, Batch, Channel, DAMAGED, Ending, Events, Gap, IO, Outcome, ReadResult, Reopened, Run,
-    Stored,
+    Stored, TextSpan,
 };
 pub use log::Log;

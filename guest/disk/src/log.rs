@@ -386,7 +386,7 @@ impl Log {
     fn read_text(&self, events: &mut Events) -> io::Result<()> {
         let text = &mut events.batch.text;
         for span in std::mem::take(&mut events.text_in_files) {
-            let file = SegmentFile::open(&self.dir.join(&span.file))?;
+            let file = SegmentFile::open(&self.dir.join(TextSpan::file_name(span.file)))?;
             let at = text.len();
             text.resize(at + span.len as usize, 0);
             file.read_exact_at(&mut text[at..], span.offset)?;

@@ -213,10 +213,11 @@ enum Part {
         segment: Segment,
         end_eid: u64,
         text_end: u64,
-        /// Whether the ending may be appended to it: it is the newest
-        /// segment file in the directory, and of the version written (a
-        /// record never joins a file of another version's checksum).
-        appendable: bool,
+        /// Whether it is the newest segment file in the directory.
+        newest: bool,
+        /// Whether it is of the version written: a record never joins a
+        /// file of another version's checksum.
+        current: bool,
         name: String,
     },
 }
@@ -316,7 +317,8 @@ impl Walk {
             segment,
             end_eid: scan.end_eid,
             text_end: scan.text_end,
-            appendable: scan.checksum == Checksum::WRITTEN,
+            newest: true,
+            current: scan.checksum == Checksum::WRITTEN,
             name: file.name,
         });
         Ok(())
@@ -338,11 +340,16 @@ impl Walk {
                     mut segment,
                     end_eid,
                     text_end,
-                    appendable,
+                    newest,
+                    current,
                     name,
                 } => {
-                    if Some(i) == last && appendable && self.ending.is_none() {
+                    if Some(i) == last && newest && self.ending.is_none() {
                         open_for_ending(&mut segment, &name, damage);
+                        if !current {
+                            // Cut, but the ending goes to a new file.
+                            segment.seal();
+                        }
                     }
                     index.push_recovered(segment, end_eid, text_end);
                 }
@@ -358,8 +365,8 @@ impl Walk {
         self.skipped += 1;
         // The kept file before it is no longer the newest: the ending
         // will go to a new file after this one.
-        if let Some(Part::Stored { appendable, .. }) = self.kept.last_mut() {
-            *appendable = false;
+        if let Some(Part::Stored { newest, .. }) = self.kept.last_mut() {
+            *newest = false;
         }
         file.bytes
     }

@@ -198,12 +198,14 @@ impl Replay {
             }
             out.lens.extend(body.lens_of(from, from + taken));
             out.extend_runs_of(body.runs(), from, from + taken);
-            text.push(TextSpan {
-                file: Segment::file_name(segment.seq),
-                offset: at.offset + LinesBody::text_start(&header) + start,
-                // Within the record's text, whose length is a u32.
-                len: text_len as u32,
-            });
+            if text_len > 0 {
+                text.push(TextSpan {
+                    file: segment.seq,
+                    offset: at.offset + LinesBody::text_start(&header) + start,
+                    // Within the record's text, whose length is a u32.
+                    len: text_len as u32,
+                });
+            }
             want += taken as u64;
             want_text = Some(at.text_offset + start + text_len);
             if from + taken < body.len() {

@@ -5,6 +5,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::events::TextSpan;
 use crate::file::SegmentFile;
 use crate::format::{FILE_HEADER_LEN, FileHeader};
 
@@ -40,9 +41,10 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// The file name of segment `seq`; names sort in sequence order.
+    /// The file name of segment `seq`; names sort in sequence order. It
+    /// is the name the host gives a text span's file number (`seq`).
     pub fn file_name(seq: u64) -> String {
-        format!("{seq:010}.seg")
+        TextSpan::file_name(seq)
     }
 
     /// Creates the file and writes its header.

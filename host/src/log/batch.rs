@@ -30,6 +30,19 @@ impl Batch {
         self.lens.len()
     }
 
+    /// Keeps the first `lines` lines (and `text_len` bytes of text, theirs).
+    pub fn truncate(&mut self, lines: usize, text_len: usize) {
+        self.lens.truncate(lines);
+        self.text.truncate(text_len);
+        let mut left = lines as u32;
+        self.runs.retain_mut(|run| {
+            let kept = run.lines.min(left);
+            left -= kept;
+            run.lines = kept;
+            kept > 0
+        });
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lens.is_empty()
     }

@@ -71,6 +71,9 @@ struct State {
     readers: Vec<u64>,
     /// A gap with reason `io` was reported in the host's log.
     io_gap_logged: bool,
+    /// Text the policy left in files could not be read, and the host's
+    /// log said so.
+    text_gap_logged: bool,
 }
 
 enum Backend {
@@ -101,6 +104,7 @@ impl Log {
                 ending: None,
                 readers: Vec::new(),
                 io_gap_logged: false,
+                text_gap_logged: false,
             }),
             progress: watch::Sender::new(Progress::default()),
             next_reader: AtomicU64::new(1),
@@ -136,6 +140,7 @@ impl Log {
                 ending: reopened.ending,
                 readers: Vec::new(),
                 io_gap_logged: false,
+                text_gap_logged: false,
             }),
             progress: watch::Sender::new(Progress {
                 newest,
@@ -260,27 +265,23 @@ impl Log {
         let mut state = self.state.lock().await;
         if let Backend::Policy(policy) = &mut state.backend {
             let result = policy.read(after, max_events, max_bytes).await;
-            match result
-                .and_then(|r| state.check(after, r, max_bytes))
-                .and_then(|r| state.read_text(&self.command, r))
+            let checked = result.and_then(|r| state.check(after, r, max_bytes));
+            if let Ok(ReadResult::Gap(gap)) = &checked
+                && gap.reason == IO_REASON
+                && !state.io_gap_logged
             {
-                Ok(result) => {
-                    if let ReadResult::Gap(gap) = &result
-                        && gap.reason == IO_REASON
-                        && !state.io_gap_logged
-                    {
-                        // The policy's own stderr goes nowhere: this is
-                        // where an operator learns that the disk failed.
-                        state.io_gap_logged = true;
-                        tracing::warn!(
-                            command = %self.command,
-                            from_eid = gap.from_eid,
-                            to_eid = gap.to_eid,
-                            "the policy could not store this command's output (disk full or failing): readers get a gap with reason io"
-                        );
-                    }
-                    return result;
-                }
+                // The policy's own stderr goes nowhere: this is where an
+                // operator learns that the disk failed.
+                state.io_gap_logged = true;
+                tracing::warn!(
+                    command = %self.command,
+                    from_eid = gap.from_eid,
+                    to_eid = gap.to_eid,
+                    "the policy could not store this command's output (disk full or failing): readers get a gap with reason io"
+                );
+            }
+            match checked.and_then(|r| state.read_text(&self.command, r)) {
+                Ok(result) => return result,
                 Err(e) => state.fail(&self.command, e),
             }
         }
@@ -433,32 +434,52 @@ impl State {
         ReadResult::Events(events)
     }
 
-    /// Reads the text a checked answer left in the policy's files. Lines
-    /// whose text cannot be read (a file gone or cut short) are a gap with
-    /// reason `io` for this reader, as they would be had the policy failed
-    /// to read them itself; only if that gap would cover the newest event,
-    /// which a policy must keep, is it the policy's failure.
+    /// Reads the text a checked answer left in the policy's files. The
+    /// lines before the first span that cannot be read (its file gone, cut
+    /// short, not a regular file) are answered; when that span holds the
+    /// first line, the answer's lines are a gap with reason `io` for this
+    /// reader, as they would be had the policy failed to read them itself.
+    /// Only if that gap would cover the newest event, which a policy must
+    /// keep, is it the policy's failure.
     fn read_text(&mut self, command: &str, result: ReadResult) -> Result<ReadResult, PolicyError> {
         let mut events = match result {
             ReadResult::Events(events) if !events.text_in_files.is_empty() => events,
             other => return Ok(other),
         };
         let Backend::Policy(policy) = &self.backend else {
+            return Err(PolicyError::Nonsense(
+                "text in files from a failed policy".into(),
+                "read",
+            ));
+        };
+        let Err(unreadable) = policy.read_text(&mut events) else {
             return Ok(ReadResult::Events(events));
         };
-        let Err(error) = policy.read_text(&mut events) else {
+        let (mut read, mut whole) = (0u64, 0usize);
+        for &len in &events.batch.lens {
+            if read + u64::from(len) > unreadable.text_before {
+                break;
+            }
+            read += u64::from(len);
+            whole += 1;
+        }
+        if whole > 0 {
+            // The next read from here meets the unreadable span first.
+            events.batch.truncate(whole, read as usize);
+            events.ending = None;
             return Ok(ReadResult::Events(events));
-        };
+        }
         let lines = events.batch.len() as u64;
-        let to_eid = events.first_eid + lines - 1;
+        let to_eid = events.first_eid + lines.max(1) - 1;
+        let error = unreadable.error;
         if lines == 0 || to_eid >= self.newest {
             return Err(PolicyError::Nonsense(
                 format!("the text it left in files for the newest event cannot be read: {error}"),
                 "read",
             ));
         }
-        if !self.io_gap_logged {
-            self.io_gap_logged = true;
+        if !self.text_gap_logged {
+            self.text_gap_logged = true;
             tracing::warn!(
                 command = %command,
                 from_eid = events.first_eid,
@@ -466,10 +487,11 @@ impl State {
                 "cannot read the text the policy left in its directory (readers get a gap with reason io): {error}"
             );
         }
+        let dropped: u64 = events.batch.lens.iter().map(|&l| u64::from(l)).sum();
         Ok(ReadResult::Gap(wit::Gap {
             from_eid: events.first_eid,
             to_eid,
-            dropped_bytes: None,
+            dropped_bytes: Some(dropped),
             reason: IO_REASON.to_string(),
         }))
     }

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::ResumePolicy;
 use super::native::{NativeDisk, NativeRing};
+use super::spans::Unreadable;
 use super::wit;
 use super::{Limits, PolicyError};
 
@@ -161,11 +162,14 @@ impl PolicyInstance {
     /// Reads the text that an answer of this instance's `read` left in
     /// files of its directory onto the answer's batch (checked first by
     /// [`super::text_len`]).
-    pub fn read_text(&self, events: &mut wit::Events) -> io::Result<()> {
+    pub fn read_text(&self, events: &mut wit::Events) -> Result<(), Unreadable> {
         match &self.dir {
             Some(dir) => super::spans::read_into(dir, events),
             None if events.text_in_files.is_empty() => Ok(()),
-            None => Err(io::Error::other("text in files, but no directory")),
+            None => Err(Unreadable {
+                error: io::Error::other("text in files, but no directory"),
+                text_before: events.batch.text.len() as u64,
+            }),
         }
     }
 

@@ -24,7 +24,7 @@ struct Policy;
 
 impl wit::Guest for Policy {
     fn needs_directory() -> bool {
-        cfg!(any(feature = "text-outside", feature = "text-missing"))
+        cfg!(any(feature = "text-too-long", feature = "text-missing"))
     }
 
     fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
@@ -89,13 +89,17 @@ impl wit::Guest for Policy {
         {
             first.lines += 1;
         }
-        if cfg!(feature = "text-outside") && TRIGGERED.with_borrow(|t| *t) {
-            leave_text_in(&mut events, "../../../../etc/passwd");
+        if cfg!(feature = "text-too-long") && TRIGGERED.with_borrow(|t| *t) {
+            // 4 GiB "in" its first file, whatever the lines' lengths say.
+            leave_text_in(&mut events, 1);
+            if let Some(span) = events.text_in_files.first_mut() {
+                span.len = u32::MAX;
+            }
         }
         // Only once the log has its ending: a read of lines then never
         // includes the newest event.
         if cfg!(feature = "text-missing") && events.ending.is_some() {
-            leave_text_in(&mut events, "no-such-file");
+            leave_text_in(&mut events, 4_000_000_000);
         }
         wit::ReadResult::Events(events)
     }
@@ -114,12 +118,13 @@ impl wit::Guest for Policy {
     }
 }
 
-/// Says the batch's text is in `file` of the directory, instead of giving it.
-fn leave_text_in(events: &mut wit::Events, file: &str) {
+/// Says the batch's text is in file number `file` of the directory,
+/// instead of giving it.
+fn leave_text_in(events: &mut wit::Events, file: u64) {
     let text = std::mem::take(&mut events.batch.text);
     if !text.is_empty() {
         events.text_in_files.push(wit::TextSpan {
-            file: file.into(),
+            file,
             offset: 0,
             len: text.len() as u32,
         });

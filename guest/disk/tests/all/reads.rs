@@ -1,7 +1,7 @@
 //! Lossless reads: every reader gets every event once, in order, from
 //! memory or from the files, whatever its cursor and limits.
 
-use execd_policy_disk::{Batch, Channel, Config, Log, ReadResult, Run, format};
+use execd_policy_disk::{Batch, Channel, Config, Log, ReadResult, Run, TextSpan, format};
 
 use crate::support::*;
 
@@ -72,8 +72,10 @@ fn a_replay_from_the_files_leaves_the_text_in_them_for_the_host() {
             assert!(events.batch.text.is_empty(), "none of it copied in");
         }
         for span in &events.text_in_files {
-            assert!(segment_files(dir.path()).contains(&span.file), "{span:?}");
-            let bytes = std::fs::read(dir.path().join(&span.file)).unwrap();
+            let name = TextSpan::file_name(span.file);
+            assert!(segment_files(dir.path()).contains(&name), "{span:?}");
+            assert!(span.len > 0, "no empty span");
+            let bytes = std::fs::read(dir.path().join(name)).unwrap();
             let at = span.offset as usize;
             text.extend_from_slice(&bytes[at..at + span.len as usize]);
         }

@@ -156,9 +156,17 @@ fn a_log_of_version_1_files_reopens_and_its_ending_goes_to_a_new_file() {
     for name in &files {
         as_version_1(&dir.path().join(name));
     }
+    // And a torn last write after its last whole record.
+    let last = dir.path().join(files.last().unwrap());
+    let last_len = std::fs::metadata(&last).unwrap().len();
+    let mut torn = std::fs::read(&last).unwrap();
+    torn.extend_from_slice(&[7; 10]);
+    std::fs::write(&last, torn).unwrap();
     let (mut new, reopened) = reopen(config.clone(), dir.path());
     assert_eq!((reopened.last_eid, reopened.ending), (2_000, None));
-    assert!(reopened.damage.is_empty(), "{:?}", reopened.damage);
+    let truncated = reopened.damage.iter().any(|d| d.contains("truncated"));
+    assert!(truncated, "{:?}", reopened.damage);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), last_len, "cut");
     let seen = read_to_end(&mut new, 0, 1024, 1 << 20);
     assert!(
         check_seen(&model, 0, &seen).is_empty(),
@@ -166,8 +174,6 @@ fn a_log_of_version_1_files_reopens_and_its_ending_goes_to_a_new_file() {
     );
     // A version-2 record never joins a version-1 file: the ending starts
     // a new one, and both versions reopen together.
-    let last = dir.path().join(files.last().unwrap());
-    let last_len = std::fs::metadata(&last).unwrap().len();
     new.finish(host_restarted()).unwrap();
     assert_eq!(segment_files(dir.path()).len(), files.len() + 1);
     assert_eq!(std::fs::metadata(&last).unwrap().len(), last_len);
