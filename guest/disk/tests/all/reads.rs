@@ -5,18 +5,6 @@ use execd_policy_disk::{Batch, Channel, Config, Log, ReadResult, Run, TextSpan, 
 
 use crate::support::*;
 
-/// Appends `numbered(0..n)` in batches of `per_batch`.
-fn fill(log: &mut Log, model: &mut Model, n: u64, per_batch: u64) {
-    let mut from = 0;
-    while from < n {
-        let to = (from + per_batch).min(n);
-        let batch = model.batch(&numbered(from, to));
-        let stored = log.append(batch).unwrap();
-        assert_eq!(stored.last_eid, to);
-        from = to;
-    }
-}
-
 #[test]
 fn eids_follow_on_across_batches_and_finish() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,7 +31,7 @@ fn replays_everything_from_the_files_with_a_small_tail() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::new(small(4096, 16 << 10), dir.path());
     let mut model = Model::default();
-    fill(&mut log, &mut model, 30_000, 37);
+    fill(&mut log, &mut model, 0, 30_000, 37);
     log.finish(ending()).unwrap();
     assert!(segment_files(dir.path()).len() > 10, "several segments");
     assert!(log.tail_bytes() < 8192, "the tail stays small");
@@ -59,7 +47,7 @@ fn a_replay_from_the_files_leaves_the_text_in_them_for_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::new(small(4096, 16 << 10), dir.path());
     let mut model = Model::default();
-    fill(&mut log, &mut model, 3_000, 37);
+    fill(&mut log, &mut model, 0, 3_000, 37);
     let mut cursor = 0;
     let mut from_files = 0;
     while cursor < 3_000 {
@@ -104,7 +92,7 @@ fn reads_from_any_cursor_in_a_large_segment() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::new(small(64 << 10, 64 << 20), dir.path());
     let mut model = Model::default();
-    fill(&mut log, &mut model, 300_000, 100);
+    fill(&mut log, &mut model, 0, 300_000, 100);
     assert_eq!(segment_files(dir.path()).len(), 1);
     for cursor in [0, 1, 99, 100, 101, 4_321, 150_000, 299_000, 299_998] {
         let ReadResult::Events(events) = log.read_inline(cursor, 5, 1 << 20) else {
@@ -197,7 +185,7 @@ fn files_are_self_describing_and_counted_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::new(small(4096, 8 << 10), dir.path());
     let mut model = Model::default();
-    fill(&mut log, &mut model, 5_000, 13);
+    fill(&mut log, &mut model, 0, 5_000, 13);
     let stored = log.finish(ending()).unwrap();
     assert_eq!(stored.disk_bytes, bytes_in(dir.path()));
     // Each file picks up where the previous one ended; the last holds

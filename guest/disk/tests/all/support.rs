@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use execd_policy_disk::format::{self, RecordHeader};
-use execd_policy_disk::{Batch, Channel, Config, Ending, Gap, Log, Outcome, ReadResult};
+use execd_policy_disk::{BUDGET, Batch, Channel, Config, Ending, Gap, Log, Outcome, ReadResult};
 
 /// One logged line, as the model keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +69,30 @@ pub fn numbered(from: u64, to: u64) -> Vec<Line> {
             line(channel, 1000 + i / 7, format!("line {i} ✓"))
         })
         .collect()
+}
+
+/// Appends `numbered(from..to)` to a log that holds `from` lines, in
+/// batches of `per_batch`, checking the eid each batch ends at.
+pub fn fill(log: &mut Log, model: &mut Model, from: u64, to: u64, per_batch: u64) {
+    let mut at = from;
+    while at < to {
+        let next = (at + per_batch).min(to);
+        let stored = log.append(model.batch(&numbered(at, next))).unwrap();
+        assert_eq!(stored.last_eid, next);
+        at = next;
+    }
+}
+
+/// Checks that what `seen` (read from eid 1) missed is the oldest lines,
+/// reported as one `budget` gap with their exact bytes; returns the gap.
+pub fn one_budget_gap_over_the_oldest(model: &Model, seen: &Seen) -> Gap {
+    let missed = check_seen(model, 0, seen);
+    assert_eq!(seen.gaps.len(), 1);
+    let gap = seen.gaps[0];
+    assert_eq!((gap.from_eid, gap.reason), (1, BUDGET));
+    assert_eq!(gap.dropped_bytes, Some(model.bytes(1, gap.to_eid)));
+    assert_eq!(missed, (1..=gap.to_eid).collect::<Vec<_>>());
+    gap
 }
 
 pub fn ending() -> Ending {
