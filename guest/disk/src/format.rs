@@ -75,10 +75,13 @@ pub enum Checksum {
 }
 
 impl Checksum {
-    /// The checksum of the files this crate writes.
-    pub const WRITTEN: Checksum = Checksum::Xxh3Low32;
+    /// The checksum of the files this crate writes: [`VERSION`]'s.
+    pub const WRITTEN: Checksum = match Checksum::of_version(VERSION) {
+        Some(checksum) => checksum,
+        None => panic!("VERSION has no checksum"),
+    };
 
-    fn of_version(version: u32) -> Option<Checksum> {
+    const fn of_version(version: u32) -> Option<Checksum> {
         match version {
             1 => Some(Checksum::Crc32),
             2 => Some(Checksum::Xxh3Low32),
