@@ -78,17 +78,7 @@ pub fn read_into(dir: &Path, events: &mut Events) -> Result<(), Unreadable> {
     let mut open: Option<(u64, File)> = None;
     for span in &spans {
         let at = text.len();
-        let read = (|| {
-            let file = match open.take() {
-                Some((number, file)) if number == span.file => (number, file),
-                _ => (span.file, open_in(dir, span)?),
-            };
-            text.resize(at + span.len as usize, 0);
-            let read = file.1.read_exact_at(&mut text[at..], span.offset);
-            open = Some(file);
-            read.map_err(|e| with_name(e, span))
-        })();
-        if let Err(error) = read {
+        if let Err(error) = read_span(dir, span, &mut open, text) {
             text.truncate(at);
             return Err(Unreadable {
                 error,
@@ -97,6 +87,25 @@ pub fn read_into(dir: &Path, events: &mut Events) -> Result<(), Unreadable> {
         }
     }
     Ok(())
+}
+
+/// Appends one span's bytes to `text`, through `open` when it holds the
+/// span's file (spans of one answer mostly share a file), else opening it.
+fn read_span(
+    dir: &Path,
+    span: &TextSpan,
+    open: &mut Option<(u64, File)>,
+    text: &mut Vec<u8>,
+) -> io::Result<()> {
+    let file = match open.take() {
+        Some((number, file)) if number == span.file => file,
+        _ => open_in(dir, span)?,
+    };
+    let at = text.len();
+    text.resize(at + span.len as usize, 0);
+    let read = file.read_exact_at(&mut text[at..], span.offset);
+    *open = Some((span.file, file));
+    read.map_err(|e| with_name(e, span))
 }
 
 /// Opens the span's file for reading: a regular file directly in `dir`,

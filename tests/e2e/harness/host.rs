@@ -142,26 +142,23 @@ impl Host {
 
     /// Sends SIGKILL and waits: the host gets no chance to clean up (a
     /// crash, the OOM killer).
-    pub async fn kill(mut self) -> std::process::ExitStatus {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: signalling the child we spawned, by its pid.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-        tokio::time::timeout(PATIENCE, self.child.wait())
-            .await
-            .expect("host exits after SIGKILL")
-            .expect("wait for host")
+    pub async fn kill(self) -> std::process::ExitStatus {
+        self.signal_and_wait(libc::SIGKILL, "SIGKILL").await
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    pub async fn terminate(self) -> std::process::ExitStatus {
+        self.signal_and_wait(libc::SIGTERM, "SIGTERM").await
+    }
+
+    async fn signal_and_wait(mut self, signal: i32, name: &str) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
             // SAFETY: signalling the child we spawned, by its pid.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            unsafe { libc::kill(pid as i32, signal) };
         }
         tokio::time::timeout(PATIENCE, self.child.wait())
             .await
-            .expect("host exits after SIGTERM")
+            .unwrap_or_else(|_| panic!("host exits after {name}"))
             .expect("wait for host")
     }
 }
