@@ -3,6 +3,7 @@
 //! is down. Raw TCP on both sides, so the tests see exactly what crosses.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -325,14 +326,7 @@ async fn an_upload_goes_through_with_the_token_and_without_hop_headers() {
 async fn a_websocket_passes_through() {
     let up = upstream().await;
     let host = host_in_front(&up.addr).await;
-    let mut stream = TcpStream::connect(&host.addr).await.expect("connect");
-    let request = format!(
-        "GET /pty/ws HTTP/1.1\r\nHost: x\r\nX-EXECD-ACCESS-TOKEN: {TOKEN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let (head, mut pending) = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(header(&head, "upgrade"), Some("websocket"));
+    let (mut stream, mut pending) = open_websocket(&host.addr).await;
     for (i, message) in [b"hello".to_vec(), vec![7u8; 70_000], b"ls -la\n".to_vec()]
         .iter()
         .enumerate()
@@ -354,6 +348,57 @@ async fn a_websocket_passes_through() {
         .await
         .expect("a close");
     assert_eq!(opcode, 8);
+}
+
+/// Opens the upstream's WebSocket echo through the host at `addr`: the
+/// stream, switched, and the bytes read past the 101's head.
+async fn open_websocket(addr: &str) -> (TcpStream, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /pty/ws HTTP/1.1\r\nHost: x\r\nX-EXECD-ACCESS-TOKEN: {TOKEN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let (head, pending) = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(header(&head, "upgrade"), Some("websocket"));
+    (stream, pending)
+}
+
+/// A WebSocket tunnel has left hyper's server, so draining connections
+/// does not end it: an embedded host's shutdown must, or the tunnel
+/// outlives the host in the embedder's runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_host_ends_its_websocket_tunnels_when_it_shuts_down() {
+    let up = upstream().await;
+    let host = execd_host::Host::builder()
+        .policy("ring")
+        .access_token(TOKEN)
+        .upstream(format!("http://{}", up.addr))
+        .build()
+        .await
+        .expect("the host starts");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let serving = tokio::spawn(host.serve(listener).into_future());
+    let (mut stream, mut pending) = open_websocket(&addr).await;
+    stream
+        .write_all(&frame(1, b"before", Some([4, 3, 2, 1])))
+        .await
+        .expect("send frame");
+    let echoed = read_frame(&mut stream, &mut pending).await;
+    assert_eq!(echoed, Some((1, b"before".to_vec())), "the tunnel is open");
+
+    host.shutdown(Duration::from_secs(1)).await;
+    let mut piece = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut piece)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the tunnel is closed once shutdown returns: {read:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("serve ends")
+        .expect("serve's task");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,7 +153,7 @@ async fn route(
             format!("{method} is not allowed on {path}"),
         )),
         _ => match &app.upstream {
-            Some(upstream) => upstream.forward(req).await,
+            Some(upstream) => upstream.forward(req, &app.tasks).await,
             None => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",

@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::http::body::{self, BodyError, ResponseBody};
 use crate::http::error::ApiError;
+use crate::tasks::Tasks;
 
 /// Longest wait for the upstream to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,9 +81,13 @@ impl Upstream {
     }
 
     /// Forwards `req` and answers with the upstream's response, streamed.
+    /// The connection to the upstream, and a tunnel after an upgrade, run
+    /// as the host's `tasks` and end when the host does: an upgraded
+    /// connection has left hyper's server, so its drain would not end it.
     pub async fn forward(
         &self,
         mut req: Request<RequestBody>,
+        tasks: &Tasks,
     ) -> Result<Response<ResponseBody>, ApiError> {
         let upgrade = wants_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -122,9 +127,13 @@ impl Upstream {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| unavailable(format!("{}: {e}", self.authority)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!("upstream connection ended: {e}");
+        let host_ended = tasks.ended();
+        tasks.spawn(async move {
+            tokio::select! {
+                ended = conn.with_upgrades() => if let Err(e) = ended {
+                    tracing::debug!("upstream connection ended: {e}");
+                },
+                () = host_ended => {}
             }
         });
         let mut response = sender
@@ -136,18 +145,11 @@ impl Upstream {
             && let Some(client_upgrade) = client_upgrade
         {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client, upstream)) => {
-                        let (mut client, mut upstream) =
-                            (TokioIo::new(client), TokioIo::new(upstream));
-                        if let Err(e) =
-                            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                        {
-                            tracing::debug!("forwarded upgrade ended: {e}");
-                        }
-                    }
-                    Err(e) => tracing::debug!("forwarded upgrade failed: {e}"),
+            let host_ended = tasks.ended();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = tunnel(client_upgrade, upstream_upgrade) => {}
+                    () = host_ended => {}
                 }
             });
             let (parts, _) = response.into_parts();
@@ -169,6 +171,20 @@ impl Upstream {
             header::HeaderValue::from_static("1.1 execd-host"),
         );
         Ok(answer)
+    }
+}
+
+/// Copies both ways between the client and the upstream once both sides
+/// have switched protocols, until either closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((client, upstream)) => {
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!("forwarded upgrade ended: {e}");
+            }
+        }
+        Err(e) => tracing::debug!("forwarded upgrade failed: {e}"),
     }
 }
 
