@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::Host;
 use crate::error::StartError;
+use crate::http::cors::Cors;
 use crate::http::upstream::Upstream;
 use crate::policy::{EpochTicker, Limits, PolicySource};
 use crate::registry::Bounds;
@@ -69,6 +70,7 @@ pub struct HostBuilder {
     access_token: Option<String>,
     access_token_file: Option<PathBuf>,
     upstream: Option<String>,
+    cors_origins: Vec<String>,
     trim_heap: bool,
     drain_timeout: Duration,
 }
@@ -93,6 +95,7 @@ impl Default for HostBuilder {
             access_token: None,
             access_token_file: None,
             upstream: None,
+            cors_origins: Vec::new(),
             trim_heap: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
@@ -112,6 +115,7 @@ pub(crate) struct Settings {
     pub state_dir: Option<PathBuf>,
     pub access_token: Option<String>,
     pub upstream: Option<Upstream>,
+    pub cors: Option<Cors>,
     pub trim_heap: bool,
     pub drain_timeout: Duration,
     max_commands: usize,
@@ -274,6 +278,15 @@ impl HostBuilder {
         self
     }
 
+    /// Lets web pages from `origin` (`https://app.example.com`, or `*`
+    /// for any) use the API from a browser: CORS headers on every answer
+    /// to a request from it, and preflights answered. Repeatable. Default:
+    /// none, no CORS headers at all.
+    pub fn cors_origin(mut self, origin: impl Into<String>) -> Self {
+        self.cors_origins.push(origin.into());
+        self
+    }
+
     /// Hands memory freed by expired logs back to the OS every 2 s
     /// (`malloc_trim`, glibc only), a process-wide effect. Default: off;
     /// the daemon turns it on.
@@ -325,6 +338,7 @@ impl HostBuilder {
             Some(url) => Some(Upstream::parse(url).map_err(StartError::Setting)?),
             None => None,
         };
+        let cors = Cors::parse(&self.cors_origins).map_err(StartError::Setting)?;
         Ok(Settings {
             policy: self.policy,
             policy_settings: self.policy_settings,
@@ -340,6 +354,7 @@ impl HostBuilder {
             state_dir: self.state_dir,
             access_token,
             upstream,
+            cors,
             trim_heap: self.trim_heap,
             drain_timeout: self.drain_timeout,
             max_commands: self.max_commands,

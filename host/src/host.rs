@@ -121,6 +121,7 @@ impl Host {
             sessions: crate::session::Sessions::new(state_dir.path()),
             metrics: crate::http::metrics::Source::new(),
             upstream: settings.upstream,
+            cors: settings.cors,
             tasks: tasks.clone(),
         });
         tracing::info!(

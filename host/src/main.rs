@@ -115,6 +115,13 @@ struct Config {
     /// `http://host:port`. https is not supported.
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
+
+    /// Let web pages from this origin use the API from a browser
+    /// (`https://app.example.com`, or `*` for any): CORS headers on every
+    /// answer to a request from it, preflights answered. Repeatable.
+    /// Default: none.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -212,6 +219,9 @@ fn builder(config: Config) -> HostBuilder {
     }
     if let Some(url) = config.upstream {
         builder = builder.upstream(url);
+    }
+    for origin in config.cors_origins {
+        builder = builder.cors_origin(origin);
     }
     builder
 }

@@ -13,6 +13,7 @@ mod startup;
 mod bounds;
 mod budgets;
 mod chaos;
+mod cors;
 mod dropin;
 mod embedding;
 mod faults;

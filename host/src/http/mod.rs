@@ -4,6 +4,7 @@
 //! [`handle`] runs on a task of its own.
 
 pub mod body;
+pub mod cors;
 pub mod error;
 pub mod metrics;
 pub mod parse_errors;
@@ -22,6 +23,7 @@ use hyper::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
+use crate::http::cors::Cors;
 use crate::http::error::ApiError;
 use crate::http::request::RunRequest;
 use crate::http::upstream::Upstream;
@@ -52,6 +54,8 @@ pub struct App {
     pub metrics: metrics::Source,
     /// Where routes the host does not serve go (`--upstream`).
     pub upstream: Option<Upstream>,
+    /// Which web pages' origins may use the API (`--cors-origin`).
+    pub cors: Option<Cors>,
     /// Every task the host starts, counted for shutdown.
     pub tasks: Tasks,
 }
@@ -94,10 +98,23 @@ pub fn handle(
 /// Serves one request; never fails at the HTTP level.
 async fn respond(app: Arc<App>, req: Request<RequestBody>) -> Response<ResponseBody> {
     let head = req.method() == Method::HEAD;
+    let cors = app
+        .cors
+        .as_ref()
+        .and_then(|cors| Some((cors, cors.allowed(req.headers())?)));
+    if let Some((cors, origin)) = &cors
+        && cors::is_preflight(&req)
+    {
+        // Before the token check: a browser never sends it with one.
+        return cors.preflight(origin.clone());
+    }
     let mut response = match route(&app, req).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
     };
+    if let Some((cors, origin)) = cors {
+        cors.expose(origin, &mut response);
+    }
     if head {
         // A HEAD answer announces a length it does not send, which the
         // writer that finds hyper's own parse-error answers cannot follow
