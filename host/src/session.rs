@@ -17,14 +17,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 
 use crate::command::Command;
 use crate::exec;
 use crate::http::error::ApiError;
 use crate::http::request::{self, RunRequest};
-use crate::http::{self, App, RequestBody};
 use crate::registry::Registry;
 use crate::state_dir::private_dir_builder;
 
@@ -162,6 +161,11 @@ impl Sessions {
 
     fn get(&self, id: &str) -> Result<Arc<Session>, ApiError> {
         self.map().get(id).cloned().ok_or_else(|| not_found(id))
+    }
+
+    /// 404 `SESSION_NOT_FOUND` unless the session exists.
+    pub fn check(&self, id: &str) -> Result<(), ApiError> {
+        self.get(id).map(drop)
     }
 
     /// `POST /session`: a new session, its id.
@@ -323,39 +327,4 @@ impl Drop for Claim {
 /// prefixed so it never passes for one.
 fn new_id() -> String {
     format!("session-{}", crate::registry::new_id())
-}
-
-// The HTTP side (routes in `http`).
-
-type Answer = Result<hyper::Response<crate::http::body::ResponseBody>, ApiError>;
-
-#[derive(serde::Serialize)]
-struct Created {
-    session_id: String,
-}
-
-/// `POST /session` `{cwd?}` -> `{"session_id"}`.
-pub async fn create(app: &Arc<App>, req: Request<RequestBody>) -> Answer {
-    let bytes = http::read_body(req, app.max_body_bytes, app.body_timeout).await?;
-    let session_id = app.sessions.create(&bytes)?;
-    http::json_response(&Created { session_id })
-}
-
-/// `DELETE /session/{id}`.
-pub fn delete(app: &App, id: &str) -> Answer {
-    app.sessions.delete(id, &app.registry)?;
-    Ok(hyper::Response::new(crate::http::body::empty()))
-}
-
-/// `POST /session/{id}/run` `{command, cwd?, timeout?}`: the same stream as
-/// a foreground `POST /command`.
-pub async fn run(app: &Arc<App>, id: &str, req: Request<RequestBody>) -> Answer {
-    let framing = http::framing(app, &req)?;
-    // Unknown sessions are told before the body is waited for.
-    app.sessions.get(id)?;
-    let bytes = http::read_body(req, app.max_body_bytes, app.body_timeout).await?;
-    let (request, claim) = app.sessions.prepare(id, &bytes)?;
-    let (command, reader) = app.registry.start(request, Some(app.max_readers)).await?;
-    claim.started(&command, &app.registry);
-    Ok(http::command_stream(app, framing, &command, reader))
 }

@@ -12,6 +12,7 @@ pub mod query;
 pub mod request;
 pub mod server;
 pub mod service;
+pub mod sessions;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -28,7 +29,6 @@ use crate::http::error::ApiError;
 use crate::http::request::RunRequest;
 use crate::http::upstream::Upstream;
 use crate::registry::{Lookup, Registry};
-use crate::session;
 use crate::session::Sessions;
 use crate::stream::reader::{self, Cursor};
 use crate::stream::sse::{self, Framing};
@@ -151,9 +151,9 @@ async fn route(
         (["command", "status", id], &Method::GET) => status(app, id),
         (["command", id, "resume"], &Method::GET) => resume(app, id, &req).await,
         (["command", id, "logs"], &Method::GET) => logs(app, id, &req),
-        (["session"], &Method::POST) => session::create(app, req).await,
-        (["session", id], &Method::DELETE) => session::delete(app, id),
-        (["session", id, "run"], &Method::POST) => session::run(app, id, req).await,
+        (["session"], &Method::POST) => sessions::create(app, req).await,
+        (["session", id], &Method::DELETE) => sessions::delete(app, id),
+        (["session", id, "run"], &Method::POST) => sessions::run(app, id, req).await,
         (["metrics"], &Method::GET) => metrics::get(app).await,
         (["metrics", "watch"], &Method::GET) => metrics::watch(app, &req),
         (["ping"], _)

@@ -1,0 +1,42 @@
+//! The `/session` routes: HTTP in and out of [`Sessions`](crate::session::Sessions).
+
+use std::sync::Arc;
+
+use hyper::Request;
+
+use super::body::{self, ResponseBody};
+use super::error::ApiError;
+use super::{App, RequestBody};
+
+type Answer = Result<hyper::Response<ResponseBody>, ApiError>;
+
+#[derive(serde::Serialize)]
+struct Created {
+    session_id: String,
+}
+
+/// `POST /session` `{cwd?}` -> `{"session_id"}`.
+pub async fn create(app: &Arc<App>, req: Request<RequestBody>) -> Answer {
+    let bytes = super::read_body(req, app.max_body_bytes, app.body_timeout).await?;
+    let session_id = app.sessions.create(&bytes)?;
+    super::json_response(&Created { session_id })
+}
+
+/// `DELETE /session/{id}`.
+pub fn delete(app: &App, id: &str) -> Answer {
+    app.sessions.delete(id, &app.registry)?;
+    Ok(hyper::Response::new(body::empty()))
+}
+
+/// `POST /session/{id}/run` `{command, cwd?, timeout?}`: the same stream as
+/// a foreground `POST /command`.
+pub async fn run(app: &Arc<App>, id: &str, req: Request<RequestBody>) -> Answer {
+    let framing = super::framing(app, &req)?;
+    // Unknown sessions are told before the body is waited for.
+    app.sessions.check(id)?;
+    let bytes = super::read_body(req, app.max_body_bytes, app.body_timeout).await?;
+    let (request, claim) = app.sessions.prepare(id, &bytes)?;
+    let (command, reader) = app.registry.start(request, Some(app.max_readers)).await?;
+    claim.started(&command, &app.registry);
+    Ok(super::command_stream(app, framing, &command, reader))
+}
