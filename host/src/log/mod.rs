@@ -8,8 +8,9 @@
 //! eids itself in a small buffer that only already-connected readers use.
 
 pub mod batch;
+mod fallback;
+mod rules;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,10 +18,9 @@ use tokio::sync::{Mutex, watch};
 
 use crate::budget::Share;
 pub use crate::error::AttachError;
-use crate::log::batch::Head;
 use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
-use execd_policy_core::check_columns;
+use fallback::Fallback;
 
 /// Where the log stands, as readers see it without taking the lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,22 +33,6 @@ pub struct Progress {
 
 /// The reason of a gap over output the policy could not store.
 const IO_REASON: &str = "io";
-
-/// The reason of a gap over what a failed policy held.
-const POLICY_FAILED_REASON: &str = "policy-failed";
-
-/// A gap's reason as `wit/` allows it: a short word, safe to send as is.
-fn valid_reason(reason: &str) -> bool {
-    (1..=32).contains(&reason.len())
-        && reason
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// Most events the host keeps for connected readers after a policy failure.
-const FALLBACK_EVENTS: usize = 4096;
-/// Most text bytes it keeps for them.
-const FALLBACK_BYTES: usize = 8 << 20;
 
 pub struct Log {
     /// The command id, for the log line a failure gets.
@@ -81,16 +65,8 @@ enum Backend {
     /// The policy failed; `recent` continues the log for connected readers.
     Failed {
         error: PolicyError,
-        recent: VecDeque<Kept>,
-        recent_bytes: usize,
+        recent: Fallback,
     },
-}
-
-/// A line the host logged itself after a policy failure.
-struct Kept {
-    eid: u64,
-    head: Head,
-    text: Vec<u8>,
 }
 
 impl Log {
@@ -225,7 +201,9 @@ impl Log {
             at = end;
             state.newest += 1;
             let eid = state.newest;
-            state.keep(Kept { eid, head, text });
+            if let Backend::Failed { recent, .. } = &mut state.backend {
+                recent.keep(eid, head, text);
+            }
         }
         drop(state);
         self.progress.send_modify(|p| p.newest = expected);
@@ -265,7 +243,10 @@ impl Log {
         let mut state = self.state.lock().await;
         if let Backend::Policy(policy) = &mut state.backend {
             let result = policy.read(after, max_events, max_bytes).await;
-            let checked = result.and_then(|r| state.check(after, r, max_bytes));
+            let has_directory = policy.has_directory();
+            let checked = result.and_then(|r| {
+                rules::check_read(after, r, max_bytes, state.standing(), has_directory)
+            });
             if let Ok(ReadResult::Gap(gap)) = &checked
                 && gap.reason == IO_REASON
                 && !state.io_gap_logged
@@ -285,7 +266,10 @@ impl Log {
                 Err(e) => state.fail(&self.command, e),
             }
         }
-        state.read_recent(after, max_events)
+        let Backend::Failed { recent, .. } = &state.backend else {
+            return ReadResult::Pending;
+        };
+        recent.read(after, max_events, state.standing())
     }
 
     /// Asks the policy whether a new reader may follow the log; returns the
@@ -351,7 +335,23 @@ impl Log {
     }
 }
 
+/// Where a log stands: its newest eid, and its terminal event once
+/// logged (the host keeps it whatever becomes of the policy).
+struct Standing<'a> {
+    newest: u64,
+    terminal: Option<u64>,
+    ending: Option<&'a wit::Ending>,
+}
+
 impl State {
+    fn standing(&self) -> Standing<'_> {
+        Standing {
+            newest: self.newest,
+            terminal: self.terminal,
+            ending: self.ending.as_ref(),
+        }
+    }
+
     /// Drops the policy (and with it the whole log it held).
     fn fail(&mut self, command: &str, error: PolicyError) {
         if let Backend::Failed { .. } = self.backend {
@@ -363,75 +363,8 @@ impl State {
         );
         self.backend = Backend::Failed {
             error,
-            recent: VecDeque::new(),
-            recent_bytes: 0,
+            recent: Fallback::default(),
         };
-    }
-
-    /// Keeps a line the host logged itself after a failure.
-    fn keep(&mut self, kept: Kept) {
-        if let Backend::Failed {
-            recent,
-            recent_bytes,
-            ..
-        } = &mut self.backend
-        {
-            *recent_bytes += kept.text.len();
-            recent.push_back(kept);
-            while recent.len() > FALLBACK_EVENTS
-                || (*recent_bytes > FALLBACK_BYTES && recent.len() > 1)
-            {
-                if let Some(old) = recent.pop_front() {
-                    *recent_bytes -= old.text.len();
-                }
-            }
-        }
-    }
-
-    fn read_recent(&self, after: u64, max_events: u32) -> ReadResult {
-        let Backend::Failed { recent, .. } = &self.backend else {
-            return ReadResult::Pending;
-        };
-        if self.terminal.is_some_and(|t| after >= t) {
-            return ReadResult::Finished;
-        }
-        if after >= self.newest {
-            return ReadResult::Pending;
-        }
-        let first = recent.front().map_or(self.newest + 1, |k| k.eid);
-        // The terminal event is always there; lines may be gone.
-        let first = first.min(self.terminal.unwrap_or(u64::MAX));
-        if after + 1 < first {
-            // What the failed policy held is gone; say so, don't skip.
-            return ReadResult::Gap(wit::Gap {
-                from_eid: after + 1,
-                to_eid: first - 1,
-                dropped_bytes: None,
-                reason: POLICY_FAILED_REASON.to_string(),
-            });
-        }
-        let mut events = wit::Events {
-            first_eid: after + 1,
-            batch: wit::Batch::new(),
-            text_in_files: Vec::new(),
-            ending: None,
-        };
-        let take = max_events.max(1) as usize;
-        for kept in recent.iter().filter(|k| k.eid > after).take(take) {
-            events.batch.push_head(kept.head);
-            events.batch.text.extend_from_slice(&kept.text);
-        }
-        if events.batch.len() < take
-            && self
-                .terminal
-                .is_some_and(|t| t == after + 1 + events.batch.len() as u64)
-        {
-            events.ending = self.ending.clone();
-        }
-        if events.batch.is_empty() && events.ending.is_none() {
-            return ReadResult::Pending;
-        }
-        ReadResult::Events(events)
     }
 
     /// Reads the text a checked answer left in the policy's files. The
@@ -494,87 +427,5 @@ impl State {
             dropped_bytes: Some(dropped),
             reason: IO_REASON.to_string(),
         }))
-    }
-
-    /// Holds the policy's answer to `read(after, .., max_bytes)` to the
-    /// rules of `wit/`.
-    fn check(
-        &self,
-        after: u64,
-        result: ReadResult,
-        max_bytes: u32,
-    ) -> Result<ReadResult, PolicyError> {
-        let nonsense = |what: String| Err(PolicyError::Nonsense(what, "read"));
-        match &result {
-            ReadResult::Events(events) => {
-                let has_directory = match &self.backend {
-                    Backend::Policy(policy) => policy.has_directory(),
-                    Backend::Failed { .. } => false,
-                };
-                let text_len = match crate::policy::text_len(events, has_directory, max_bytes) {
-                    Ok(len) => len,
-                    Err(why) => return nonsense(why),
-                };
-                let count = events.batch.len() as u64 + u64::from(events.ending.is_some());
-                if count == 0 {
-                    return nonsense("it returned no events".into());
-                }
-                if events.first_eid != after + 1 {
-                    return nonsense(format!(
-                        "asked for events after {after}, it began at eid {}",
-                        events.first_eid
-                    ));
-                }
-                let last = events.first_eid + count - 1;
-                if last > self.newest {
-                    return nonsense(format!(
-                        "eid {last} was never logged (newest is {})",
-                        self.newest
-                    ));
-                }
-                if events.ending.is_some() != (Some(last) == self.terminal) {
-                    return nonsense(format!("eid {last} is not the terminal event it was given"));
-                }
-                let runs = events.batch.runs.iter().map(|r| r.lines);
-                let text_len = usize::try_from(text_len).unwrap_or(usize::MAX);
-                if let Err(why) = check_columns(&events.batch.lens, runs, text_len) {
-                    return nonsense(why);
-                }
-            }
-            ReadResult::Gap(gap) => {
-                // The ring keeps the newest event, so a gap never reaches it.
-                if gap.from_eid != after + 1
-                    || gap.to_eid < gap.from_eid
-                    || gap.to_eid >= self.newest
-                {
-                    return nonsense(format!(
-                        "gap {}..={} does not start after the cursor {after} or covers the newest event",
-                        gap.from_eid, gap.to_eid
-                    ));
-                }
-                if !valid_reason(&gap.reason) {
-                    return nonsense(format!(
-                        "gap reason {:?} is not 1 to 32 characters of a-z, 0-9 and -",
-                        gap.reason
-                    ));
-                }
-            }
-            ReadResult::Pending => {
-                if after < self.newest || self.terminal.is_some() {
-                    return nonsense(format!(
-                        "nothing after {after}, yet eid {} is logged",
-                        self.newest
-                    ));
-                }
-            }
-            ReadResult::Finished => {
-                if self.terminal.is_none_or(|t| after < t) {
-                    return nonsense(format!(
-                        "finished at cursor {after}, before the terminal event"
-                    ));
-                }
-            }
-        }
-        Ok(result)
     }
 }
