@@ -193,7 +193,8 @@ pub struct RecordHeader {
 
 impl RecordHeader {
     /// Decodes and checks a header's fields (not yet its checksum, which
-    /// covers the body too: see [`RecordHeader::verify`]).
+    /// covers the whole record after the checksum's own 4 bytes, body
+    /// included, and is checked as the body is read: see `read_body`).
     pub fn decode(bytes: &[u8]) -> Result<RecordHeader, FormatError> {
         let bytes = bytes.get(..RECORD_HEADER_LEN).ok_or(FormatError::Short)?;
         let kind = match bytes[8] {
@@ -245,19 +246,6 @@ impl RecordHeader {
         match self.kind {
             Kind::Lines => self.first_eid.saturating_add(u64::from(self.lines)),
             Kind::Ending => self.first_eid.saturating_add(1),
-        }
-    }
-
-    /// Checks the checksum of `record`, the whole record (header and body)
-    /// of a file whose records carry `checksum`.
-    pub fn verify(&self, record: &[u8], checksum: Checksum) -> Result<(), FormatError> {
-        let record = record
-            .get(..self.record_len() as usize)
-            .ok_or(FormatError::Short)?;
-        if checksum.of(&record[4..]) == self.crc {
-            Ok(())
-        } else {
-            Err(FormatError::Checksum)
         }
     }
 }
@@ -370,8 +358,8 @@ pub struct LinesBody<'a> {
 }
 
 impl<'a> LinesBody<'a> {
-    /// Splits a checked record (header and body, see
-    /// [`RecordHeader::verify`]) into its columns and checks the runs.
+    /// Splits a record (header and body, its checksum already checked)
+    /// into its columns and checks the runs.
     pub fn parse(header: &RecordHeader, record: &'a [u8]) -> Result<LinesBody<'a>, FormatError> {
         let body = record
             .get(RECORD_HEADER_LEN..header.record_len() as usize)
