@@ -63,6 +63,29 @@ async fn invalid_utf8_terminators_and_empty_lines() {
     assert_eq!(texts(&events, "stdout"), ["x\u{1b}[1my\tz\u{0}w"]);
 }
 
+/// A writer that pauses in the middle of a character (a throttled copy,
+/// a progress display): the idle flush sends what came before it, and the
+/// character arrives whole with the bytes after the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_inside_a_character_splits_no_character() {
+    let host = Host::start(&[]).await;
+    let events = run_to_end(
+        &host,
+        r"printf 'price \342\202'; sleep 0.3; printf '\254 5\n'; printf '\360\237'; sleep 0.3; printf '\230\200\n'",
+    )
+    .await;
+    let out = texts(&events, "stdout");
+    assert_eq!(out.concat(), "price € 5😀", "{out:?}");
+    assert!(
+        out.iter().all(|t| !t.contains('\u{fffd}')),
+        "no half character became U+FFFD: {out:?}"
+    );
+    assert!(
+        out.len() >= 2,
+        "the pause still sent the line's start on its own: {out:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_commands() {
     let host = std::sync::Arc::new(Host::start(&[]).await);

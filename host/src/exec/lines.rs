@@ -2,8 +2,8 @@
 //!
 //! `\n`, `\r\n` and `\r` each end a line and are dropped. A line longer than
 //! [`MAX_LINE`] is cut there (at a UTF-8 character boundary where one is
-//! near), and the pump may flush a partial line when the pipe goes idle or
-//! closes.
+//! near), and the pump may flush a partial line when the pipe goes idle
+//! (less half a character, which waits for its rest) or closes.
 
 // Public only for the property tests (`execd_host::internal`); not API.
 #![allow(missing_docs)]
@@ -99,11 +99,25 @@ impl LineSplitter {
         !self.partial.is_empty()
     }
 
-    /// Emits the unterminated line, if any (the pipe went idle or closed).
+    /// Emits the unterminated line, if any (the pipe closed).
     pub fn flush(&mut self, mut emit: impl FnMut(&[u8])) {
         if !self.partial.is_empty() {
             emit(&self.partial);
             self.partial.clear();
+            self.sent_part = true;
+        }
+    }
+
+    /// Emits what has come of the unterminated line while the pipe is idle,
+    /// less a trailing incomplete UTF-8 sequence: a writer that pauses in
+    /// the middle of a character sends the rest of it next, and the two
+    /// halves sent apart would each be invalid text. What is held back
+    /// goes with the next bytes, or with [`LineSplitter::flush`].
+    pub fn flush_idle(&mut self, mut emit: impl FnMut(&[u8])) {
+        let cut = cut_point(&self.partial);
+        if cut > 0 {
+            emit(&self.partial[..cut]);
+            self.partial.drain(..cut);
             self.sent_part = true;
         }
     }
@@ -228,6 +242,30 @@ mod tests {
         s.push(b"\r\n\nnext\n", |l| out.push(l.to_vec()));
         let want: Vec<&[u8]> = vec![b"prompt> ", b"", b"next"];
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn an_idle_flush_holds_back_half_a_character() {
+        let mut s = LineSplitter::new(100);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        // "price €5": the euro sign's first two bytes, a pause, the rest.
+        s.push(b"price \xe2\x82", |l| out.push(l.to_vec()));
+        s.flush_idle(|l| out.push(l.to_vec()));
+        assert_eq!(out, [b"price ".to_vec()]);
+        assert!(s.has_partial(), "the half character waits");
+        // Nothing but half a character: nothing to send yet.
+        s.flush_idle(|l| out.push(l.to_vec()));
+        assert_eq!(out.len(), 1);
+        s.push(b"\xac5\n", |l| out.push(l.to_vec()));
+        assert_eq!(out[1], "€5".as_bytes());
+        // Whole characters go at once; at the pipe's end, whatever is left.
+        s.push("é".as_bytes(), |l| out.push(l.to_vec()));
+        s.flush_idle(|l| out.push(l.to_vec()));
+        assert_eq!(out[2], "é".as_bytes());
+        s.push(b"\xf0\x9f", |l| out.push(l.to_vec()));
+        s.flush(|l| out.push(l.to_vec()));
+        assert_eq!(out[3], b"\xf0\x9f");
+        assert!(!s.has_partial());
     }
 
     #[test]

@@ -82,6 +82,16 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
         self.splitter
             .flush(|line| batch.push_line(channel, ts, line));
     }
+
+    /// Sends the held partial line because the pipe went quiet; half a
+    /// character stays for the bytes that complete it (and the next read
+    /// starts the wait again).
+    fn flush_idle(&mut self, batch: &mut Batch) {
+        self.partial_since = None;
+        let (channel, ts) = (self.channel, now_ms());
+        self.splitter
+            .flush_idle(|line| batch.push_line(channel, ts, line));
+    }
 }
 
 /// Reads the command's output into its log until the process has exited
@@ -136,10 +146,10 @@ pub async fn pump(
             _ = sleep_until(partial_due.unwrap_or(far)), if partial_due.is_some() => {
                 let now = Instant::now();
                 if out.partial_due().is_some_and(|due| due <= now) {
-                    out.flush(&mut batch);
+                    out.flush_idle(&mut batch);
                 }
                 if err.partial_due().is_some_and(|due| due <= now) {
-                    err.flush(&mut batch);
+                    err.flush_idle(&mut batch);
                 }
             }
             _ = sleep_until(quiet_until), if exit.is_some() => break,
