@@ -265,7 +265,18 @@ impl Registry {
         let max_line = self.bounds.max_line_bytes;
         let ended = self.tasks.ended();
         self.tasks.spawn(async move {
-            exec::pump(Arc::clone(&pumped), pipes, timeout, max_line).await;
+            let leftover = exec::pump(Arc::clone(&pumped), pipes, timeout, max_line).await;
+            if !leftover.is_empty() {
+                // Until what the command left running closes them, or the
+                // host ends (and has signalled the group).
+                let host_ended = registry.tasks.ended();
+                registry.tasks.spawn(async move {
+                    tokio::select! {
+                        () = leftover.discard() => {}
+                        () = host_ended => {}
+                    }
+                });
+            }
             drop(slot);
             registry.group_ended.notify_one();
             let retention = match pumped.log.retention_ms().await {

@@ -64,6 +64,39 @@ async fn short_command(host: &Host, n: usize) {
     }
 }
 
+/// What a command leaves running (`./server & echo started`) keeps
+/// writing after the command ended and its output was logged: the host
+/// must neither kill it with SIGPIPE by closing the pipe, nor block it by
+/// leaving the pipe unread once full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_command_leaves_running_may_keep_writing() {
+    let dir = TempDir::new("lifecycle-leftover");
+    let marker = dir.0.join("survived");
+    let host = Host::start(&[]).await;
+    // Past the host's drain of the pipes (at most 5 s), it writes more
+    // than a pipe holds, then leaves a mark.
+    let command = format!(
+        "(sleep 0.6; head -c 300000 /dev/zero; echo late; head -c 300000 /dev/zero >&2; echo ok > {}) & echo early",
+        marker.display()
+    );
+    let mut stream = host.run(json!({ "command": command })).await;
+    init_id(&mut stream).await;
+    let events = logged(&stream.events().await, 0);
+    let texts: Vec<&str> = events.iter().map(|e| e.text()).collect();
+    assert_eq!(
+        texts.first(),
+        Some(&"early"),
+        "{:?}",
+        &texts[..texts.len().min(3)]
+    );
+    assert_eq!(events.last().map(Event::kind), Some("execution_complete"));
+    let survived = eventually(Duration::from_secs(10), || marker.exists()).await;
+    assert!(
+        survived,
+        "the process the command left running was killed or blocked writing to its pipes"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_child_is_reaped() {
     let started = Instant::now();

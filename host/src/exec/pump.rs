@@ -95,17 +95,22 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
 }
 
 /// Reads the command's output into its log until the process has exited
-/// and its pipes are drained, then logs the terminal event.
+/// and its pipes are drained, then logs the terminal event. Returns the
+/// pipes that something the command left running still holds open.
 pub async fn pump(
     command: Arc<Command>,
     pipes: (Option<ChildStdout>, Option<ChildStderr>),
     timeout: Option<Duration>,
     max_line: usize,
-) {
+) -> Leftover {
     let mut out = Pipe::<ChildStdout>::new(pipes.0, Channel::Stdout, max_line);
     let mut err = Pipe::<ChildStderr>::new(pipes.1, Channel::Stderr, max_line);
     let Some(group) = command.group().map(Arc::clone) else {
-        return; // ran by a previous host: nothing to pump
+        // Ran by a previous host: nothing to pump.
+        return Leftover {
+            out: out.reader,
+            err: err.reader,
+        };
     };
     // Noted, not reaped: the group stays signallable (see `group`).
     let leader_exit = group.leader_exit();
@@ -187,6 +192,41 @@ pub async fn pump(
         timestamp_ms: unix_ms(finished_at),
     };
     command.log.finish(ending).await;
+    Leftover {
+        out: out.reader,
+        err: err.reader,
+    }
+}
+
+/// A command's pipes still open after its terminal event: what it left
+/// running (`./server & echo started`) holds them.
+pub struct Leftover {
+    out: Option<ChildStdout>,
+    err: Option<ChildStderr>,
+}
+
+/// Bytes read at a time from a leftover pipe: small, since many may wait
+/// at once and what they read is thrown away.
+const LEFTOVER_CHUNK: usize = 4096;
+
+impl Leftover {
+    pub fn is_empty(&self) -> bool {
+        self.out.is_none() && self.err.is_none()
+    }
+
+    /// Reads and throws away whatever comes until every holder has closed
+    /// the pipes. Closed by the host instead, they would kill the next
+    /// writer with SIGPIPE; left unread, they would block it once full.
+    /// The command's log ended with its terminal event, so nothing more
+    /// can be logged.
+    pub async fn discard(self) {
+        async fn drain(pipe: Option<impl tokio::io::AsyncRead + Unpin>) {
+            let Some(mut pipe) = pipe else { return };
+            let mut buf = [0u8; LEFTOVER_CHUNK];
+            while matches!(pipe.read(&mut buf).await, Ok(n) if n > 0) {}
+        }
+        tokio::join!(drain(self.out), drain(self.err));
+    }
 }
 
 fn on_read<R>(
