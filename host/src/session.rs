@@ -58,10 +58,13 @@ __execd_save() {
             builtin declare -p "$__execd_n"
         done
         builtin printf 'builtin cd -- %q\n' "$__execd_pwd"
-    } >"$__execd_state" 2>/dev/null
+    } 2>/dev/null >"$__execd_state"
     builtin exit "$__execd_rc"
 }
 trap __execd_save EXIT
+# Ended by a signal (DELETE's SIGTERM), a run saves nothing, as one ended
+# by SIGKILL cannot: bash dies of the signal it got, without the EXIT trap.
+trap 'builtin trap - EXIT TERM; builtin kill -TERM $BASHPID' TERM
 unset __execd_n
 eval "$__execd_cmd"
 "#;

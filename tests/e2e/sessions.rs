@@ -124,6 +124,20 @@ async fn a_run_is_a_command_resumable_after_a_cut() {
     );
 }
 
+/// Ended by a signal: SIGTERM, or the SIGKILL 3 s later when the TERM
+/// reached bash in a moment it defers signals (seen under load).
+fn assert_ended_by_a_signal(end: &Event) {
+    let traceback = end.data["error"]["traceback"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        matches!(traceback, "signal: terminated" | "signal: killed"),
+        "{:?}",
+        end.data
+    );
+    assert_failed(end, "-1", traceback);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_run_at_a_time_and_delete_ends_the_running_one() {
     let host = Host::start(&[]).await;
@@ -131,7 +145,7 @@ async fn one_run_at_a_time_and_delete_ends_the_running_one() {
     let (id, mut stream) = start_run(
         &host,
         &session,
-        json!({"command": "echo started; sleep 60"}),
+        json!({"command": "export GONE=yes; cd /; echo started; sleep 60"}),
     )
     .await;
     assert_eq!(stream.next_event().await.expect("a line").text(), "started");
@@ -147,10 +161,17 @@ async fn one_run_at_a_time_and_delete_ends_the_running_one() {
     let deleted = host.call("DELETE", &format!("/command?id={id}"), "").await;
     assert_eq!(deleted.status, 200);
     let rest = stream.events().await;
-    assert_failed(rest.last().expect("terminal"), "-1", "signal: terminated");
+    assert_ended_by_a_signal(rest.last().expect("terminal"));
     host.wait_finished(&id).await;
-    let (_, after) = run(&host, &session, "echo second").await;
-    assert_eq!(texts(&after, "stdout"), vec!["second"]);
+    let (_, after) = run(&host, &session, "echo \"second${GONE:+ $GONE}\"; pwd").await;
+    let before: Vec<String> = texts(&after, "stdout");
+    assert_eq!(before[0], "second", "a run ended by SIGTERM saves nothing");
+    assert_ne!(before[1], "/", "not even its directory");
+    assert!(
+        texts(&after, "stderr").is_empty(),
+        "{:?}",
+        texts(&after, "stderr")
+    );
 
     // Deleting the session ends its running run.
     let (id, mut stream) =
@@ -163,18 +184,7 @@ async fn one_run_at_a_time_and_delete_ends_the_running_one() {
     let rest = tokio::time::timeout(PATIENCE, stream.events())
         .await
         .expect("the run ends");
-    // Ended by a signal: SIGTERM, or the SIGKILL 3 s later when the TERM
-    // reached bash in a moment it defers signals (seen under load).
-    let end = rest.last().expect("terminal");
-    let traceback = end.data["error"]["traceback"][0]
-        .as_str()
-        .unwrap_or_default();
-    assert!(
-        matches!(traceback, "signal: terminated" | "signal: killed"),
-        "{:?}",
-        end.data
-    );
-    assert_failed(end, "-1", traceback);
+    assert_ended_by_a_signal(rest.last().expect("terminal"));
     assert_eq!(host.wait_finished(&id).await["running"], false);
     host.call(
         "POST",
