@@ -326,6 +326,12 @@ impl HostBuilder {
             self.request_timeout >= Duration::from_millis(1),
             "request_timeout must be at least 1 ms",
         )?;
+        // Zero would interrupt every call at the next epoch tick, or not,
+        // as the ticker happens to run: never a useful deadline.
+        setting(
+            self.policy_call_timeout >= Duration::from_millis(1),
+            "policy_call_timeout (--policy-call-ms) must be at least 1 ms",
+        )?;
         let access_token = match (self.access_token, &self.access_token_file) {
             (Some(token), _) => Some(token),
             (None, Some(path)) => Some(read_token_file(path).map_err(StartError::Token)?),

@@ -38,8 +38,8 @@ struct Config {
 
     /// Log policy: an embedded name (`disk`, the lossless default; `ring`,
     /// memory only; `exclusive`; `spill`), a path to a `.wasm` component
-    /// built against `wit/`, or `native-ring` (the ring compiled in,
-    /// unsandboxed: for measuring the sandbox's cost).
+    /// built against `wit/`, or `native-disk` / `native-ring` (the same
+    /// policy compiled in, unsandboxed: for measuring the sandbox's cost).
     #[arg(long, default_value = "disk")]
     policy: String,
 
@@ -56,7 +56,8 @@ struct Config {
     #[arg(long, default_value_t = 256)]
     policy_memory_mb: u64,
 
-    /// CPU time one policy call may take, in milliseconds.
+    /// Wall-clock deadline of one policy call, in milliseconds (epoch
+    /// interruption, 5 ms ticks).
     #[arg(long, default_value_t = 1000)]
     policy_call_ms: u64,
 
@@ -155,7 +156,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("execd-host: {e:#}");
+            // Each error's message already includes its cause: `{e:#}`
+            // would print the cause a second time.
+            eprintln!("execd-host: {e}");
             ExitCode::FAILURE
         }
     }

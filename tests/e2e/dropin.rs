@@ -114,6 +114,22 @@ async fn argv_resumes_like_a_shell_command() {
     assert_eq!(texts, want);
 }
 
+/// Clients that send every unset optional field as `null` (as many JSON
+/// encoders do) get what leaving them out gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_optional_fields_are_as_if_absent() {
+    let host = Host::start(&[]).await;
+    let body = json!({
+        "command": "echo \"$PWD\" here",
+        "argv": null, "cwd": null, "background": null, "timeout": null,
+        "uid": null, "gid": null, "envs": null,
+    });
+    let (out, err, end) = outcome(&host, body).await;
+    assert_eq!(end.kind(), "execution_complete", "{err:?}");
+    assert_eq!(out.len(), 1);
+    assert!(out[0].ends_with(" here"), "{out:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argv_and_command_errors() {
     let host = Host::start(&[]).await;

@@ -118,14 +118,23 @@ async fn body_over_configured_limit_is_413() {
 async fn bad_resume_cursors_are_400() {
     let host = Host::start(&[]).await;
     let id = finished_command(&host, false).await;
-    for bad in ["abc", "-1", "1.5", "", "1e3", "18446744073709551616"] {
+    // `%2B3` is a literal `+3`: a sign is not a digit.
+    for bad in [
+        "abc",
+        "-1",
+        "1.5",
+        "",
+        "1e3",
+        "18446744073709551616",
+        "%2B3",
+    ] {
         let resp = host
             .call("GET", &format!("/command/{id}/resume?after_eid={bad}"), "")
             .await;
         assert_eq!(resp.status, 400, "after_eid={bad:?}: {}", resp.text());
         resp.assert_error(400, "INVALID_CURSOR");
     }
-    for bad in ["x", "-1", "2.0"] {
+    for bad in ["x", "-1", "2.0", "+4"] {
         let resp = host
             .send(
                 "GET",
@@ -150,7 +159,7 @@ async fn bad_resume_cursors_are_400() {
 async fn bad_logs_cursor_is_400() {
     let host = Host::start(&[]).await;
     let id = finished_command(&host, true).await;
-    for bad in ["-3", "abc", "1.5"] {
+    for bad in ["-3", "abc", "1.5", "%2B3"] {
         let resp = host
             .call("GET", &format!("/command/{id}/logs?cursor={bad}"), "")
             .await;

@@ -51,6 +51,14 @@ async fn unknown_policy_name_is_refused() {
 async fn missing_policy_file_is_refused() {
     let err = refused(&["--policy", "/no/such/file.wasm"]).await;
     assert!(err.contains("/no/such/file.wasm"), "stderr: {err}");
+    // The cause once, not once per level of the error.
+    assert_eq!(err.matches("os error 2").count(), 1, "stderr: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_policy_call_deadline_is_refused() {
+    let err = refused(&["--policy-call-ms", "0"]).await;
+    assert!(err.contains("--policy-call-ms"), "stderr: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,9 +36,16 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses a cursor: a non-negative integer.
+/// Parses a cursor: a non-negative integer, decimal digits only (no sign,
+/// as the spec's pattern says).
 pub fn cursor(value: &str, what: &str) -> Result<u64, ApiError> {
-    value.trim().parse::<u64>().map_err(|_| {
+    let digits = value.trim();
+    let parsed = if digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse::<u64>().ok()
+    } else {
+        None
+    };
+    parsed.ok_or_else(|| {
         ApiError::bad_cursor(format!(
             "{what} must be a non-negative integer, not {value:?}"
         ))

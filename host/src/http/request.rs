@@ -19,13 +19,24 @@ struct Body {
     command: Option<String>,
     argv: Option<Vec<String>>,
     cwd: Option<String>,
-    #[serde(default)]
+    // `null` is as good as absent, as for the other optional fields: some
+    // clients send every unset field so.
+    #[serde(default, deserialize_with = "null_as_default")]
     background: bool,
     timeout: Option<i64>,
     uid: Option<u32>,
     gid: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     envs: HashMap<String, String>,
+}
+
+/// A field's value, or its default for `null`.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A checked request to run a command.
