@@ -9,7 +9,8 @@
 //! The host's budget is the sum over all commands. Every store reports
 //! what it adds and frees to one [`DiskUsage`]; when the sum goes over,
 //! the registry expires finished logs, oldest first, before any running
-//! command loses output (see `Registry::enforce_disk_budget`).
+//! command loses output; with nothing running, the newest finished log
+//! shrinks instead of going (see `Registry::enforce_disk_budget`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,11 @@ impl DiskUsage {
         if self.used() > self.budget {
             return;
         }
+        self.over.notified().await;
+    }
+
+    /// Waits until usage grows while over the budget (or goes over again).
+    pub async fn grew_over(&self) {
         self.over.notified().await;
     }
 }

@@ -438,19 +438,31 @@ impl Registry {
     /// lives: when the commands' stores add up to more, finished logs are
     /// expired oldest first; only when none is left do running commands'
     /// budgets shrink, in proportion, so that every one keeps its newest
-    /// output.
+    /// output. With nothing running, the newest finished log is not
+    /// expired but shrinks as a running one would: it is the one in use
+    /// (a command that finished before the host got to shrink it, or one
+    /// a restarted host found over a smaller budget), and it keeps its
+    /// newest output and its terminal event.
     async fn enforce_disk_budget(registry: std::sync::Weak<Registry>, disk: Arc<DiskUsage>) {
+        // A pass that freed nothing waits for more output before the next:
+        // stores shrink in whole pieces, and may not go lower.
+        let mut stuck = false;
         loop {
-            disk.went_over().await;
+            if stuck {
+                disk.grew_over().await;
+            } else {
+                disk.went_over().await;
+            }
             let Some(registry) = registry.upgrade() else {
                 return;
             };
-            let mut finished: Vec<Arc<Command>> = registry
-                .all()
-                .into_iter()
-                .filter(|c| !c.status().running)
-                .collect();
+            let before = disk.used();
+            let all = registry.all();
+            let running = all.iter().any(|c| c.status().running);
+            let mut finished: Vec<Arc<Command>> =
+                all.into_iter().filter(|c| !c.status().running).collect();
             finished.sort_by_key(|c| c.status().finished_at);
+            let in_use = if running { None } else { finished.pop() };
             for command in finished {
                 if disk.used() <= disk.budget() {
                     break;
@@ -460,8 +472,9 @@ impl Registry {
                 command.remove_files();
             }
             if disk.used() > disk.budget() {
-                registry.shrink_running(&disk).await;
+                registry.shrink_live(&disk, in_use).await;
             }
+            stuck = disk.used() > disk.budget() && disk.used() >= before;
             drop(registry);
             // What was freed is counted at once; give new output a moment
             // before looking again, rather than spin.
@@ -469,22 +482,23 @@ impl Registry {
         }
     }
 
-    /// Lowers every running command's budget to its share of what the host
-    /// can still hold.
-    async fn shrink_running(&self, disk: &DiskUsage) {
-        let running: Vec<Arc<Command>> = self
+    /// Lowers the budget of every running command, and of `in_use`, to its
+    /// share of what the host can still hold.
+    async fn shrink_live(&self, disk: &DiskUsage, in_use: Option<Arc<Command>>) {
+        let live: Vec<Arc<Command>> = self
             .all()
             .into_iter()
             .filter(|c| c.status().running)
+            .chain(in_use)
             .collect();
         let used = disk.used().max(1);
         tracing::warn!(
             used,
             budget = disk.budget(),
-            commands = running.len(),
-            "the host's disk budget is full with running commands only: their oldest output goes (--disk-budget)"
+            commands = live.len(),
+            "the host's disk budget is full with no finished log left to expire: the oldest output of the newest commands goes (--disk-budget)"
         );
-        for command in running {
+        for command in live {
             let scale = |bytes: u64| (bytes as u128 * disk.budget() as u128 / used as u128) as u64;
             command
                 .log

@@ -158,3 +158,50 @@ async fn a_running_command_shrinks_only_when_nothing_finished_is_left() {
         host.stderr()
     );
 }
+
+/// With nothing running, the newest finished log is the one in use: over
+/// the host's budget, it keeps its newest output that fits and its
+/// terminal event rather than vanish. Here a restarted host finds it over a smaller
+/// budget (the same holds for a command that finishes before the host
+/// gets to shrink it, which only timing decides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_finished_log_shrinks_rather_than_vanish() {
+    let state = TempDir::new("budget-newest");
+    let dir = state.0.to_str().expect("utf-8");
+    let first = Host::start(&["--state-dir", dir]).await;
+    let n = 300_000u64;
+    let mut stream = first
+        .run(serde_json::json!({ "command": format!("seq 1 {n}") }))
+        .await;
+    let id = init_id(&mut stream).await;
+    let _ = stream.events().await;
+    first.wait_finished(&id).await;
+    assert!(disk_bytes(&state.0) > 2 << 20, "more than the next budget");
+    assert!(first.terminate().await.success());
+
+    let second = Host::start(&["--state-dir", dir, "--disk-budget", "1M"]).await;
+    let within = eventually(Duration::from_secs(10), || {
+        disk_bytes(&state.0) <= (1 << 20) + (512 << 10)
+    })
+    .await;
+    assert!(within, "state dir holds {} bytes", disk_bytes(&state.0));
+    let status = second.status(&id).await;
+    assert_eq!(status["exit_code"], 0, "{status}");
+    let events = second.resume(&id, 0).await.events().await;
+    let gap = events.first().expect("a gap first");
+    assert_eq!(gap.kind(), "gap", "{:?}", gap.data);
+    assert_eq!(gap.data["reason"], "budget", "{:?}", gap.data);
+    // What stays is whole segment files: here the log's one file went,
+    // and the terminal event, kept apart, tells how the command ended.
+    let after = gap.data["to_eid"].as_u64().expect("to_eid");
+    let rest = logged(&events[1..], after);
+    let end = rest.last().expect("the terminal event");
+    assert_eq!(end.kind(), "execution_complete");
+    assert_eq!(end.eid(), Some(n + 1));
+    assert!(
+        rest.iter()
+            .filter(|e| e.kind() == "stdout")
+            .all(|e| e.eid().is_some_and(|eid| e.text() == eid.to_string())),
+        "what is kept is the newest lines, as printed"
+    );
+}
