@@ -404,7 +404,9 @@ impl Client {
 
     /// `GET /command/{id}/logs?cursor=B`: a background command's raw
     /// output from byte offset `cursor`; pass the answer's
-    /// [`tail`](Logs::tail) as the next cursor.
+    /// [`tail`](Logs::tail) as the next cursor. An answer cut off after
+    /// some bytes is returned with them and [`cut`](Logs::cut) set; one cut
+    /// before any is [`Error::Transport`].
     ///
     /// ```no_run
     /// # async fn example() -> Result<(), execd_client::Error> {
@@ -417,10 +419,9 @@ impl Client {
     /// ```
     pub async fn logs(&self, id: &str, cursor: u64) -> Result<Logs> {
         let path = format!("/command/{}/logs?cursor={cursor}", encode(id));
-        let (headers, body) = self
-            .transport()
-            .call(Method::GET, &path, None, Subject::Command(id))
-            .await?;
+        let transport = self.transport();
+        let subject = Subject::Command(id);
+        let (headers, body) = transport.call_cut(Method::GET, &path, subject).await?;
         let number = |name: &str| {
             headers
                 .get(name)
@@ -429,12 +430,20 @@ impl Client {
         };
         let head = number("execd-commands-head-cursor");
         let from = cursor.max(head.unwrap_or(0));
-        let tail = number("execd-commands-tail-cursor").unwrap_or(from + body.len() as u64);
+        let (bytes, cut) = body;
+        let tail = if cut {
+            // What arrived is whole bytes of the output from `from`: the
+            // next call starts after them.
+            from + bytes.len() as u64
+        } else {
+            number("execd-commands-tail-cursor").unwrap_or(from + bytes.len() as u64)
+        };
         Ok(Logs {
-            bytes: body.to_vec(),
+            bytes: bytes.to_vec(),
             from,
             tail,
             head,
+            cut,
         })
     }
 

@@ -106,6 +106,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether trying again later may succeed: the host unreachable or
+    /// busy, another reader holding the command, the connection breaking.
+    /// What the client's streams ride out by themselves.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } | Error::Transport(_) => true,
+            Error::Api { status, .. } => matches!(status, 409 | 429 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
     /// The contract's error code when the host sent one
     /// (`"UNAUTHORIZED"`, `"COMMAND_NOT_FOUND"`, ...).
     pub fn code(&self) -> Option<&str> {

@@ -57,4 +57,7 @@ pub struct Logs {
     pub tail: u64,
     /// Offset of the oldest byte the host still keeps, when it says.
     pub head: Option<u64>,
+    /// The answer broke off before its end (the connection was cut):
+    /// `bytes` is what arrived, and a call from `tail` gets the rest.
+    pub cut: bool,
 }

@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use hyper::StatusCode;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -296,27 +295,10 @@ impl EventStream {
                         after_eid: self.last_eid,
                     });
                 }
-                Err(error) if retryable(&error) => cause = error,
+                Err(error) if error.is_transient() => cause = error,
                 Err(error) => return Err(error),
             }
         }
-    }
-}
-
-/// Whether an attempt's failure may pass: the host unreachable or busy,
-/// another reader holding the command, the connection breaking.
-pub(crate) fn retryable(error: &Error) -> bool {
-    match error {
-        Error::Unreachable { .. } | Error::Transport(_) => true,
-        Error::Api { status, .. } => matches!(
-            StatusCode::from_u16(*status),
-            Ok(StatusCode::CONFLICT
-                | StatusCode::TOO_MANY_REQUESTS
-                | StatusCode::BAD_GATEWAY
-                | StatusCode::SERVICE_UNAVAILABLE
-                | StatusCode::GATEWAY_TIMEOUT)
-        ),
-        _ => false,
     }
 }
 

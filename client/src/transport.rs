@@ -153,6 +153,38 @@ impl Transport {
         Ok((headers, body))
     }
 
+    /// [`Transport::call`] for an answer that may be used in part: a
+    /// body that breaks off after some bytes gives those bytes and `true`
+    /// (an error only when none arrived).
+    pub(crate) async fn call_cut(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        subject: Subject<'_>,
+    ) -> Result<(hyper::HeaderMap, (Bytes, bool))> {
+        let mut reply = self.send(method, path_and_query, &[], None).await?;
+        if !reply.status.is_success() {
+            return Err(self.error(reply, subject).await);
+        }
+        let mut bytes = Vec::new();
+        let broke = loop {
+            match tokio::time::timeout(self.request_timeout, reply.body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        bytes.extend_from_slice(&data);
+                    }
+                }
+                Ok(None) => break None,
+                Ok(Some(Err(e))) => break Some(e.to_string()),
+                Err(_) => break Some("the response body stalled".to_string()),
+            }
+        };
+        match broke {
+            Some(why) if bytes.is_empty() => Err(Error::Transport(why)),
+            broke => Ok((reply.headers, (Bytes::from(bytes), broke.is_some()))),
+        }
+    }
+
     /// Reads an error answer's body and types it.
     pub(crate) async fn error(&self, reply: Reply, subject: Subject<'_>) -> Error {
         let status = reply.status;

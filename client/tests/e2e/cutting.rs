@@ -135,3 +135,33 @@ async fn execdctl_run_survives_cuts_standard_framing_silently() {
 async fn execdctl_run_survives_cuts_legacy_framing_verbose() {
     execdctl_run_survives_cuts("legacy", true).await;
 }
+
+/// `logs --follow` polls `/logs`; a poll cut mid-answer is asked again
+/// from the same byte cursor, so the raw output comes out whole, once.
+/// Blank lines in the output are what the proxy counts as events: bursts
+/// of 200 get most polls cut, some more than once.
+#[tokio::test]
+async fn execdctl_logs_follow_survives_cuts() {
+    let host = Host::start(&[]).await;
+    let (bursts, per_burst) = (20, 200);
+    let script = format!(
+        "for b in $(seq 1 {bursts}); do for i in $(seq 1 {per_burst}); do echo \"$b.$i\"; echo; done; sleep 0.3; done"
+    );
+    let url = host.url();
+    let started = ctl(&["--url", &url, "run", "--bg", "--", "bash", "-c", &script]).await;
+    let id = started.stdout.trim().to_string();
+    assert_eq!(id.len(), 32, "an id: {:?}", started.stdout);
+    let proxy = Proxy::start(&host.addr, cutting()).await;
+    let out = ctl(&["--url", &proxy.url, "logs", &id, "--follow"]).await;
+    assert_eq!(out.code(), 0, "stderr: {}", out.notes().join("\n"));
+    let want: String = (1..=bursts)
+        .flat_map(|b| (1..=per_burst).map(move |i| format!("{b}.{i}\n\n")))
+        .collect();
+    assert!(
+        out.stdout == want,
+        "every byte once, in order ({} bytes of {})",
+        out.stdout.len(),
+        want.len()
+    );
+    assert!(proxy.cuts() >= 2, "only {} cuts", proxy.cuts());
+}

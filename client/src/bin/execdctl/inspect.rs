@@ -1,9 +1,10 @@
 //! The subcommands that look at commands: status, ps, logs.
 
+use std::future::Future;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use execd_client::{Client, CommandInfo, Error, Status};
+use execd_client::{Backoff, Client, CommandInfo, Error, Status};
 
 /// How often `logs --follow` asks for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -76,6 +77,36 @@ pub async fn ps(client: &Client, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs `call` again after a transient failure, waiting as the streams
+/// do between attempts, until it succeeds, fails for good, or a streak of
+/// failures has lasted `retry_for`.
+async fn riding_cuts<T, F, Fut>(retry_for: Duration, mut call: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let backoff = Backoff::default();
+    let started = Instant::now();
+    let mut attempts = 0;
+    loop {
+        match call().await {
+            Err(error) if error.is_transient() => {
+                attempts += 1;
+                let elapsed = started.elapsed();
+                if elapsed >= retry_for {
+                    return Err(Error::GaveUp {
+                        attempts,
+                        elapsed,
+                        last: Box::new(error),
+                    });
+                }
+                tokio::time::sleep(backoff.delay(attempts - 1).min(retry_for - elapsed)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 fn row(command: &CommandInfo) -> [String; 5] {
     let mut state = state(&command.status);
     if command.background {
@@ -90,19 +121,22 @@ fn row(command: &CommandInfo) -> [String; 5] {
     ]
 }
 
-/// `execdctl logs ID [--cursor B] [--follow]`.
+/// `execdctl logs ID [--cursor B] [--follow]`. A cut connection or a
+/// host briefly away is tried again from the same cursor, for at most
+/// `retry_for` in one streak, as the event streams do.
 pub async fn logs(
     client: &Client,
     id: &str,
     mut cursor: u64,
     follow: bool,
     json: bool,
+    retry_for: Duration,
 ) -> Result<(), Error> {
     loop {
         // Whether it still runs is read before the output, so the fetch
         // after it has ended is the last one needed.
-        let running = follow && client.status(id).await?.running;
-        let logs = client.logs(id, cursor).await?;
+        let running = follow && riding_cuts(retry_for, || client.status(id)).await?.running;
+        let logs = riding_cuts(retry_for, || client.logs(id, cursor)).await?;
         if logs.from > cursor {
             eprintln!(
                 "execdctl: output lost: bytes {}-{} were dropped by the host (its disk budget) before they could be read",
@@ -127,6 +161,10 @@ pub async fn logs(
             return Ok(());
         }
         cursor = logs.tail;
+        if logs.cut {
+            // The rest of this answer, at once.
+            continue;
+        }
         if !running {
             return Ok(());
         }

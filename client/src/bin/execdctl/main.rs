@@ -72,7 +72,7 @@ async fn dispatch(global: Global, command: Command) -> Ending<Failure> {
         }),
         Command::Status { id } => done(inspect::status(&client, &id, json).await),
         Command::Logs { id, cursor, follow } => {
-            done(inspect::logs(&client, &id, cursor, follow, json).await)
+            done(inspect::logs(&client, &id, cursor, follow, json, global.retry_for).await)
         }
         Command::Kill { id } => done(client.interrupt(&id).await),
         Command::Ps => done(inspect::ps(&client, json).await),
