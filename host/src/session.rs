@@ -57,7 +57,7 @@ __execd_save() {
                 && [ "${__execd_init[$__execd_n]}" = "${!__execd_n}" ]; then continue; fi
             builtin declare -p "$__execd_n"
         done
-        builtin printf 'builtin cd -- %q\n' "$__execd_pwd"
+        builtin printf 'builtin cd -- %q 2>/dev/null || builtin echo "execd-host: the session directory is gone:" %q >&2\n' "$__execd_pwd" "$__execd_pwd"
     } 2>/dev/null >"$__execd_state"
     builtin exit "$__execd_rc"
 }

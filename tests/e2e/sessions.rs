@@ -87,6 +87,27 @@ async fn exports_and_the_directory_carry_over() {
     let other = create(&host, r#"{"cwd":"/tmp"}"#).await;
     let (_, fresh) = run(&host, &other, "echo \"${A-unset}|$PWD\"").await;
     assert_eq!(texts(&fresh, "stdout"), vec!["unset|/tmp"]);
+
+    // The directory a session was left in is gone: the next run says so
+    // in plain words, and starts where the session did.
+    let dir = TempDir::new("session-gone");
+    let gone = dir.0.join("here");
+    run(
+        &host,
+        &other,
+        &format!("mkdir {0} && cd {0}", gone.display()),
+    )
+    .await;
+    std::fs::remove_dir(&gone).expect("remove the session's directory");
+    let (_, after) = run(&host, &other, "pwd").await;
+    assert_eq!(texts(&after, "stdout"), vec!["/tmp"]);
+    let said = texts(&after, "stderr");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("the session directory is gone"),
+        "{said:?}"
+    );
+    assert!(!said[0].contains("state.sh"), "no host internals: {said:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
