@@ -148,6 +148,35 @@ async fn bad_resume_cursors_are_400() {
         assert_eq!(resp.status, 400, "Last-Event-ID {bad:?}: {}", resp.text());
         resp.assert_error(400, "INVALID_CURSOR");
     }
+    // Twice with different values: which one was meant is not guessed.
+    // The same value twice is still one cursor.
+    let twice = host
+        .call(
+            "GET",
+            &format!("/command/{id}/resume?after_eid=1&after_eid=2"),
+            "",
+        )
+        .await;
+    twice.assert_error(400, "INVALID_CURSOR");
+    let headers = host
+        .send(
+            "GET",
+            &format!("/command/{id}/resume"),
+            &[("Last-Event-ID", "1"), ("Last-Event-ID", "2")],
+            b"",
+        )
+        .await
+        .finish()
+        .await;
+    headers.assert_error(400, "INVALID_CURSOR");
+    let same = host
+        .call(
+            "GET",
+            &format!("/command/{id}/resume?after_eid=0&after_eid=0"),
+            "",
+        )
+        .await;
+    assert_eq!(same.status, 200, "{}", same.text());
     // A good cursor on the same command works.
     let resp = host
         .call("GET", &format!("/command/{id}/resume?after_eid=0"), "")

@@ -35,7 +35,7 @@ use crate::stream::sse::{self, Framing};
 use crate::tasks::Tasks;
 use crate::time::now_ms;
 use body::ResponseBody;
-use query::{cursor, query_param};
+use query::{cursor_header, cursor_param, query_param};
 
 /// Everything a request handler needs.
 pub struct App {
@@ -305,17 +305,11 @@ async fn resume(
     req: &Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let framing = framing(app, req)?;
-    let after = match (
-        query_param(req, "after_eid"),
-        req.headers().get("last-event-id"),
-    ) {
-        (Some(q), _) => cursor(&q, "`after_eid`")?,
-        (None, Some(h)) => cursor(
-            h.to_str()
-                .map_err(|_| ApiError::bad_cursor("Last-Event-ID is not text"))?,
-            "Last-Event-ID",
-        )?,
-        (None, None) => 0,
+    // The query wins over the header (the contract's rule); either given
+    // twice with different values is refused.
+    let after = match cursor_param(req, "after_eid")? {
+        Some(after) => after,
+        None => cursor_header(req, "Last-Event-ID")?.unwrap_or(0),
     };
     let command = match app.registry.lookup(id) {
         Lookup::Live(command) => command,
@@ -418,10 +412,7 @@ fn logs(
     id: &str,
     req: &Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let from = match query_param(req, "cursor") {
-        Some(value) => cursor(&value, "`cursor`")?,
-        None => 0,
-    };
+    let from = cursor_param(req, "cursor")?.unwrap_or(0);
     let command = app
         .registry
         .get(id)
