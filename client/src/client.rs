@@ -419,9 +419,10 @@ impl Client {
     /// ```
     pub async fn logs(&self, id: &str, cursor: u64) -> Result<Logs> {
         let path = format!("/command/{}/logs?cursor={cursor}", encode(id));
-        let transport = self.transport();
-        let subject = Subject::Command(id);
-        let (headers, body) = transport.call_cut(Method::GET, &path, subject).await?;
+        let (headers, bytes, cut) = self
+            .transport()
+            .call_cut(Method::GET, &path, Subject::Command(id))
+            .await?;
         let number = |name: &str| {
             headers
                 .get(name)
@@ -430,7 +431,6 @@ impl Client {
         };
         let head = number("execd-commands-head-cursor");
         let from = cursor.max(head.unwrap_or(0));
-        let (bytes, cut) = body;
         let tail = if cut {
             // What arrived is whole bytes of the output from `from`: the
             // next call starts after them.
@@ -439,7 +439,7 @@ impl Client {
             number("execd-commands-tail-cursor").unwrap_or(from + bytes.len() as u64)
         };
         Ok(Logs {
-            bytes: bytes.to_vec(),
+            bytes,
             from,
             tail,
             head,

@@ -161,7 +161,7 @@ impl Transport {
         method: Method,
         path_and_query: &str,
         subject: Subject<'_>,
-    ) -> Result<(hyper::HeaderMap, (Bytes, bool))> {
+    ) -> Result<(hyper::HeaderMap, Vec<u8>, bool)> {
         let mut reply = self.send(method, path_and_query, &[], None).await?;
         if !reply.status.is_success() {
             return Err(self.error(reply, subject).await);
@@ -181,7 +181,7 @@ impl Transport {
         };
         match broke {
             Some(why) if bytes.is_empty() => Err(Error::Transport(why)),
-            broke => Ok((reply.headers, (Bytes::from(bytes), broke.is_some()))),
+            broke => Ok((reply.headers, bytes, broke.is_some())),
         }
     }
 

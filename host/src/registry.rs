@@ -457,12 +457,12 @@ impl Registry {
                 return;
             };
             let before = disk.used();
-            let all = registry.all();
-            let running = all.iter().any(|c| c.status().running);
-            let mut finished: Vec<Arc<Command>> =
-                all.into_iter().filter(|c| !c.status().running).collect();
+            let (mut live, mut finished): (Vec<Arc<Command>>, Vec<Arc<Command>>) =
+                registry.all().into_iter().partition(|c| c.status().running);
             finished.sort_by_key(|c| c.status().finished_at);
-            let in_use = if running { None } else { finished.pop() };
+            if live.is_empty() {
+                live.extend(finished.pop());
+            }
             for command in finished {
                 if disk.used() <= disk.budget() {
                     break;
@@ -472,7 +472,7 @@ impl Registry {
                 command.remove_files();
             }
             if disk.used() > disk.budget() {
-                registry.shrink_live(&disk, in_use).await;
+                Registry::shrink_live(&disk, live).await;
             }
             stuck = disk.used() > disk.budget() && disk.used() >= before;
             drop(registry);
@@ -482,15 +482,10 @@ impl Registry {
         }
     }
 
-    /// Lowers the budget of every running command, and of `in_use`, to its
-    /// share of what the host can still hold.
-    async fn shrink_live(&self, disk: &DiskUsage, in_use: Option<Arc<Command>>) {
-        let live: Vec<Arc<Command>> = self
-            .all()
-            .into_iter()
-            .filter(|c| c.status().running)
-            .chain(in_use)
-            .collect();
+    /// Lowers the budget of each of `live` (the running commands or, with
+    /// none, the newest finished one) to its share of what the host can
+    /// still hold.
+    async fn shrink_live(disk: &DiskUsage, live: Vec<Arc<Command>>) {
         let used = disk.used().max(1);
         tracing::warn!(
             used,

@@ -4,57 +4,50 @@ use hyper::Request;
 
 use super::error::ApiError;
 
-/// Value of query parameter `name`, percent-decoded.
+/// Value of query parameter `name`, percent-decoded (the first, if it
+/// is given more than once).
 pub fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
-    let query = req.uri().query()?;
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key) == name).then(|| percent_decode(value))
-    })
+    query_values(req, name).next()
 }
 
 /// Every value of query parameter `name`, percent-decoded, in order.
-fn query_values<B>(req: &Request<B>, name: &str) -> Vec<String> {
-    let Some(query) = req.uri().query() else {
-        return Vec::new();
-    };
-    query
+fn query_values<'a, B>(req: &'a Request<B>, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    req.uri()
+        .query()
+        .unwrap_or_default()
         .split('&')
-        .filter_map(|pair| {
+        .filter_map(move |pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (percent_decode(key) == name).then(|| percent_decode(value))
         })
-        .collect()
 }
 
 /// The cursor in query parameter `name`, if given: one value, or the same
 /// value more than once. Two that differ are a 400: which one the client
 /// meant is not ours to guess.
 pub fn cursor_param<B>(req: &Request<B>, name: &str) -> Result<Option<u64>, ApiError> {
-    let what = format!("`{name}`");
-    one_cursor(query_values(req, name).iter().map(String::as_str), &what)
+    one_cursor(query_values(req, name), &format!("`{name}`"))
 }
 
 /// The cursor in header `name` (`Last-Event-ID`), as [`cursor_param`].
 pub fn cursor_header<B>(req: &Request<B>, name: &str) -> Result<Option<u64>, ApiError> {
-    let mut values = Vec::new();
-    for value in req.headers().get_all(name) {
-        values.push(
-            value
-                .to_str()
-                .map_err(|_| ApiError::bad_cursor(format!("{name} is not text")))?,
-        );
-    }
-    one_cursor(values.into_iter(), name)
+    let values = req
+        .headers()
+        .get_all(name)
+        .iter()
+        .map(|value| value.to_str())
+        .collect::<Result<Vec<&str>, _>>()
+        .map_err(|_| ApiError::bad_cursor(format!("{name} is not text")))?;
+    one_cursor(values, name)
 }
 
-fn one_cursor<'a>(
-    values: impl Iterator<Item = &'a str>,
+fn one_cursor(
+    values: impl IntoIterator<Item = impl AsRef<str>>,
     what: &str,
 ) -> Result<Option<u64>, ApiError> {
     let mut found: Option<u64> = None;
     for value in values {
-        let this = cursor(value, what)?;
+        let this = cursor(value.as_ref(), what)?;
         if found.is_some_and(|before| before != this) {
             return Err(ApiError::bad_cursor(format!(
                 "{what} is given more than once, with different values"
