@@ -219,4 +219,4 @@ def _needs_server(request: pytest.FixtureRequest) -> None:
     host = request.getfixturevalue("host")
     feature = marker.args[0]
     if not _serves(host, feature):
-        pytest.skip(f"this host does not serve {feature!r}  (a CONTRACT.md feature this build lacks)")
+        pytest.skip(f"this host does not serve {feature!r} (a CONTRACT.md feature this build lacks)")
