@@ -32,6 +32,7 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
+    stamp_version(root);
     let target_dir = root.join("target").join("guest");
     let ring = "execd-policy-ring";
     build_guest(root, &target_dir, ring, &[], &out_dir.join("ring.wasm"));
@@ -84,4 +85,39 @@ fn build_guest(root: &Path, target_dir: &Path, package: &str, extra: &[&str], de
         .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::copy(&built, dest)
         .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), dest.display()));
+}
+
+/// What `--version` prints beside the crate version: the commit built
+/// (`unknown` outside a git checkout) and the WIT package version.
+fn stamp_version(root: &Path) {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8(out.stdout).ok()?;
+        (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=EXECD_GIT_COMMIT={commit}");
+    // Rebuilt when HEAD moves: the files that say where it is. Only files
+    // that exist, since a missing one would make cargo rerun every build.
+    let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(git(&["rev-parse", "--git-path", &branch]));
+    }
+    for path in watched.into_iter().flatten() {
+        let path = root.join(path);
+        if path.is_file() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    let wit = std::fs::read_to_string(root.join("wit").join("policy.wit")).unwrap_or_default();
+    let version = wit
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("package execd:resume@"))
+        .map(|rest| rest.trim_end_matches(';').to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=EXECD_WIT_VERSION={version}");
 }

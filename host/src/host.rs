@@ -22,6 +22,7 @@ use crate::state_dir::StateDir;
 use crate::stream::events::Events;
 use crate::stream::reader::Cursor;
 use crate::tasks::Tasks;
+use crate::telemetry::Metrics;
 
 /// A running host: its policy compiled, its state directory in place, its
 /// commands' registry. Cheap to clone; every clone is the same host.
@@ -81,6 +82,7 @@ impl Host {
         }
         .map_err(StartError::StateDir)?;
         let bounds = settings.bounds(state_dir.path());
+        let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(
             policy.clone(),
             state_dir.path().to_path_buf(),
@@ -88,6 +90,7 @@ impl Host {
             bounds,
             settings.trim_heap,
             tasks.clone(),
+            metrics,
         );
         if state_dir.kept() {
             let started = Instant::now();
@@ -187,6 +190,20 @@ impl Host {
             command,
             app: Arc::clone(&self.shared.app),
         }
+    }
+
+    /// The host's metrics in the OpenMetrics text format (what the
+    /// metrics listener serves, see [`Probes`](crate::Probes)): commands,
+    /// events, readers, gaps, policy calls, disk, HTTP requests.
+    pub fn openmetrics(&self) -> String {
+        let registry = &self.shared.app.registry;
+        registry.metrics().openmetrics(registry.snapshot())
+    }
+
+    /// Whether the host accepts commands: false once [`Host::shutdown`]
+    /// has begun.
+    pub fn is_accepting(&self) -> bool {
+        !*self.shared.shutdown.borrow()
     }
 
     /// Where the policy came from, e.g. `` `disk` (embedded) ``.

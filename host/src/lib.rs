@@ -76,6 +76,7 @@ mod session;
 mod state_dir;
 mod stream;
 mod tasks;
+mod telemetry;
 mod time;
 
 pub use budget::parse_size;
@@ -83,6 +84,7 @@ pub use command::{KILL_GRACE, Status};
 pub use config::*;
 pub use error::{AttachError, LoadError, PolicyError, RunError, StartError};
 pub use host::{Execution, Host, Run};
+pub use http::probes::Probes;
 pub use http::server::Serve;
 pub use http::service::{ApiBody, ApiFuture, ApiService};
 pub use policy::EpochTicker;

@@ -2,13 +2,12 @@
 //! Everything it does beyond that (the umask, the fd limit, heap trimming,
 //! signals) is its own choice as a process, not the library's.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use execd_host::{Framing, Host, HostBuilder, KILL_GRACE, process};
+use execd_host::{Framing, Host, HostBuilder, KILL_GRACE, Probes, process};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -17,12 +16,19 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Speaks the command API of OpenSandbox's execd, and adds resumption:
 /// `GET /command/{id}/resume?after_eid=N` or `Last-Event-ID`.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "execd-host", version)]
+#[command(name = "execd-host", version = VERSION)]
 struct Config {
-    /// Address to listen on. Port 0 picks a free port; the address actually
-    /// bound is printed on stdout at start.
-    #[arg(long, default_value = "127.0.0.1:44772")]
-    listen: SocketAddr,
+    /// Address to listen on, `HOST:PORT` (a name such as `localhost` is
+    /// looked up; the first address it resolves to is used). Port 0 picks a
+    /// free port; the address actually bound is printed on stdout at start.
+    #[arg(long, env = "EXECD_LISTEN", default_value = "127.0.0.1:44772", value_parser = parse_address)]
+    listen: String,
+
+    /// Address of a second listener for operators, `HOST:PORT`, with no
+    /// token check: `/metrics` (Prometheus text, or OpenMetrics when asked),
+    /// `/healthz` and `/readyz`. Default: none.
+    #[arg(long, env = "EXECD_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_address)]
+    metrics_listen: Option<String>,
 
     /// Token every request must carry in `X-EXECD-ACCESS-TOKEN`. Unset: no
     /// check. A flag's value is visible to every local user in
@@ -33,14 +39,19 @@ struct Config {
 
     /// Read the access token from this file (one trailing newline is
     /// ignored). Keep it readable by the host's user only.
-    #[arg(long, value_name = "PATH", conflicts_with = "access_token")]
+    #[arg(
+        long,
+        env = "EXECD_ACCESS_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "access_token"
+    )]
     access_token_file: Option<PathBuf>,
 
     /// Log policy: an embedded name (`disk`, the lossless default; `ring`,
     /// memory only; `exclusive`; `spill`), a path to a `.wasm` component
     /// built against `wit/`, or `native-disk` / `native-ring` (the same
     /// policy compiled in, unsandboxed: for measuring the sandbox's cost).
-    #[arg(long, default_value = "disk")]
+    #[arg(long, env = "EXECD_POLICY", default_value = "disk")]
     policy: String,
 
     /// A setting handed to the policy, `KEY=VALUE`; repeatable. The policy
@@ -49,93 +60,93 @@ struct Config {
     /// retention-secs (300). `ring`/`exclusive`: max-events (65536),
     /// max-bytes (67108864), retention-secs (300). `spill`: memory-bytes
     /// (1048576), retention-secs.
-    #[arg(long = "policy-config", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    #[arg(long = "policy-config", env = "EXECD_POLICY_CONFIG", value_delimiter = ',', value_name = "KEY=VALUE", value_parser = parse_setting)]
     policy_config: Vec<(String, String)>,
 
     /// Memory cap of each policy instance, in MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "EXECD_POLICY_MEMORY_MB", default_value_t = 256)]
     policy_memory_mb: u64,
 
     /// Wall-clock deadline of one policy call, in milliseconds (epoch
     /// interruption, 5 ms ticks).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "EXECD_POLICY_CALL_MS", default_value_t = 1000)]
     policy_call_ms: u64,
 
     /// Default event framing; a request may choose with `?framing=`.
-    #[arg(long, default_value = "standard", value_parser = parse_framing)]
+    #[arg(long, env = "EXECD_SSE_FRAMING", default_value = "standard", value_parser = parse_framing)]
     sse_framing: Framing,
 
     /// Largest request body accepted, in bytes (413 beyond).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, env = "EXECD_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
 
     /// Time a client has to send a request's head, and again its body, in
     /// milliseconds. A head not complete in time closes the connection (so
     /// does a keep-alive connection idle this long); a body not complete in
     /// time is answered with 408 REQUEST_TIMEOUT.
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "EXECD_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
 
     /// Most commands running at once (503 TOO_MANY_COMMANDS beyond).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "EXECD_MAX_COMMANDS", default_value_t = 1024)]
     max_commands: usize,
 
     /// Most readers following one command at once (503 TOO_MANY_READERS
     /// beyond), the first `POST /command` stream included.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "EXECD_MAX_READERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_readers: u32,
 
     /// Longest line sent as one event, in bytes; longer lines arrive in
     /// pieces of this size (cut at a UTF-8 character boundary).
-    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
+    #[arg(long, env = "EXECD_MAX_LINE_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
     max_line_bytes: u32,
 
     /// Most bytes of disk one command may take: its event log and, for a
     /// background command, the raw output kept for /logs (half each). Over
     /// it, the oldest output goes (a `gap` with reason `budget`; /logs
     /// answers from its head cursor). Suffixes K, M, G, T (binary).
-    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = execd_host::parse_size)]
+    #[arg(long, env = "EXECD_COMMAND_DISK_BUDGET", value_name = "BYTES", default_value = "1GiB", value_parser = execd_host::parse_size)]
     command_disk_budget: u64,
 
     /// Most bytes of disk all commands may take under --state-dir; over it,
     /// finished logs are expired oldest first, then running commands'
     /// budgets shrink. Default: 4 GiB, or a quarter of the free space of
     /// the state directory's filesystem at start, whichever is smaller.
-    #[arg(long, value_name = "BYTES", value_parser = execd_host::parse_size)]
+    #[arg(long, env = "EXECD_DISK_BUDGET", value_name = "BYTES", value_parser = execd_host::parse_size)]
     disk_budget: Option<u64>,
 
     /// Directory for background commands' raw output and the policy's
     /// per-command directories; created 0700 if missing, refused if other
     /// users may write to it or it belongs to another user. Default: a
     /// fresh private temporary directory, removed when the host exits.
-    #[arg(long)]
+    #[arg(long, env = "EXECD_STATE_DIR")]
     state_dir: Option<PathBuf>,
 
     /// An execd to forward every route the host does not serve itself to
     /// (files, code contexts, PTY), after the host's own token check:
     /// `http://host:port`. https is not supported.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "EXECD_UPSTREAM", value_name = "URL")]
     upstream: Option<String>,
 
     /// Let web pages from this origin use the API from a browser
     /// (`https://app.example.com`, or `*` for any): CORS headers on every
     /// answer to a request from it, preflights answered. Repeatable.
     /// Default: none.
-    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    #[arg(
+        long = "cors-origin",
+        env = "EXECD_CORS_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
     cors_origins: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EXECD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    process::init_logging(
+        std::env::var("EXECD_LOG").ok().as_deref(),
+        std::env::var("EXECD_LOG_FORMAT").ok().as_deref(),
+    );
     // Every file the host and its policies create is private; commands
     // keep the umask the host was started with.
     if let Err(e) = process::private_umask() {
@@ -168,11 +179,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Every running command holds pipes, and every stream a socket.
     process::raise_fd_limit();
     // Bound before the host starts, so a port in use leaves nothing behind.
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let listener = bind(&config.listen).await?;
     let addr = listener.local_addr()?;
+    // The probes answer during recovery (alive, not ready).
+    let probes = Probes::new();
+    if let Some(metrics_addr) = &config.metrics_listen {
+        let metrics = bind(metrics_addr).await?;
+        let bound = metrics.local_addr()?;
+        tokio::spawn(probes.clone().serve(metrics));
+        // Before the main address: a reader of stdout that waits for
+        // `listening on` has both by then.
+        println!("metrics on {bound}");
+    }
     let host = builder(config).build().await?;
+    probes.ready(&host);
     // The one line on stdout: where to connect (port 0 picks one).
     println!("listening on {addr}");
 
@@ -227,6 +247,43 @@ fn builder(config: Config) -> HostBuilder {
         builder = builder.cors_origin(origin);
     }
     builder
+}
+
+/// The crate version, the commit it was built from and the policy
+/// interface it loads.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("EXECD_GIT_COMMIT"),
+    ", WIT execd:resume@",
+    env!("EXECD_WIT_VERSION"),
+    ")"
+);
+
+/// Binds `addr` (`HOST:PORT`, the host a name or an address), the first
+/// address it resolves to.
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    let mut resolved = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let Some(first) = resolved.next() else {
+        anyhow::bail!("cannot listen on {addr}: the name resolves to no address");
+    };
+    TcpListener::bind(first)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({first}): {e}"))
+}
+
+/// `HOST:PORT`, checked for its shape; the name is looked up at bind.
+fn parse_address(s: &str) -> Result<String, String> {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("expected HOST:PORT, got {s:?}"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("expected HOST:PORT with a port 0-65535, got {s:?}"));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_framing(s: &str) -> Result<Framing, String> {

@@ -164,6 +164,7 @@ async fn adopt(
         record.id.clone(),
         instance,
         Share::new(registry.disk()),
+        std::sync::Arc::clone(registry.metrics()),
         reopened,
     )
     .map_err(|e| e.to_string())?;

@@ -19,6 +19,7 @@ use crate::policy::PolicyEngine;
 use crate::record::{CommandRecord, RecordFile};
 use crate::scratch::ScratchDir;
 use crate::tasks::Tasks;
+use crate::telemetry::{Metrics, Snapshot};
 
 /// How many expired commands' terminal eids are remembered, so a resume at
 /// the end still gets its 204.
@@ -66,6 +67,7 @@ pub struct Registry {
     kept: bool,
     /// Every task the registry starts; they stop at [`Registry::end`].
     tasks: Tasks,
+    metrics: Arc<Metrics>,
 }
 
 /// Expired ids (as the 128-bit numbers they spell) and their terminal eids.
@@ -94,6 +96,7 @@ impl Registry {
         bounds: Bounds,
         trim_heap: bool,
         tasks: Tasks,
+        metrics: Arc<Metrics>,
     ) -> Arc<Registry> {
         let registry = Arc::new(Registry {
             commands: RwLock::default(),
@@ -110,6 +113,7 @@ impl Registry {
             state_dir,
             kept,
             tasks: tasks.clone(),
+            metrics,
         });
         if trim_heap {
             tasks.spawn(until_end(
@@ -183,7 +187,12 @@ impl Registry {
             .map_err(RunError::Policy)?;
         let (log_budget, output_budget) =
             split_budget(self.bounds.command_disk_budget, request.background);
-        let log = Log::new(id.clone(), policy, Share::new(&self.disk));
+        let log = Log::new(
+            id.clone(),
+            policy,
+            Share::new(&self.disk),
+            Arc::clone(&self.metrics),
+        );
         log.set_disk_budget(log_budget).await;
         let reader = match first_reader {
             Some(max_readers) => Some(log.attach(max_readers).await?),
@@ -211,6 +220,15 @@ impl Registry {
             .map(Arc::new)
             .ok_or(RunError::NoProcessId)?;
         let started_at = std::time::SystemTime::now();
+        self.metrics.command_started();
+        tracing::info!(
+            id = %id,
+            pid = group.pgid(),
+            uid = request.uid,
+            background = request.background,
+            command = %log_excerpt(&request.command),
+            "command started"
+        );
         let record = if self.kept {
             let record = CommandRecord::new(
                 &id,
@@ -266,6 +284,7 @@ impl Registry {
         let ended = self.tasks.ended();
         self.tasks.spawn(async move {
             let leftover = exec::pump(Arc::clone(&pumped), pipes, timeout, max_line).await;
+            log_end(&pumped).await;
             if !leftover.is_empty() {
                 // Until what the command left running closes them, or the
                 // host ends (and has signalled the group).
@@ -356,6 +375,27 @@ impl Registry {
     }
 
     /// What all commands store on disk.
+    /// What the host counts.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The values of the metrics that are read rather than counted.
+    pub fn snapshot(&self) -> Snapshot {
+        let running = self.running() as u64;
+        let known = self
+            .commands
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as u64;
+        Snapshot {
+            running,
+            retained: known.saturating_sub(running),
+            disk_used: self.disk.used(),
+            disk_budget: self.disk.budget(),
+        }
+    }
+
     pub fn disk(&self) -> &Arc<DiskUsage> {
         &self.disk
     }
@@ -658,6 +698,37 @@ impl Drop for RunningSlot {
 
 /// Whether `id` is what [`new_id`] makes: 32 lowercase hex digits
 /// (`u128::from_str_radix` alone would take `+` and upper case).
+/// The most of a command's text the host's log shows.
+const LOG_EXCERPT_CHARS: usize = 200;
+
+/// A command's text for the host's log: cut to [`LOG_EXCERPT_CHARS`].
+fn log_excerpt(command: &str) -> String {
+    match command.char_indices().nth(LOG_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}...", &command[..cut]),
+        None => command.to_string(),
+    }
+}
+
+/// The line the host logs when a command has ended.
+async fn log_end(command: &Command) {
+    let Some(ending) = command.log.ending().await else {
+        return;
+    };
+    let tally = command.log.tally();
+    let (exit_code, error) = crate::command::status_of(&ending.outcome);
+    tracing::info!(
+        id = %command.id,
+        reason = crate::log::end_reason(&ending),
+        exit_code,
+        error = error.as_deref().unwrap_or(""),
+        duration_ms = ending.execution_ms,
+        events = tally.events,
+        bytes = tally.bytes,
+        gaps = tally.gaps,
+        "command ended"
+    );
+}
+
 pub(crate) fn is_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

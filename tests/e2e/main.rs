@@ -27,4 +27,5 @@ mod props;
 mod restart;
 mod security;
 mod sessions;
+mod telemetry;
 mod upstream;

@@ -8,6 +8,7 @@ pub mod cors;
 pub mod error;
 pub mod metrics;
 pub mod parse_errors;
+pub mod probes;
 pub mod query;
 pub mod request;
 pub mod server;
@@ -97,6 +98,45 @@ pub fn handle(
 
 /// Serves one request; never fails at the HTTP level.
 async fn respond(app: Arc<App>, req: Request<RequestBody>) -> Response<ResponseBody> {
+    let started = std::time::Instant::now();
+    let route = route_template(req.method(), req.uri().path(), app.upstream.is_some());
+    let method = req.method().clone();
+    let response = respond_inner(&app, req).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    app.registry.metrics().request(route, status, took);
+    tracing::debug!(
+        %method,
+        route,
+        status,
+        took_us = took.as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// The route a request is counted under: the template, never an id, so
+/// that the number of series stays fixed.
+fn route_template(method: &Method, path: &str, upstream: bool) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["ping"] => "/ping",
+        ["command"] => "/command",
+        ["command", "status", _] => "/command/status/{id}",
+        ["command", _, "resume"] => "/command/{id}/resume",
+        ["command", _, "logs"] => "/command/{id}/logs",
+        ["session"] => "/session",
+        ["session", _] => "/session/{id}",
+        ["session", _, "run"] => "/session/{id}/run",
+        ["metrics"] => "/metrics",
+        ["metrics", "watch"] => "/metrics/watch",
+        _ if method == Method::OPTIONS => "preflight",
+        _ if upstream => "upstream",
+        _ => "unknown",
+    }
+}
+
+async fn respond_inner(app: &Arc<App>, req: Request<RequestBody>) -> Response<ResponseBody> {
     let head = req.method() == Method::HEAD;
     let cors = app
         .cors
@@ -108,7 +148,7 @@ async fn respond(app: Arc<App>, req: Request<RequestBody>) -> Response<ResponseB
         // Before the token check: a browser never sends it with one.
         return cors.preflight(origin.clone());
     }
-    let mut response = match route(&app, req).await {
+    let mut response = match route(app, req).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
     };
@@ -304,6 +344,7 @@ async fn resume(
     id: &str,
     req: &Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, ApiError> {
+    app.registry.metrics().resumed();
     let framing = framing(app, req)?;
     // The query wins over the header (the contract's rule); either given
     // twice with different values is refused.

@@ -13,6 +13,7 @@ mod rules;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::{Mutex, watch};
 
@@ -20,6 +21,7 @@ use crate::budget::Share;
 pub use crate::error::AttachError;
 use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
+use crate::telemetry::{Call, Metrics};
 use fallback::Fallback;
 
 /// Where the log stands, as readers see it without taking the lock.
@@ -43,6 +45,23 @@ pub struct Log {
     /// Bytes the policy said the log takes on disk, as of its last answer,
     /// counted against the host's budget.
     disk: Share,
+    metrics: Arc<Metrics>,
+    /// Bytes of output text logged, for the line the host logs when the
+    /// command ends.
+    text_bytes: AtomicU64,
+    /// Gaps sent to this log's readers, for the same line.
+    gaps_sent: AtomicU64,
+}
+
+/// What a log saw, for the line the host logs when its command ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Events logged, the terminal one included.
+    pub events: u64,
+    /// Bytes of output text logged.
+    pub bytes: u64,
+    /// Gaps sent to readers.
+    pub gaps: u64,
 }
 
 struct State {
@@ -58,6 +77,7 @@ struct State {
     /// Text the policy left in files could not be read, and the host's
     /// log said so.
     text_gap_logged: bool,
+    metrics: Arc<Metrics>,
 }
 
 enum Backend {
@@ -70,7 +90,12 @@ enum Backend {
 }
 
 impl Log {
-    pub fn new(command: String, policy: PolicyInstance, disk: Share) -> Arc<Log> {
+    pub fn new(
+        command: String,
+        policy: PolicyInstance,
+        disk: Share,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Log> {
         Arc::new(Log {
             command,
             state: Mutex::new(State {
@@ -81,10 +106,14 @@ impl Log {
                 readers: Vec::new(),
                 io_gap_logged: false,
                 text_gap_logged: false,
+                metrics: Arc::clone(&metrics),
             }),
             progress: watch::Sender::new(Progress::default()),
             next_reader: AtomicU64::new(1),
             disk,
+            metrics,
+            text_bytes: AtomicU64::new(0),
+            gaps_sent: AtomicU64::new(0),
         })
     }
 
@@ -96,6 +125,7 @@ impl Log {
         command: String,
         policy: PolicyInstance,
         disk: Share,
+        metrics: Arc<Metrics>,
         reopened: wit::Reopened,
     ) -> Result<Arc<Log>, PolicyError> {
         let newest = reopened.last_eid;
@@ -117,6 +147,7 @@ impl Log {
                 readers: Vec::new(),
                 io_gap_logged: false,
                 text_gap_logged: false,
+                metrics: Arc::clone(&metrics),
             }),
             progress: watch::Sender::new(Progress {
                 newest,
@@ -124,6 +155,9 @@ impl Log {
             }),
             next_reader: AtomicU64::new(1),
             disk,
+            metrics,
+            text_bytes: AtomicU64::new(0),
+            gaps_sent: AtomicU64::new(0),
         });
         Ok(log)
     }
@@ -170,10 +204,14 @@ impl Log {
         if batch.is_empty() {
             return;
         }
+        self.count(&batch);
         let mut state = self.state.lock().await;
         let expected = state.newest + batch.len() as u64;
         if let Backend::Policy(policy) = &mut state.backend {
-            match policy.append(&batch).await {
+            let started = Instant::now();
+            let appended = policy.append(&batch).await;
+            self.metrics.policy_call(Call::Append, started.elapsed());
+            match appended {
                 Ok(stored) if stored.last_eid == expected => {
                     state.newest = expected;
                     drop(state);
@@ -213,8 +251,12 @@ impl Log {
     pub async fn finish(&self, ending: wit::Ending) {
         let mut state = self.state.lock().await;
         let expected = state.newest + 1;
+        self.metrics.command_ended(end_reason(&ending));
         if let Backend::Policy(policy) = &mut state.backend {
-            match policy.finish(ending.clone()).await {
+            let started = Instant::now();
+            let finished = policy.finish(ending.clone()).await;
+            self.metrics.policy_call(Call::Finish, started.elapsed());
+            match finished {
                 Ok(stored) if stored.last_eid == expected => {
                     self.disk.set(stored.disk_bytes);
                 }
@@ -242,7 +284,9 @@ impl Log {
     pub async fn read(&self, after: u64, max_events: u32, max_bytes: u32) -> ReadResult {
         let mut state = self.state.lock().await;
         if let Backend::Policy(policy) = &mut state.backend {
+            let started = Instant::now();
             let result = policy.read(after, max_events, max_bytes).await;
+            self.metrics.policy_call(Call::Read, started.elapsed());
             let has_directory = policy.has_directory();
             let checked = result.and_then(|r| {
                 rules::check_read(after, r, max_bytes, state.standing(), has_directory)
@@ -262,14 +306,55 @@ impl Log {
                 );
             }
             match checked.and_then(|r| state.read_text(&self.command, r)) {
-                Ok(result) => return result,
+                Ok(result) => {
+                    if let ReadResult::Gap(gap) = &result {
+                        self.gap_sent(gap);
+                    }
+                    return result;
+                }
                 Err(e) => state.fail(&self.command, e),
             }
         }
         let Backend::Failed { recent, .. } = &state.backend else {
             return ReadResult::Pending;
         };
-        recent.read(after, max_events, state.standing())
+        let result = recent.read(after, max_events, state.standing());
+        if let ReadResult::Gap(gap) = &result {
+            self.gap_sent(gap);
+        }
+        result
+    }
+
+    /// Counts the output of a batch about to be logged.
+    fn count(&self, batch: &wit::Batch) {
+        let mut lens = batch.lens.iter();
+        let mut total = 0;
+        for run in &batch.runs {
+            let bytes: u64 = lens
+                .by_ref()
+                .take(run.lines as usize)
+                .map(|&l| u64::from(l))
+                .sum();
+            total += bytes;
+            let stderr = matches!(run.channel, wit::Channel::Stderr);
+            self.metrics.logged(stderr, u64::from(run.lines), bytes);
+        }
+        self.text_bytes.fetch_add(total, Ordering::Relaxed);
+    }
+
+    fn gap_sent(&self, gap: &wit::Gap) {
+        let events = gap.to_eid.saturating_sub(gap.from_eid) + 1;
+        self.metrics.gap(&gap.reason, events);
+        self.gaps_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the log saw so far.
+    pub fn tally(&self) -> Tally {
+        Tally {
+            events: self.progress().newest,
+            bytes: self.text_bytes.load(Ordering::Relaxed),
+            gaps: self.gaps_sent.load(Ordering::Relaxed),
+        }
     }
 
     /// Asks the policy whether a new reader may follow the log; returns the
@@ -282,12 +367,18 @@ impl Log {
         }
         let live = state.readers.clone();
         let admission = match &mut state.backend {
-            Backend::Policy(policy) => policy.attach(reader, &live).await,
+            Backend::Policy(policy) => {
+                let started = Instant::now();
+                let admission = policy.attach(reader, &live).await;
+                self.metrics.policy_call(Call::Attach, started.elapsed());
+                admission
+            }
             Backend::Failed { error, .. } => return Err(AttachError::Failed(error.clone())),
         };
         match admission {
             Ok(Admission::Accept) => {
                 state.readers.push(reader);
+                self.metrics.reader_attached();
                 Ok(reader)
             }
             Ok(Admission::Conflict(why)) => Err(AttachError::Conflict(why)),
@@ -300,11 +391,18 @@ impl Log {
 
     pub async fn detach(&self, reader: u64) {
         let mut state = self.state.lock().await;
+        let before = state.readers.len();
         state.readers.retain(|r| *r != reader);
-        if let Backend::Policy(policy) = &mut state.backend
-            && let Err(e) = policy.detach(reader).await
-        {
-            state.fail(&self.command, e);
+        if state.readers.len() < before {
+            self.metrics.reader_detached();
+        }
+        if let Backend::Policy(policy) = &mut state.backend {
+            let started = Instant::now();
+            let detached = policy.detach(reader).await;
+            self.metrics.policy_call(Call::Detach, started.elapsed());
+            if let Err(e) = detached {
+                state.fail(&self.command, e);
+            }
         }
     }
 
@@ -335,6 +433,17 @@ impl Log {
     }
 }
 
+/// The `reason` of a terminal event, as the metrics label it.
+pub fn end_reason(ending: &wit::Ending) -> &'static str {
+    match &ending.outcome {
+        wit::Outcome::Completed => "exit",
+        wit::Outcome::Failed(failure) if failure.exit_code >= 0 => "exit",
+        wit::Outcome::Failed(failure) if failure.message.starts_with("signal") => "signal",
+        wit::Outcome::Failed(_) => "spawn-failed",
+        wit::Outcome::HostRestarted => "host-restarted",
+    }
+}
+
 /// Where a log stands: its newest eid, and its terminal event once
 /// logged (the host keeps it whatever becomes of the policy).
 struct Standing<'a> {
@@ -361,6 +470,7 @@ impl State {
             command,
             "{error}; the command keeps running, its log is dropped"
         );
+        self.metrics.policy_failed();
         self.backend = Backend::Failed {
             error,
             recent: Fallback::default(),

@@ -123,6 +123,9 @@ impl PolicyEngine {
             });
         }
         let (origin, bytes) = read_source(source)?;
+        if let Some(reason) = not_a_component(&bytes) {
+            return Err(LoadError::NotComponent { origin, reason });
+        }
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
@@ -304,12 +307,50 @@ fn read_source(source: &PolicySource) -> Result<(String, Vec<u8>), LoadError> {
     read_file(Path::new(policy))
 }
 
+/// The largest policy file read: components are kilobytes to a few
+/// megabytes; a device or a runaway file must not fill the host's memory.
+const MAX_POLICY_BYTES: u64 = 256 << 20;
+
 fn read_file(path: &Path) -> Result<(String, Vec<u8>), LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+    use std::io::Read;
+    let read_error = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    // A FIFO or a device would block or never end: only a regular file
+    // (after links) is opened.
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(read_error(std::io::Error::other("not a regular file")));
+    }
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(read_error(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_POLICY_BYTES >> 20
+        ))));
+    }
     Ok((path.display().to_string(), bytes))
+}
+
+/// Why `bytes` cannot be a component, in one line, when its header says
+/// so: wasmtime's own error on a text file is a dump of expected bytes.
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    // A component's layer field (bytes 6..8) is 1; a core module's is 0.
+    match bytes {
+        [m0, m1, m2, m3, _, _, 1, 0, ..] if [*m0, *m1, *m2, *m3] == *MAGIC => None,
+        [m0, m1, m2, m3, _, _, 0, 0, ..] if [*m0, *m1, *m2, *m3] == *MAGIC => Some(
+            "it is a core module; build it for wasm32-wasip2, or wrap it with \
+             `wasm-tools component new`"
+                .into(),
+        ),
+        _ => Some("the file does not start with the wasm header (\\0asm)".into()),
+    }
 }
 
 /// Advances the engine's epoch until the engine is dropped (the host and

@@ -13,6 +13,8 @@ use super::PATIENCE;
 /// its commands and removes its state directory.
 pub struct Host {
     pub addr: String,
+    /// The metrics listener's address, with `--metrics-listen`.
+    pub metrics_addr: Option<String>,
     child: Child,
     pub token: Option<String>,
     stderr: Arc<Mutex<String>>,
@@ -77,9 +79,20 @@ impl Host {
             .spawn()
             .map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        let read =
-            tokio::time::timeout(PATIENCE, BufReader::new(stdout).read_line(&mut line)).await;
+        let mut metrics_addr = None;
+        let read = loop {
+            line.clear();
+            let read = tokio::time::timeout(PATIENCE, stdout.read_line(&mut line)).await;
+            // `metrics on ADDR` comes first, with `--metrics-listen`.
+            match line.strip_prefix("metrics on ") {
+                Some(addr) if matches!(read, Ok(Ok(n)) if n > 0) => {
+                    metrics_addr = Some(addr.trim().to_string());
+                }
+                _ => break read,
+            }
+        };
         match line.strip_prefix("listening on ") {
             Some(addr) if matches!(read, Ok(Ok(_))) => {
                 let token = args
@@ -101,6 +114,7 @@ impl Host {
                 }
                 Ok(Host {
                     addr: addr.trim().to_string(),
+                    metrics_addr,
                     child,
                     token,
                     stderr,

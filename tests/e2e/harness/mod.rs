@@ -19,7 +19,7 @@ mod sse;
 use std::time::Duration;
 
 pub use client::{Response, Stream, try_request};
-pub use host::Host;
+pub use host::{Host, host_binary};
 pub use policies::build_policy;
 pub use sse::{Event, assert_failed, init_id, logged};
 

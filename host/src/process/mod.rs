@@ -1,7 +1,10 @@
 //! Process-wide settings a program embedding the host may choose to make,
 //! as the daemon does. The library never makes them by itself.
 
+mod logging;
+
 pub use crate::exec::{private_thread_umask, private_umask};
+pub use logging::{LogFormat, init_logging};
 
 /// Raises the open-file limit (`RLIMIT_NOFILE`) to its hard maximum:
 /// every running command holds pipes, and every stream a socket.
