@@ -2,11 +2,11 @@
 //! clients that disconnect at random points and resume alternately by
 //! `after_eid` and `Last-Event-ID`. Every command's output must arrive
 //! exactly once, in order, ending in its right terminal event; a very slow
-//! reader beside them gets everything and slows no one; a host starved of
-//! CPU still sends each line of a busy pipe whole.
+//! reader beside them gets everything and slows no one; a stopped and
+//! late host still sends each line already in the pipe whole.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -295,81 +295,88 @@ async fn a_very_slow_reader_gets_everything_and_slows_no_one() {
     );
 }
 
-/// A busy loop pinned to CPU 0, killed on drop (and ending by itself after
-/// a minute, should the test process be killed first).
-struct BusyCpu0(std::process::Child);
-
-impl Drop for BusyCpu0 {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Every thread of `pid` on CPU 0 only, at SCHED_IDLE priority: it runs
-/// only in the gaps another process on that CPU leaves.
-fn starve(pid: u32) {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("host threads");
-    for entry in tasks.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
-            continue;
-        };
-        // SAFETY: plain syscalls on the host's threads, with values we own.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut set);
-            libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            let param = libc::sched_param { sched_priority: 0 };
-            libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param);
-        }
-    }
-}
-
-/// A host starved of CPU (SCHED_IDLE beside a busy loop on its CPU) while
-/// a command on another CPU keeps its pipe full: the pipe is never idle,
-/// so no line may be sent in pieces (the partial-line delay is for a quiet
-/// pipe, not a slow host), and every byte arrives exactly once.
+/// A host that wakes late, its partial-line timer long expired, while the
+/// rest of the line is already in the pipe: output already there wins over
+/// the timer, so no line is sent in pieces (the partial-line delay is for a
+/// quiet pipe, not a slow host), and every byte arrives exactly once.
+///
+/// The host is stopped (SIGSTOP) for longer than the delay, again and
+/// again, while it reads. The whole output is in the pipe (enlarged to
+/// 1 MiB) before the host reads any of it, in one write, so the pipe is
+/// never quiet while a line is unfinished, however busy the machine is
+/// (the test this replaces wrote from a busy loop and failed whenever CI
+/// descheduled that writer for 50 ms: the pipe really had gone quiet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_starved_host_splits_no_line_of_a_busy_pipe() {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let tools = ["/usr/bin/taskset", "/usr/bin/chrt", "/bin/bash"]
-        .iter()
-        .all(|t| std::path::Path::new(t).exists());
-    if cpus < 2 || !tools {
-        println!("chaos/starved: skipped ({cpus} CPUs, taskset, chrt and bash present: {tools})");
+async fn a_late_host_splits_no_line_already_in_the_pipe() {
+    if !std::path::Path::new("/usr/bin/perl").exists() {
+        println!("chaos/late: skipped (no /usr/bin/perl to enlarge the pipe)");
         return;
     }
     let started = Instant::now();
     let host = Host::start(&[]).await;
-    let _busy = BusyCpu0(
-        std::process::Command::new("taskset")
-            .args([
-                "-c",
-                "0",
-                "bash",
-                "-c",
-                "while [ $SECONDS -lt 60 ]; do :; done",
-            ])
-            .spawn()
-            .expect("busy loop"),
+    let pid = host.pid().expect("host pid") as libc::pid_t;
+    let lines = 15_000;
+    let dir = TempDir::new("late-host");
+    let go = dir.0.join("go");
+    // F_SETPIPE_SZ (1031) to 1 MiB; every line in one write once the host
+    // is first stopped (the file `go` says so), then wait (FIONREAD,
+    // 0x541B, polled) until the host has read it all, so the drain after
+    // the exit plays no part.
+    let writer = format!(
+        r#"my $size = fcntl(STDOUT, 1031, 1 << 20) or die "F_SETPIPE_SZ: $!";
+for (1..3000) {{ last if -e $ENV{{GO}}; select(undef, undef, undef, 0.01); }}
+-e $ENV{{GO}} or die "no go";
+my $out = join "", map {{ sprintf("o%d-%050d\n", $_, 0) }} 1..{lines};
+die "a pipe of $size bytes is too small" if $size < length $out;
+syswrite(STDOUT, $out) == length $out or die "short write";
+for (1..6000) {{
+    my $queued = pack("L", 0);
+    ioctl(STDOUT, 0x541B, $queued) or die "FIONREAD: $!";
+    last if unpack("L", $queued) == 0;
+    select(undef, undef, undef, 0.01);
+}}"#
     );
-    starve(host.pid().expect("host pid"));
-    // The command leaves the host's CPU and priority: it writes at full
-    // speed on CPU 1, awk's 4 KiB blocks cutting lines anywhere.
-    let lines = 50_000;
-    let command = format!(
-        "exec taskset -c 1 chrt -o 0 sh -c \
-         'seq 1 {lines} | awk \"{{ printf \\\"o%d-%050d\\\\n\\\", \\$1, 0 }}\"'"
-    );
-    let mut stream = host.run(json!({ "command": command })).await;
+    let mut stream = host
+        .run(json!({
+            "command": "exec perl -e \"$WRITER\"",
+            "envs": { "WRITER": writer, "GO": go },
+        }))
+        .await;
     init_id(&mut stream).await;
-    let events = logged(&stream.events().await, 0);
-    let out = texts(&events, "stdout");
+    let done = Arc::new(AtomicBool::new(false));
+    let stopper = std::thread::spawn({
+        let done = Arc::clone(&done);
+        move || {
+            let mut stops = 0;
+            while stops < 200 && !done.load(Ordering::Relaxed) {
+                // SAFETY: signals to the host this test started.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+                if stops == 0 {
+                    std::fs::write(&go, "").expect("the go file");
+                }
+                std::thread::sleep(Duration::from_millis(80));
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+                // Long enough for a read or two.
+                std::thread::sleep(Duration::from_micros(500));
+                stops += 1;
+            }
+            stops
+        }
+    });
+    let events = stream.events().await;
+    done.store(true, Ordering::Relaxed);
+    let stops = stopper.join().expect("the stopper");
+    let out = texts(&logged(&events, 0), "stdout");
     let want: Vec<String> = (1..=lines).map(|i| format!("o{i}-{:050}", 0)).collect();
     println!(
-        "chaos/starved: {lines} lines from a busy pipe to a starved host: {} events, {:?}",
+        "chaos/late: {lines} lines already in the pipe of a host stopped {stops} times: {} events, {:?}",
         out.len(),
         started.elapsed()
+    );
+    assert_eq!(
+        texts(&logged(&events, 0), "stderr"),
+        Vec::<String>::new(),
+        "the writer complained"
     );
     assert!(
         out.concat() == want.concat(),
@@ -378,7 +385,7 @@ async fn a_starved_host_splits_no_line_of_a_busy_pipe() {
     assert_eq!(
         out.len(),
         lines,
-        "{} lines were sent in pieces though the pipe never went quiet",
+        "{} lines were sent in pieces though the rest was in the pipe",
         out.len().saturating_sub(lines)
     );
 }
