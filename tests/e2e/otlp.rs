@@ -155,26 +155,15 @@ async fn metrics_are_pushed_over_otlp_http_protobuf() {
         Some("sb-otlp-1")
     );
     let request = &push.request;
-    assert_eq!(
-        number(request, "execd_commands_started", None),
-        Some(1.0)
-    );
+    assert_eq!(number(request, "execd_commands_started", None), Some(1.0));
     assert_eq!(number(request, "execd_commands_running", None), Some(0.0));
     assert_eq!(
-        number(
-            request,
-            "execd_events_logged",
-            Some(("stream", "stdout"))
-        ),
+        number(request, "execd_events_logged", Some(("stream", "stdout"))),
         Some(1.0)
     );
     // The line text, as `/metrics` counts it: "one".
     assert_eq!(
-        number(
-            request,
-            "execd_output_bytes",
-            Some(("stream", "stdout"))
-        ),
+        number(request, "execd_output_bytes", Some(("stream", "stdout"))),
         Some(3.0)
     );
     // The request histogram holds the POST, by route template.
