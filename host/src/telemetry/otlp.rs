@@ -319,6 +319,9 @@ pub fn export_request(
     }
 }
 
+/// A sample's labels, `le` aside: what names one point of a family.
+type LabelSet = Vec<(String, String)>;
+
 /// A histogram family's points, one per label set: OpenMetrics's
 /// cumulative `_bucket` counts become OTLP's per-bucket counts.
 fn histogram_points(
@@ -327,10 +330,11 @@ fn histogram_points(
     start_nanos: u64,
     now_nanos: u64,
 ) -> Vec<HistogramDataPoint> {
-    let mut points: BTreeMap<Vec<(String, String)>, HistogramDataPoint> = BTreeMap::new();
-    let mut cumulative: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut points: BTreeMap<LabelSet, HistogramDataPoint> = BTreeMap::new();
+    // Per label set, each bucket's (upper bound, cumulative count).
+    let mut cumulative: BTreeMap<LabelSet, Vec<(f64, f64)>> = BTreeMap::new();
     for sample in samples {
-        let key: Vec<(String, String)> = sample
+        let key: LabelSet = sample
             .labels
             .iter()
             .filter(|(k, _)| k != "le")
