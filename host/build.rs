@@ -99,7 +99,14 @@ fn stamp_version(root: &Path) {
         let text = String::from_utf8(out.stdout).ok()?;
         (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
     };
-    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // A build without `.git` (a container's, deploy/Dockerfile) passes the
+    // commit in the environment instead.
+    println!("cargo:rerun-if-env-changed=EXECD_GIT_COMMIT");
+    let commit = env::var("EXECD_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=EXECD_GIT_COMMIT={commit}");
     // Rebuilt when HEAD moves: the files that say where it is. Only files
     // that exist, since a missing one would make cargo rerun every build.

@@ -22,7 +22,7 @@ use crate::state_dir::StateDir;
 use crate::stream::events::Events;
 use crate::stream::reader::Cursor;
 use crate::tasks::Tasks;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, OtlpConfig};
 
 /// A running host: its policy compiled, its state directory in place, its
 /// commands' registry. Cheap to clone; every clone is the same host.
@@ -198,6 +198,17 @@ impl Host {
     pub fn openmetrics(&self) -> String {
         let registry = &self.shared.app.registry;
         registry.metrics().openmetrics(registry.snapshot())
+    }
+
+    /// Pushes the metrics over OTLP/HTTP every `config.interval` until the
+    /// future is dropped or the host is gone. The daemon runs it when the
+    /// `OTEL_*` variables ask for it ([`OtlpConfig::from_env`]).
+    pub fn push_otlp(&self, config: OtlpConfig) -> impl Future<Output = ()> + Send + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        crate::telemetry::otlp::push_forever(config, move || {
+            let shared = shared.upgrade()?;
+            Some(Host { shared }.openmetrics())
+        })
     }
 
     /// Whether the host accepts commands: false once [`Host::shutdown`]

@@ -90,6 +90,7 @@ pub use http::service::{ApiBody, ApiFuture, ApiService};
 pub use policy::EpochTicker;
 pub use stream::events::{Channel, End, Event, Events, Gap, Line, Outcome};
 pub use stream::sse::Framing;
+pub use telemetry::OtlpConfig;
 
 /// Internals the crate's own property tests and measurements reach into
 /// (`tests/e2e/props.rs`, `examples/instantiate.rs`): not API, no

@@ -191,8 +191,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         // `listening on` has both by then.
         println!("metrics on {bound}");
     }
+    let otlp = execd_host::OtlpConfig::from_env(|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let host = builder(config).build().await?;
     probes.ready(&host);
+    if let Some(otlp) = otlp {
+        tracing::info!(endpoint = %otlp.endpoint, interval_ms = otlp.interval.as_millis() as u64, "pushing metrics over OTLP");
+        tokio::spawn(host.push_otlp(otlp));
+    }
     // The one line on stdout: where to connect (port 0 picks one).
     println!("listening on {addr}");
 

@@ -225,6 +225,7 @@ impl Registry {
             id = %id,
             pid = group.pgid(),
             uid = request.uid,
+            gid = request.gid,
             background = request.background,
             command = %log_excerpt(&request.command),
             "command started"

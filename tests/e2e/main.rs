@@ -22,6 +22,7 @@ mod leaks;
 mod library;
 mod lifecycle;
 mod lossless;
+mod otlp;
 mod probes;
 mod props;
 mod restart;

@@ -4,5 +4,7 @@
 pub mod exposition;
 pub mod histogram;
 pub mod metrics;
+pub mod otlp;
 
 pub use metrics::{Call, Metrics, Snapshot};
+pub use otlp::OtlpConfig;
