@@ -43,9 +43,8 @@ pub fn of_exit(exit: &Exit) -> u8 {
     if exit.timed_out() {
         return TIMED_OUT;
     }
-    match exit.reason.as_deref() {
-        Some("host-shutdown" | "host-restarted" | "spawn-failed") => return NO_CODE,
-        _ => {}
+    if let Some("host-shutdown" | "host-restarted" | "spawn-failed") = exit.reason.as_deref() {
+        return NO_CODE;
     }
     if let Some(signal) = exit.signal() {
         return (128 + signal).clamp(0, 255) as u8;
