@@ -27,9 +27,11 @@ pub enum Event {
     Exit(Exit),
 }
 
-/// An output line: its terminator is dropped by the host; an empty line is
-/// the text `"\n"`, and a partial line (at exit, after an idle time, or at
-/// the host's line limit) arrives as its own event.
+/// An output line, split at `\n` only: the `\n` is dropped by the host
+/// (a `\r` stays in the text), and an empty line is the text `"\n"`. A
+/// piece not followed by a `\n` (at the host's line limit, after an idle
+/// time, or the pipe's last bytes) is `partial`, and the next line of the
+/// same pipe continues it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Line {
     /// The line's event id: consecutive across both pipes.
@@ -38,13 +40,20 @@ pub struct Line {
     pub text: String,
     /// When the host read it, Unix milliseconds.
     pub timestamp: u64,
+    /// No `\n` followed this piece: the next line of its pipe continues it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 impl Line {
-    /// The line as the command wrote it, with its `\n`: the host sends an
-    /// empty line as `"\n"`, everything else without its terminator.
-    pub fn with_newline(&self) -> String {
-        if self.text == "\n" {
+    /// The bytes the command wrote for this event: the text and its `\n`,
+    /// unless the piece is partial (the empty line's `"\n"` being one
+    /// `\n`). Concatenated, a pipe's events give back its bytes exactly
+    /// (invalid UTF-8 aside).
+    pub fn as_written(&self) -> String {
+        if self.partial {
+            self.text.clone()
+        } else if self.text == "\n" {
             "\n".to_string()
         } else {
             format!("{}\n", self.text)
@@ -85,6 +94,15 @@ pub struct Exit {
     /// The exit code: 0 on success; `-1` when a signal ended the command
     /// or the host could not learn the code (see [`Exit::signal`]).
     pub code: i32,
+    /// Why it ended, as the host says: `exit`, `signal`, `timeout`,
+    /// `interrupted`, `host-shutdown`, `host-restarted` or `spawn-failed`
+    /// (absent from hosts that do not say, such as execd itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The signal that ended it, whoever sent it (a timeout's SIGKILL is
+    /// 9): the host's `signal`, or read from its text when it sends none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
     /// The host's error (absent on success).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ExitError>,
@@ -114,15 +132,26 @@ impl Exit {
         self.code == 0 && self.error.is_none()
     }
 
-    /// The signal that ended the command, read from the host's text
-    /// (`signal: killed` is 9, `signal: terminated` 15, `signal 10` 10).
+    /// The signal that ended the command: the host's `signal`, else read
+    /// from its text (`signal: killed` is 9, `signal: terminated` 15,
+    /// `signal 10` 10).
     pub fn signal(&self) -> Option<i32> {
-        if self.code != -1 {
-            return None;
-        }
-        let error = self.error.as_ref()?;
-        error.traceback.iter().find_map(|text| signal_number(text))
+        self.signal
     }
+
+    /// Whether the command's `timeout` ended it.
+    pub fn timed_out(&self) -> bool {
+        self.reason.as_deref() == Some("timeout")
+    }
+}
+
+/// The signal named in a failed command's text, for hosts that send no
+/// `signal` field.
+fn signal_of_text(code: i32, error: Option<&ExitError>) -> Option<i32> {
+    if code != -1 {
+        return None;
+    }
+    error?.traceback.iter().find_map(|text| signal_number(text))
 }
 
 /// Go's signal names, as execd and execd-host write them.
@@ -186,6 +215,9 @@ struct Wire {
     to_eid: Option<u64>,
     dropped_bytes: Option<u64>,
     reason: Option<String>,
+    #[serde(default)]
+    partial: bool,
+    signal: Option<i32>,
 }
 
 /// Parses one event's JSON. An unknown `type` is `Ok(None)`: a newer host
@@ -210,6 +242,7 @@ pub(crate) fn parse(data: &str) -> Result<Option<Frame>> {
                 eid: wire.eid.ok_or_else(|| missing("eid"))?,
                 text: wire.text.clone().unwrap_or_default(),
                 timestamp,
+                partial: wire.partial,
             };
             Frame::Event(if wire.kind == "stdout" {
                 Event::Stdout(line)
@@ -235,6 +268,10 @@ pub(crate) fn parse(data: &str) -> Result<Option<Frame>> {
                 Frame::Event(Event::Exit(Exit {
                     eid,
                     code,
+                    reason: wire.reason.clone(),
+                    signal: wire
+                        .signal
+                        .or_else(|| signal_of_text(code, wire.error.as_ref())),
                     error: wire.error.clone(),
                     execution_time: wire.execution_time,
                     timestamp,
@@ -276,8 +313,24 @@ mod tests {
             Event::Stdout(Line {
                 eid: 7,
                 text: "tick7".into(),
-                timestamp: 5
+                timestamp: 5,
+                partial: false,
             })
+        );
+        let Event::Stdout(piece) =
+            event(r#"{"eid":8,"type":"stdout","text":"abc","timestamp":5,"partial":true}"#)
+        else {
+            panic!()
+        };
+        assert_eq!((piece.partial, piece.as_written()), (true, "abc".into()));
+        let Event::Exit(exit) = event(
+            r#"{"eid":3,"type":"error","error":{"ename":"CommandExecError","evalue":"-1","traceback":["signal: killed"]},"timestamp":5,"execution_time":9,"reason":"timeout","signal":9}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (exit.reason.as_deref(), exit.signal(), exit.timed_out()),
+            (Some("timeout"), Some(9), true)
         );
         let Event::Exit(exit) = event(
             r#"{"eid":3,"type":"error","error":{"ename":"CommandExecError","evalue":"-1","traceback":["signal: killed"]},"timestamp":5,"execution_time":9}"#,

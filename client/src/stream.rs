@@ -50,7 +50,7 @@ pub struct Reconnect<'a> {
 /// let mut events = client.attach("some-command-id", 0).await?;
 /// while let Some(event) = events.next().await {
 ///     match event? {
-///         Event::Stdout(line) => print!("{}", line.with_newline()),
+///         Event::Stdout(line) => print!("{}", line.as_written()),
 ///         Event::Exit(exit) => println!("exited {}", exit.code),
 ///         _ => {}
 ///     }

@@ -30,6 +30,7 @@ fn batches(total: usize, line: &dyn Fn(usize) -> Vec<u8>) -> Vec<Batch> {
             Channel::Stdout,
             1_700_000_000_000 + (i / 100_000) as u64,
             &l,
+            false,
         );
         if bytes >= 65536 {
             out.push(std::mem::take(&mut b));
@@ -185,6 +186,8 @@ async fn main() -> anyhow::Result<()> {
             }
             p.finish(execd_host::internal::policy::wit::Ending {
                 outcome: execd_host::internal::policy::wit::Outcome::Completed,
+                reason: execd_host::internal::policy::wit::Reason::Exit,
+                signal: None,
                 execution_ms: 1,
                 timestamp_ms: 1,
             })

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::ending::reason_word;
 use crate::exec::group::ProcessGroup;
 use crate::exec::output::OutputFile;
 use crate::log::Log;
-use crate::policy::wit::{Ending, Outcome};
+use crate::policy::wit::{Ending, Outcome, Reason};
 use crate::record::RecordFile;
 use crate::scratch::ScratchDir;
-use crate::stream::sse::HOST_RESTARTED;
+use crate::stream::sse::{HOST_RESTARTED, HOST_SHUTDOWN};
 use crate::time::rfc3339;
 
 /// Where a command stands: what `GET /command/status/{id}` reports.
@@ -25,6 +26,11 @@ pub struct Status {
     pub exit_code: Option<i32>,
     /// How it failed, when it did (e.g. `exit status 2`).
     pub error: Option<String>,
+    /// Why it ended, once it did: `exit`, `signal`, `timeout`,
+    /// `interrupted`, `host-shutdown`, `host-restarted` or `spawn-failed`.
+    pub reason: Option<&'static str>,
+    /// The signal that ended it, if one did (whoever sent it).
+    pub signal: Option<u8>,
     /// When it ended.
     pub finished_at: Option<SystemTime>,
 }
@@ -46,6 +52,9 @@ pub struct Command {
     /// a command a previous host ran.
     group: Option<Arc<ProcessGroup>>,
     status: Mutex<Status>,
+    /// What the host did to end it (a timeout, a DELETE, its shutdown),
+    /// the first such thing only: what its terminal event's `reason` says.
+    cause: Mutex<Option<Reason>>,
 }
 
 /// The files of a command, as [`Command::new`] and [`Command::recovered`]
@@ -65,6 +74,10 @@ pub struct StatusBody<'a> {
     exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<u8>,
     started_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     finished_at: Option<String>,
@@ -77,6 +90,7 @@ pub(crate) fn status_of(outcome: &Outcome) -> (i32, Option<String>) {
         Outcome::Completed => (0, None),
         Outcome::Failed(f) => (f.exit_code, Some(f.message.clone())),
         Outcome::HostRestarted => (-1, Some(HOST_RESTARTED.to_string())),
+        Outcome::HostShutdown => (-1, Some(HOST_SHUTDOWN.to_string())),
     }
 }
 
@@ -109,6 +123,7 @@ impl Command {
                 running: true,
                 ..Status::default()
             }),
+            cause: Mutex::new(None),
         }
     }
 
@@ -146,8 +161,11 @@ impl Command {
                 running: false,
                 exit_code: Some(exit_code),
                 error,
+                reason: Some(reason_word(ending.reason)),
+                signal: ending.signal,
                 finished_at: Some(finished_at),
             }),
+            cause: Mutex::new(None),
         }
     }
 
@@ -164,9 +182,24 @@ impl Command {
             running: status.running,
             exit_code: status.exit_code,
             error: status.error,
+            reason: status.reason,
+            signal: status.signal,
             started_at: rfc3339(self.started_at),
             finished_at: status.finished_at.map(rfc3339),
         }
+    }
+
+    /// Notes what the host does to end the command, before it does it;
+    /// only the first cause counts (a shutdown after a timeout's SIGKILL
+    /// did not end it).
+    pub fn note_cause(&self, cause: Reason) {
+        let mut noted = self.cause.lock().unwrap_or_else(|p| p.into_inner());
+        noted.get_or_insert(cause);
+    }
+
+    /// What the host did to end the command, if anything.
+    pub fn cause(&self) -> Option<Reason> {
+        *self.cause.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sends `signal` to the command's process group: the command, and

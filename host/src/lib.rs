@@ -61,6 +61,7 @@
 mod budget;
 mod command;
 mod config;
+mod ending;
 mod error;
 mod exec;
 mod host;

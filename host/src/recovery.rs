@@ -25,7 +25,7 @@ use crate::budget::Share;
 use crate::command::{Command, Files};
 use crate::exec::output::OutputFile;
 use crate::log::Log;
-use crate::policy::wit::{Ending, Outcome};
+use crate::policy::wit::{Ending, Outcome, Reason};
 use crate::record::{self, CommandRecord, RecordFile};
 use crate::registry::{Registry, is_id, split_budget};
 use crate::scratch::ScratchDir;
@@ -174,6 +174,8 @@ async fn adopt(
         let execution_ms = now_ms().saturating_sub(record.started_at_ms);
         log.finish(Ending {
             outcome: Outcome::HostRestarted,
+            reason: Reason::HostRestarted,
+            signal: None,
             execution_ms,
             timestamp_ms: now_ms(),
         })

@@ -16,6 +16,7 @@ use crate::exec::output::OutputFile;
 use crate::http::request::RunRequest;
 use crate::log::Log;
 use crate::policy::PolicyEngine;
+use crate::policy::wit::Reason;
 use crate::record::{CommandRecord, RecordFile};
 use crate::scratch::ScratchDir;
 use crate::tasks::Tasks;
@@ -335,6 +336,9 @@ impl Registry {
     ///
     /// [`KILL_GRACE`]: crate::command::KILL_GRACE
     pub fn interrupt(&self, command: &Arc<Command>) {
+        if command.status().running {
+            command.note_cause(Reason::Interrupted);
+        }
         if !command.signal(libc::SIGTERM) {
             return;
         }
@@ -408,6 +412,12 @@ impl Registry {
     /// Closes the registry first: no command starts after this.
     pub async fn stop_all(&self, grace: Duration) {
         self.close();
+        // Noted before the signals: their endings say the host ended them.
+        for command in self.all() {
+            if command.status().running {
+                command.note_cause(Reason::HostShutdown);
+            }
+        }
         for group in self.groups() {
             group.signal(libc::SIGTERM);
         }

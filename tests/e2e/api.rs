@@ -296,6 +296,7 @@ async fn delete_interrupts_with_sigterm() {
 
     let status = host.wait_finished(&id).await;
     assert_eq!(status["exit_code"], -1, "{status}");
+    assert_reason(end, &status, "interrupted", Some(libc::SIGTERM));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,6 +321,7 @@ async fn delete_escalates_to_sigkill_after_grace() {
     assert_failed(end, "-1", "signal: killed");
     let status = host.wait_finished(&id).await;
     assert_eq!(status["exit_code"], -1, "{status}");
+    assert_reason(end, &status, "interrupted", Some(libc::SIGKILL));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,6 +354,8 @@ async fn timeout_kills_the_command() {
     assert_failed(end, "-1", "signal: killed");
     let status = host.wait_finished(&id).await;
     assert_eq!(status["exit_code"], -1, "{status}");
+    // Not any SIGKILL: the timeout's.
+    assert_reason(end, &status, "timeout", Some(libc::SIGKILL));
 }
 
 /// Whether `pid` is gone (or only a zombie waiting for a reaper).

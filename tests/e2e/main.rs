@@ -16,6 +16,8 @@ mod chaos;
 mod cors;
 mod dropin;
 mod embedding;
+mod endings;
+mod exact;
 mod faults;
 mod hardening;
 mod leaks;

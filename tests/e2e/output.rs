@@ -56,7 +56,7 @@ async fn invalid_utf8_terminators_and_empty_lines() {
     let events = run_to_end(&host, r"printf 'a\377b\n\nc\r\nd\re\n'; printf tail").await;
     assert_eq!(
         texts(&events, "stdout"),
-        ["a\u{fffd}b", "\n", "c", "d", "e", "tail"]
+        ["a\u{fffd}b", "\n", "c\r", "d\re", "tail"]
     );
     // JSON escapes keep control characters out of the SSE framing.
     let events = run_to_end(&host, r"printf 'x\033[1my\tz\000w\n'").await;

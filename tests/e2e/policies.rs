@@ -56,7 +56,7 @@ async fn incompatible_wit_version_stops_the_host_at_start() {
     assert!(err.contains(path), "names the file: {err}");
     assert!(
         err.contains("built against execd:resume@0.2.0")
-            && err.contains("this host speaks execd:resume@0.5.0"),
+            && err.contains("this host speaks execd:resume@0.6.0"),
         "says which version it was built for and which the host speaks: {err}"
     );
 }

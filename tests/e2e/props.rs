@@ -7,7 +7,7 @@
 use execd_host::internal::batch::Head;
 use execd_host::internal::lines::{LineSplitter, append_text, text_of};
 use execd_host::internal::policy::wit::{
-    Batch, Channel, Ending, Events, Failure, Gap, Outcome, Run,
+    Batch, Channel, Ending, Events, Failure, Gap, Outcome, Reason, Run,
 };
 use execd_host::internal::request::RunRequest;
 use execd_host::internal::sse::{self, Framing};
@@ -17,27 +17,19 @@ use serde_json::{Map, Value, json};
 // ---------------------------------------------------------------------------
 // The line splitter
 
-/// The contract's rule on whole input: `\n`, `\r\n` and `\r` end a line and
-/// are dropped; a trailing unterminated line counts when non-empty.
-fn reference_lines(input: &[u8]) -> Vec<Vec<u8>> {
-    let mut lines = Vec::new();
-    let mut line = Vec::new();
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'\n' => lines.push(std::mem::take(&mut line)),
-            b'\r' => {
-                lines.push(std::mem::take(&mut line));
-                if input.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-            }
-            b => line.push(b),
-        }
-        i += 1;
-    }
-    if !line.is_empty() {
-        lines.push(line);
+/// The contract's rule on whole input: only `\n` ends a line, and is
+/// dropped (`\r` stays); a trailing unterminated line counts when
+/// non-empty. Each line comes with whether a `\n` ended it.
+fn reference_lines(input: &[u8]) -> Vec<(Vec<u8>, bool)> {
+    let mut lines: Vec<(Vec<u8>, bool)> = input
+        .split(|&b| b == b'\n')
+        .map(|l| (l.to_vec(), true))
+        .collect();
+    // What follows the last `\n` is unterminated (and nothing if empty).
+    if let Some(last) = lines.pop()
+        && !last.0.is_empty()
+    {
+        lines.push((last.0, false));
     }
     lines
 }
@@ -61,30 +53,41 @@ fn reference_pieces(line: &[u8], max: usize) -> Option<Vec<Vec<u8>>> {
     Some(pieces)
 }
 
-/// Feeds `input` to a splitter in the given chunk sizes, then flushes.
-fn split_in_chunks(input: &[u8], cuts: &[usize], max: usize) -> Vec<Vec<u8>> {
+/// Feeds `input` to a splitter in the given chunk sizes, then flushes:
+/// the pieces, each with its partial flag.
+fn split_in_chunks(input: &[u8], cuts: &[usize], max: usize) -> Vec<(Vec<u8>, bool)> {
     let mut splitter = LineSplitter::new(max);
     let mut out = Vec::new();
     let mut rest = input;
     for &cut in cuts {
         let (chunk, tail) = rest.split_at(cut.min(rest.len()));
-        splitter.push(chunk, |l| out.push(l.to_vec()));
+        splitter.push(chunk, |l, p| out.push((l.to_vec(), p)));
         rest = tail;
     }
-    splitter.push(rest, |l| out.push(l.to_vec()));
-    splitter.flush(|l| out.push(l.to_vec()));
+    splitter.push(rest, |l, p| out.push((l.to_vec(), p)));
+    splitter.flush(|l, p| out.push((l.to_vec(), p)));
     out
 }
 
 /// Checks the splitter's output for `input` against the reference: the
-/// pieces of each reference line, in order, each within `max`, joined back
-/// to the line, and exactly the reference cuts when the line is UTF-8.
+/// pieces rebuild the input exactly (each, plus `\n` unless partial); each
+/// reference line is its pieces in order, all but a terminated line's last
+/// partial, each within `max`, and exactly the reference cuts when the
+/// line is UTF-8.
 fn check_split(input: &[u8], cuts: &[usize], max: usize) -> Result<(), TestCaseError> {
     let got = split_in_chunks(input, cuts, max);
     let whole = split_in_chunks(input, &[], max);
     prop_assert_eq!(&got, &whole, "independent of how the input is chunked");
+    let mut rebuilt = Vec::new();
+    for (piece, partial) in &got {
+        rebuilt.extend_from_slice(piece);
+        if !partial {
+            rebuilt.push(b'\n');
+        }
+    }
+    prop_assert_eq!(&rebuilt, &input.to_vec(), "the pieces rebuild the bytes");
     let mut got = got.iter();
-    for line in reference_lines(input) {
+    for (line, terminated) in reference_lines(input) {
         let mut joined = Vec::new();
         let mut pieces = Vec::new();
         loop {
@@ -94,16 +97,21 @@ fn check_split(input: &[u8], cuts: &[usize], max: usize) -> Result<(), TestCaseE
                 "line {:?} missing or cut short",
                 String::from_utf8_lossy(&line)
             );
-            let piece = piece.unwrap();
+            let (piece, partial) = piece.unwrap();
             prop_assert!(piece.len() <= max, "piece of {} > {max}", piece.len());
             joined.extend_from_slice(piece);
             pieces.push(piece.clone());
             prop_assert!(line.starts_with(&joined), "pieces rejoin to the line");
-            if joined.len() == line.len() {
+            if !partial {
+                prop_assert!(terminated, "a whole piece ends a terminated line");
                 break;
             }
-            prop_assert!(!piece.is_empty(), "an empty piece inside a line");
+            prop_assert!(!piece.is_empty(), "an empty partial piece");
+            if !terminated && joined.len() == line.len() {
+                break;
+            }
         }
+        prop_assert_eq!(joined.len(), line.len(), "the line is all there");
         if let Some(want) = reference_pieces(&line, max) {
             prop_assert_eq!(&pieces, &want, "UTF-8 cuts at the last char boundary");
             for piece in &pieces {
@@ -174,7 +182,9 @@ proptest! {
         cuts in proptest::collection::vec(0usize..64, 0..8),
     ) {
         let got = split_in_chunks(&input, &cuts, execd_host::internal::lines::MAX_LINE);
-        prop_assert_eq!(got, reference_lines(&input));
+        let want: Vec<(Vec<u8>, bool)> =
+            reference_lines(&input).into_iter().map(|(l, t)| (l, !t)).collect();
+        prop_assert_eq!(got, want);
     }
 }
 
@@ -282,6 +292,7 @@ struct TestLine {
     stdout: bool,
     text: String,
     ts: u64,
+    partial: bool,
 }
 
 /// The policy's answer the encoder gets: the lines as one batch (texts
@@ -298,6 +309,7 @@ fn to_events(first_eid: u64, lines: &[TestLine], ending: Option<Ending>) -> Even
             },
             timestamp_ms: l.ts,
             len: l.text.len() as u32,
+            partial: l.partial,
         });
     }
     Events {
@@ -318,16 +330,16 @@ fn expected(
     let mut eid = first_eid;
     for l in lines {
         let kind = if l.stdout { "stdout" } else { "stderr" };
-        want.push((
-            kind,
-            eid,
-            json!({"eid": eid, "type": kind, "text": l.text, "timestamp": l.ts}),
-        ));
+        let mut data = json!({"eid": eid, "type": kind, "text": l.text, "timestamp": l.ts});
+        if l.partial {
+            data["partial"] = json!(true);
+        }
+        want.push((kind, eid, data));
         eid += 1;
     }
     if let Some(ending) = ending {
         let (ts, ms) = (ending.timestamp_ms, ending.execution_ms);
-        want.push(match &ending.outcome {
+        let mut end = match &ending.outcome {
             Outcome::Completed => (
                 "execution_complete",
                 eid,
@@ -349,7 +361,19 @@ fn expected(
                        "error": {"ename": "HostRestarted", "evalue": "-1",
                                  "traceback": [execd_host::internal::sse::HOST_RESTARTED]}}),
             ),
-        });
+            Outcome::HostShutdown => (
+                "error",
+                eid,
+                json!({"eid": eid, "type": "error", "timestamp": ts, "execution_time": ms,
+                       "error": {"ename": "HostShutdown", "evalue": "-1",
+                                 "traceback": [execd_host::internal::sse::HOST_SHUTDOWN]}}),
+            ),
+        };
+        end.2["reason"] = json!(reason_word(ending.reason));
+        if let Some(signal) = ending.signal {
+            end.2["signal"] = json!(signal);
+        }
+        want.push(end);
     }
     want
 }
@@ -388,11 +412,37 @@ fn any_text() -> impl Strategy<Value = String> {
 }
 
 fn any_line() -> impl Strategy<Value = TestLine> {
-    (any::<bool>(), any_text(), any::<u64>()).prop_map(|(stdout, text, ts)| TestLine {
-        stdout,
-        text,
-        ts,
-    })
+    (any::<bool>(), any_text(), any::<u64>(), any::<bool>()).prop_map(
+        |(stdout, text, ts, partial)| TestLine {
+            stdout,
+            text,
+            ts,
+            partial,
+        },
+    )
+}
+
+/// Every reason, and its wire word (the contract's list).
+const REASONS: [Reason; 7] = [
+    Reason::Exit,
+    Reason::Signal,
+    Reason::Timeout,
+    Reason::Interrupted,
+    Reason::HostShutdown,
+    Reason::HostRestarted,
+    Reason::SpawnFailed,
+];
+
+fn reason_word(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Exit => "exit",
+        Reason::Signal => "signal",
+        Reason::Timeout => "timeout",
+        Reason::Interrupted => "interrupted",
+        Reason::HostShutdown => "host-shutdown",
+        Reason::HostRestarted => "host-restarted",
+        Reason::SpawnFailed => "spawn-failed",
+    }
 }
 
 fn any_ending() -> impl Strategy<Value = Option<Ending>> {
@@ -401,14 +451,21 @@ fn any_ending() -> impl Strategy<Value = Option<Ending>> {
         (any::<i32>(), any_text())
             .prop_map(|(exit_code, message)| Outcome::Failed(Failure { exit_code, message })),
         Just(Outcome::HostRestarted),
+        Just(Outcome::HostShutdown),
     ];
-    proptest::option::of((outcome, any::<u64>(), any::<u64>()).prop_map(
-        |(outcome, execution_ms, timestamp_ms)| Ending {
-            outcome,
-            execution_ms,
-            timestamp_ms,
-        },
-    ))
+    let reason = proptest::sample::select(REASONS.to_vec());
+    let signal = proptest::option::of(any::<u8>());
+    proptest::option::of(
+        (outcome, reason, signal, any::<u64>(), any::<u64>()).prop_map(
+            |(outcome, reason, signal, execution_ms, timestamp_ms)| Ending {
+                outcome,
+                reason,
+                signal,
+                execution_ms,
+                timestamp_ms,
+            },
+        ),
+    )
 }
 
 /// Encodes `events` and checks that it parses back, in both framings, to
@@ -474,7 +531,12 @@ proptest! {
             first_eid: 1,
             batch: Batch {
                 lens: lens.clone(),
-                runs: vec![Run { channel: Channel::Stdout, timestamp_ms: 7, lines: lens.len() as u32 }],
+                runs: vec![Run {
+                    channel: Channel::Stdout,
+                    timestamp_ms: 7,
+                    lines: lens.len() as u32,
+                    partial: false,
+                }],
                 text: text.clone(),
             },
             text_in_files: Vec::new(),
@@ -489,7 +551,7 @@ proptest! {
                 Some(t) => t.to_string(),
                 None => String::from_utf8_lossy(text.get(at..end).unwrap_or_default()).into_owned(),
             };
-            lines.push(TestLine { stdout: true, text: line, ts: 7 });
+            lines.push(TestLine { stdout: true, text: line, ts: 7, partial: false });
             at = end;
         }
         check_round_trip(&events, &expected(1, &lines, &ending))?;
@@ -693,8 +755,17 @@ proptest! {
 fn regression_line_of_exactly_max_then_terminator_in_next_chunk() {
     let whole = split_in_chunks(b"abcd\nef\n", &[], 4);
     let chunked = split_in_chunks(b"abcd\nef\n", &[4], 4);
-    assert_eq!(whole, vec![b"abcd".to_vec(), b"ef".to_vec()]);
+    assert_eq!(
+        whole,
+        vec![(b"abcd".to_vec(), false), (b"ef".to_vec(), false)]
+    );
     assert_eq!(chunked, whole, "a chunk boundary before the terminator");
+    // The `\r` stays: the line is 9 bytes, two partial pieces and the rest.
     let chunked = split_in_chunks(b"abcdabcd\r\n", &[8], 4);
-    assert_eq!(chunked, vec![b"abcd".to_vec(), b"abcd".to_vec()]);
+    let want = vec![
+        (b"abcd".to_vec(), true),
+        (b"abcd".to_vec(), true),
+        (b"\r".to_vec(), false),
+    ];
+    assert_eq!(chunked, want);
 }

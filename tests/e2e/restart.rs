@@ -185,18 +185,23 @@ async fn restart_after(signal: i32) {
         let events = events_after(&host, id, 0).await;
         assert_eq!(events.len(), lines + 1, "{id}: {events:?}");
         let end = &events[lines];
-        if signal == libc::SIGKILL {
-            assert_eq!(end["type"], "error");
-            assert_eq!(end["error"]["ename"], "HostRestarted", "{end}");
-            assert_eq!(end["error"]["evalue"], "-1");
-        } else {
-            // The stopping host ended them itself.
-            assert_eq!(end["error"]["ename"], "CommandExecError", "{end}");
-            assert_eq!(end["error"]["traceback"][0], "signal: terminated", "{end}");
-        }
         let status = host.status(id).await;
         assert_eq!(status["running"], false, "{status}");
         assert_eq!(status["exit_code"], -1, "{status}");
+        assert_eq!(end["type"], "error");
+        assert_eq!(end["error"]["evalue"], "-1");
+        if signal == libc::SIGKILL {
+            assert_eq!(end["error"]["ename"], "HostRestarted", "{end}");
+            assert_eq!(end["reason"], "host-restarted", "{end}");
+            assert!(end.get("signal").is_none(), "{end}");
+        } else {
+            // The stopping host ended them itself, and says so.
+            assert_eq!(end["error"]["ename"], "HostShutdown", "{end}");
+            assert_eq!(end["reason"], "host-shutdown", "{end}");
+            assert_eq!(end["signal"], libc::SIGTERM, "{end}");
+        }
+        assert_eq!(status["reason"], end["reason"], "{status}");
+        assert_eq!(status.get("signal"), end.get("signal"), "{status}");
     }
     // The connected foreground reader of the first host ended cleanly or
     // was cut; either way a resume ends it.

@@ -43,8 +43,8 @@ async fn run_separates_the_pipes_and_exits_with_the_command_status() {
     )
     .await;
     assert_eq!(out.code(), 3);
-    assert_eq!(out.stdout, "out\npartial\n");
-    assert_eq!(out.stderr, "err\n");
+    assert_eq!(out.stdout, "out\npartial", "byte-exact: no newline added");
+    assert_eq!(out.stderr, "err\n", "a plain exit gets no note");
     // Words are passed as an argv would be: no shell expansion of `$HOME`.
     let out = on(&host, &["run", "--", "echo", "$HOME", "a  b"]).await;
     assert_eq!((out.code(), out.stdout.as_str()), (0, "$HOME a  b\n"));
@@ -79,7 +79,16 @@ async fn run_takes_cwd_env_and_timeout() {
     );
     let started = std::time::Instant::now();
     let out = on(&host, &["run", "--timeout", "300ms", "--", "sleep", "10"]).await;
-    assert_eq!(out.code(), 128 + 9, "a timeout is SIGKILL: {out:?}");
+    assert_eq!(
+        out.code(),
+        124,
+        "a timeout exits as timeout(1) does: {out:?}"
+    );
+    assert_eq!(out.notes().len(), 1, "{out:?}");
+    assert!(
+        out.notes()[0].starts_with("execdctl: timed out after "),
+        "{out:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     let out = on(&host, &["run", "--cwd", "/no/such/dir", "--", "true"]).await;
     assert_eq!(out.code(), 246, "{out:?}");
@@ -96,6 +105,44 @@ async fn run_exits_128_plus_the_signal() {
     let host = Host::start(&[]).await;
     let out = on(&host, &["run", "--", "sh", "-c", "kill -TERM $$"]).await;
     assert_eq!(out.code(), 128 + 15);
+    assert_eq!(out.notes(), ["execdctl: killed by SIGTERM"], "{out:?}");
+}
+
+/// What the command wrote is what execdctl writes: an idle flush's pieces
+/// joined, `\r` kept, a 70,000-byte line whole, no newline added.
+#[tokio::test]
+async fn run_writes_the_commands_bytes_exactly() {
+    let host = Host::start(&[]).await;
+    for (script, want) in [
+        ("printf abc; sleep 0.3; echo def", "abcdef\n".to_string()),
+        (r"printf 'a\rb\rc\n'", "a\rb\rc\n".to_string()),
+        ("printf 'x\n\ny'", "x\n\ny".to_string()),
+        (
+            "head -c 70000 /dev/zero | tr '\\0' x; echo",
+            format!("{}\n", "x".repeat(70_000)),
+        ),
+    ] {
+        let out = on(&host, &["run", "--", "sh", "-c", script]).await;
+        assert_eq!(out.code(), 0, "{script}: {out:?}");
+        assert!(
+            out.stdout == want,
+            "{script}: {} bytes {:?}, want {}",
+            out.stdout.len(),
+            &out.stdout[..out.stdout.len().min(80)],
+            want.len()
+        );
+        // The same on stderr.
+        let out = on(
+            &host,
+            &["run", "--", "sh", "-c", &format!("( {script} ) >&2")],
+        )
+        .await;
+        assert!(
+            out.stderr == want,
+            "{script} on stderr: {:?}",
+            &out.stderr[..out.stderr.len().min(80)]
+        );
+    }
 }
 
 #[tokio::test]
@@ -131,6 +178,20 @@ async fn run_json_prints_one_event_per_line() {
     assert_eq!(
         (events[3]["code"].as_i64(), events[3]["eid"].as_u64()),
         (Some(4), Some(3))
+    );
+    assert_eq!(events[3]["reason"], "exit", "{}", events[3]);
+    assert!(events[3].get("signal").is_none(), "{}", events[3]);
+    let out = on(&host, &["--json", "run", "--", "sh", "-c", "kill -KILL $$"]).await;
+    let exit: serde_json::Value =
+        serde_json::from_str(out.stdout_lines().last().expect("the exit line")).expect("JSON");
+    assert_eq!(
+        (
+            exit["reason"].as_str(),
+            exit["signal"].as_i64(),
+            exit["code"].as_i64()
+        ),
+        (Some("signal"), Some(9), Some(-1)),
+        "{exit}"
     );
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }

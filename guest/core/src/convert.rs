@@ -23,15 +23,24 @@
 /// # mod wit {
 /// #     #[derive(Clone, Copy, Debug, PartialEq)] pub enum Channel { Stdout, Stderr }
 /// #     #[derive(Clone, Copy, Debug, PartialEq)]
-/// #     pub struct Run { pub channel: Channel, pub timestamp_ms: u64, pub lines: u32 }
+/// #     pub struct Run {
+/// #         pub channel: Channel, pub timestamp_ms: u64, pub lines: u32, pub partial: bool,
+/// #     }
 /// #     #[derive(Clone, Debug, PartialEq)]
 /// #     pub struct Batch { pub lens: Vec<u32>, pub runs: Vec<Run>, pub text: Vec<u8> }
 /// #     #[derive(Clone, Debug, PartialEq)]
 /// #     pub struct Failure { pub exit_code: i32, pub message: String }
 /// #     #[derive(Clone, Debug, PartialEq)]
-/// #     pub enum Outcome { Completed, Failed(Failure), HostRestarted }
+/// #     pub enum Outcome { Completed, Failed(Failure), HostRestarted, HostShutdown }
+/// #     #[derive(Clone, Copy, Debug, PartialEq)]
+/// #     pub enum Reason {
+/// #         Exit, Signal, Timeout, Interrupted, HostShutdown, HostRestarted, SpawnFailed,
+/// #     }
 /// #     #[derive(Clone, Debug, PartialEq)]
-/// #     pub struct Ending { pub outcome: Outcome, pub execution_ms: u64, pub timestamp_ms: u64 }
+/// #     pub struct Ending {
+/// #         pub outcome: Outcome, pub reason: Reason, pub signal: Option<u8>,
+/// #         pub execution_ms: u64, pub timestamp_ms: u64,
+/// #     }
 /// #     #[derive(Clone, Debug, PartialEq)]
 /// #     pub struct TextSpan { pub file: u64, pub offset: u64, pub len: u32 }
 /// #     #[derive(Clone, Debug, PartialEq)]
@@ -61,11 +70,13 @@
 ///
 /// let incoming = wit::Batch {
 ///     lens: vec![2],
-///     runs: vec![wit::Run { channel: wit::Channel::Stderr, timestamp_ms: 9, lines: 1 }],
+///     runs: vec![wit::Run {
+///         channel: wit::Channel::Stderr, timestamp_ms: 9, lines: 1, partial: true,
+///     }],
 ///     text: b"hi".to_vec(),
 /// };
 /// let mut expected = Batch::default();
-/// expected.push(Channel::Stderr, 9, b"hi");
+/// expected.push(Channel::Stderr, 9, b"hi", true);
 /// assert_eq!(Batch::from(&incoming), expected); // the host's way: copies
 /// assert_eq!(Batch::from(incoming), expected); // a policy's way: moves
 ///
@@ -102,6 +113,7 @@ macro_rules! wit_conversions {
                     },
                     timestamp_ms: run.timestamp_ms,
                     lines: run.lines,
+                    partial: run.partial,
                 }
             }
         }
@@ -112,6 +124,7 @@ macro_rules! wit_conversions {
                     channel: run.channel.into(),
                     timestamp_ms: run.timestamp_ms,
                     lines: run.lines,
+                    partial: run.partial,
                 }
             }
         }
@@ -156,7 +169,18 @@ macro_rules! wit_conversions {
                             message: f.message,
                         },
                         $wit::Outcome::HostRestarted => $crate::Outcome::HostRestarted,
+                        $wit::Outcome::HostShutdown => $crate::Outcome::HostShutdown,
                     },
+                    reason: match ending.reason {
+                        $wit::Reason::Exit => $crate::Reason::Exit,
+                        $wit::Reason::Signal => $crate::Reason::Signal,
+                        $wit::Reason::Timeout => $crate::Reason::Timeout,
+                        $wit::Reason::Interrupted => $crate::Reason::Interrupted,
+                        $wit::Reason::HostShutdown => $crate::Reason::HostShutdown,
+                        $wit::Reason::HostRestarted => $crate::Reason::HostRestarted,
+                        $wit::Reason::SpawnFailed => $crate::Reason::SpawnFailed,
+                    },
+                    signal: ending.signal,
                     execution_ms: ending.execution_ms,
                     timestamp_ms: ending.timestamp_ms,
                 }
@@ -172,7 +196,18 @@ macro_rules! wit_conversions {
                             $wit::Outcome::Failed($wit::Failure { exit_code, message })
                         }
                         $crate::Outcome::HostRestarted => $wit::Outcome::HostRestarted,
+                        $crate::Outcome::HostShutdown => $wit::Outcome::HostShutdown,
                     },
+                    reason: match ending.reason {
+                        $crate::Reason::Exit => $wit::Reason::Exit,
+                        $crate::Reason::Signal => $wit::Reason::Signal,
+                        $crate::Reason::Timeout => $wit::Reason::Timeout,
+                        $crate::Reason::Interrupted => $wit::Reason::Interrupted,
+                        $crate::Reason::HostShutdown => $wit::Reason::HostShutdown,
+                        $crate::Reason::HostRestarted => $wit::Reason::HostRestarted,
+                        $crate::Reason::SpawnFailed => $wit::Reason::SpawnFailed,
+                    },
+                    signal: ending.signal,
                     execution_ms: ending.execution_ms,
                     timestamp_ms: ending.timestamp_ms,
                 }
@@ -251,7 +286,8 @@ macro_rules! wit_conversions {
 #[cfg(test)]
 mod tests {
     use crate::{
-        Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reopened, Stored, TextSpan,
+        Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reason, Reopened, Stored,
+        TextSpan,
     };
 
     /// The shapes both generators make of `wit/policy.wit`.
@@ -266,6 +302,7 @@ mod tests {
             pub channel: Channel,
             pub timestamp_ms: u64,
             pub lines: u32,
+            pub partial: bool,
         }
         #[derive(Clone, Debug, PartialEq)]
         pub struct Batch {
@@ -283,10 +320,23 @@ mod tests {
             Completed,
             Failed(Failure),
             HostRestarted,
+            HostShutdown,
+        }
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum Reason {
+            Exit,
+            Signal,
+            Timeout,
+            Interrupted,
+            HostShutdown,
+            HostRestarted,
+            SpawnFailed,
         }
         #[derive(Clone, Debug, PartialEq)]
         pub struct Ending {
             pub outcome: Outcome,
+            pub reason: Reason,
+            pub signal: Option<u8>,
             pub execution_ms: u64,
             pub timestamp_ms: u64,
         }
@@ -335,9 +385,9 @@ mod tests {
 
     fn batch() -> Batch {
         let mut b = Batch::default();
-        b.push(Channel::Stdout, 1, b"ab");
-        b.push(Channel::Stdout, 1, b"");
-        b.push(Channel::Stderr, 2, b"cde");
+        b.push(Channel::Stdout, 1, b"ab", false);
+        b.push(Channel::Stdout, 1, b"", false);
+        b.push(Channel::Stderr, 2, b"cde", true);
         b
     }
 
@@ -349,10 +399,14 @@ mod tests {
                 message: "boom".into(),
             },
             Outcome::HostRestarted,
+            Outcome::HostShutdown,
         ]
         .into_iter()
-        .map(|outcome| Ending {
+        .zip(Reason::ALL)
+        .map(|(outcome, reason)| Ending {
             outcome,
+            reason,
+            signal: (reason == Reason::Timeout).then_some(9),
             execution_ms: 40,
             timestamp_ms: 50,
         })
@@ -369,7 +423,8 @@ mod tests {
             wit::Run {
                 channel: wit::Channel::Stderr,
                 timestamp_ms: 2,
-                lines: 1
+                lines: 1,
+                partial: true,
             }
         );
         assert_eq!(Batch::from(&out), batch());

@@ -13,6 +13,9 @@ pub struct Run {
     pub channel: Channel,
     pub timestamp_ms: u64,
     pub lines: u32,
+    /// The run's last line is a piece not followed by `\n`; a run ends
+    /// after every such piece.
+    pub partial: bool,
 }
 
 /// Lines as columns: line `i`'s text is the next `lens[i]` bytes of
@@ -22,11 +25,14 @@ pub struct Run {
 /// use execd_policy_core::{Batch, Channel};
 ///
 /// let mut batch = Batch::default();
-/// batch.push(Channel::Stdout, 7, b"hello");
-/// batch.push(Channel::Stdout, 7, b"world");
-/// batch.push(Channel::Stderr, 8, b"oops");
-/// assert_eq!(batch.len(), 3);
-/// assert_eq!(batch.runs.len(), 2); // the two stdout lines share a run
+/// batch.push(Channel::Stdout, 7, b"hello", false);
+/// batch.push(Channel::Stdout, 7, b"world", false);
+/// batch.push(Channel::Stderr, 8, b"oops", true);
+/// batch.push(Channel::Stderr, 8, b"!", false);
+/// assert_eq!(batch.len(), 4);
+/// // The two stdout lines share a run; a partial piece ends its run.
+/// assert_eq!(batch.runs.len(), 3);
+/// assert!(batch.runs[1].partial && !batch.runs[2].partial);
 /// assert!(batch.check().is_ok());
 ///
 /// batch.text.pop();
@@ -49,27 +55,36 @@ impl Batch {
         self.lens.is_empty()
     }
 
-    /// Adds a line, extending the last run when it has the same pipe and time.
-    pub fn push(&mut self, channel: Channel, timestamp_ms: u64, text: &[u8]) {
+    /// Adds a line (a piece not followed by `\n` when `partial`),
+    /// extending the last run when it has the same pipe and time.
+    pub fn push(&mut self, channel: Channel, timestamp_ms: u64, text: &[u8], partial: bool) {
         // A line over 4 GiB cannot cross the WIT boundary; saturate rather
         // than wrap so `check` then rejects the batch.
         self.lens
             .push(u32::try_from(text.len()).unwrap_or(u32::MAX));
         self.text.extend_from_slice(text);
-        self.extend_runs(channel, timestamp_ms, 1);
+        self.extend_runs(channel, timestamp_ms, 1, partial);
     }
 
     /// Adds `lines` lines' pipe and time (their lengths and texts are the
-    /// caller's to add), merging with the last run when they match.
-    pub fn extend_runs(&mut self, channel: Channel, timestamp_ms: u64, lines: u32) {
+    /// caller's to add), the last of them a partial piece when `partial`,
+    /// merging with the last run when they match and it ended on a whole
+    /// line.
+    pub fn extend_runs(&mut self, channel: Channel, timestamp_ms: u64, lines: u32, partial: bool) {
         match self.runs.last_mut() {
-            Some(last) if last.channel == channel && last.timestamp_ms == timestamp_ms => {
+            Some(last)
+                if last.channel == channel
+                    && last.timestamp_ms == timestamp_ms
+                    && !last.partial =>
+            {
                 last.lines += lines;
+                last.partial = partial;
             }
             _ => self.runs.push(Run {
                 channel,
                 timestamp_ms,
                 lines,
+                partial,
             }),
         }
     }
@@ -82,7 +97,9 @@ impl Batch {
             let end = start + run.lines as usize;
             let (a, b) = (start.max(from), end.min(to));
             if a < b {
-                self.extend_runs(run.channel, run.timestamp_ms, (b - a) as u32);
+                // Only the run's last line can be partial.
+                let partial = run.partial && b == end;
+                self.extend_runs(run.channel, run.timestamp_ms, (b - a) as u32, partial);
             }
             if end >= to {
                 break;
@@ -99,6 +116,14 @@ impl Batch {
             .flat_map(|r| std::iter::repeat_n((r.channel, r.timestamp_ms), r.lines as usize))
             .zip(&self.lens)
             .map(|((channel, timestamp_ms), &len)| (channel, timestamp_ms, len))
+    }
+
+    /// Whether each line is a partial piece, in order (see [`Run::partial`]).
+    pub fn partials(&self) -> impl Iterator<Item = bool> + '_ {
+        self.runs.iter().flat_map(|r| {
+            let whole = r.lines.saturating_sub(1) as usize;
+            std::iter::repeat_n(false, whole).chain((r.lines > 0).then_some(r.partial))
+        })
     }
 
     /// Why the columns do not describe the same lines, if they do not:
@@ -166,12 +191,66 @@ pub enum Outcome {
     },
     /// The host stopped before the command ended; a later host ended the log.
     HostRestarted,
+    /// The host's own orderly shutdown ended the command.
+    HostShutdown,
+}
+
+/// Why a command ended: the terminal event's `reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Exit,
+    Signal,
+    Timeout,
+    Interrupted,
+    HostShutdown,
+    HostRestarted,
+    SpawnFailed,
+}
+
+impl Reason {
+    /// Every reason, in the WIT's order: a stored reason is its index
+    /// here plus one (0 is "not stored", see [`Reason::from_code`]).
+    pub const ALL: [Reason; 7] = [
+        Reason::Exit,
+        Reason::Signal,
+        Reason::Timeout,
+        Reason::Interrupted,
+        Reason::HostShutdown,
+        Reason::HostRestarted,
+        Reason::SpawnFailed,
+    ];
+
+    /// The byte a policy stores for this reason: 1 to 7.
+    pub fn code(self) -> u8 {
+        Reason::ALL.iter().position(|&r| r == self).unwrap_or(0) as u8 + 1
+    }
+
+    /// The reason stored as `code`; `None` for 0 (a record written before
+    /// reasons were stored) or an unknown byte.
+    pub fn from_code(code: u8) -> Option<Reason> {
+        Reason::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+
+    /// The reason a record that stored none implies by its outcome.
+    pub fn implied_by(outcome: &Outcome) -> Reason {
+        match outcome {
+            Outcome::Completed => Reason::Exit,
+            Outcome::Failed { exit_code: -1, .. } => Reason::Signal,
+            Outcome::Failed { .. } => Reason::Exit,
+            Outcome::HostRestarted => Reason::HostRestarted,
+            Outcome::HostShutdown => Reason::HostShutdown,
+        }
+    }
 }
 
 /// The terminal event's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ending {
     pub outcome: Outcome,
+    /// Why it ended.
+    pub reason: Reason,
+    /// The signal that ended it, if one did.
+    pub signal: Option<u8>,
     pub execution_ms: u64,
     pub timestamp_ms: u64,
 }
@@ -280,8 +359,8 @@ mod tests {
     #[test]
     fn check_finds_columns_that_disagree() {
         let mut b = Batch::default();
-        b.push(Channel::Stdout, 1, b"ab");
-        b.push(Channel::Stderr, 1, b"c");
+        b.push(Channel::Stdout, 1, b"ab", false);
+        b.push(Channel::Stderr, 1, b"c", false);
         b.check().unwrap();
         let mut short = b.clone();
         short.text.pop();
@@ -300,6 +379,7 @@ mod tests {
             channel: Channel::Stderr,
             timestamp_ms: 1,
             lines: 0,
+            partial: false,
         });
         assert!(empty_run.check().is_err());
     }
@@ -307,14 +387,15 @@ mod tests {
     #[test]
     fn runs_of_a_window_are_its_lines_runs() {
         let mut b = Batch::default();
-        for (channel, ts) in [
-            (Channel::Stdout, 1),
-            (Channel::Stdout, 1),
-            (Channel::Stderr, 1),
+        for (channel, ts, partial) in [
+            (Channel::Stdout, 1, false),
+            (Channel::Stdout, 1, true),
+            (Channel::Stdout, 1, false),
+            (Channel::Stderr, 1, false),
         ] {
-            b.push(channel, ts, b"x");
+            b.push(channel, ts, b"x", partial);
         }
-        b.push(Channel::Stdout, 2, b"y");
+        b.push(Channel::Stdout, 2, b"y", true);
         for from in 0..=b.len() {
             for to in from..=b.len() {
                 let mut out = Batch::default();
@@ -333,6 +414,8 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(got, want, "{from}..{to}");
+                let want: Vec<bool> = b.partials().skip(from).take(to - from).collect();
+                assert_eq!(out.partials().collect::<Vec<_>>(), want, "{from}..{to}");
             }
         }
     }

@@ -21,6 +21,6 @@ mod convert;
 mod events;
 
 pub use events::{
-    Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reopened, Run, Stored, TextSpan,
-    check_columns,
+    Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reason, Reopened, Run, Stored,
+    TextSpan, check_columns,
 };

@@ -22,8 +22,8 @@ fn main() {
             let mut batch = Batch::default();
             for i in chunk {
                 match width {
-                    Some(w) => batch.push(Channel::Stdout, 1, &vec![b'x'; w as usize]),
-                    None => batch.push(Channel::Stdout, 1, i.to_string().as_bytes()),
+                    Some(w) => batch.push(Channel::Stdout, 1, &vec![b'x'; w as usize], false),
+                    None => batch.push(Channel::Stdout, 1, i.to_string().as_bytes(), false),
                 }
             }
             batch

@@ -7,7 +7,8 @@
 //! offset the log did not keep.
 
 pub use execd_policy_core::{
-    Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reopened, Run, Stored, TextSpan,
+    Batch, Channel, Ending, Events, Gap, Outcome, ReadResult, Reason, Reopened, Run, Stored,
+    TextSpan,
 };
 
 /// Gap reason: found corrupt when the log was reopened.

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::io::{self, Read};
 
-use crate::events::{Channel, Ending, Outcome, Run};
+use crate::events::{Channel, Ending, Outcome, Reason, Run};
 
 /// The first bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"EXECDSEG";
-/// The format version this crate writes. It reads version 1 too.
-pub const VERSION: u32 = 2;
+/// The format version this crate writes. It reads versions 1 and 2 too,
+/// whose zero bytes read as "no partial pieces" and "no stored reason".
+pub const VERSION: u32 = 3;
 /// Bytes of a file header.
 pub const FILE_HEADER_LEN: usize = 32;
 /// Bytes of a record header.
@@ -70,7 +71,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 pub enum Checksum {
     /// Version 1.
     Crc32,
-    /// Version 2, the one written.
+    /// Versions 2 and 3, 3 being the one written.
     Xxh3Low32,
 }
 
@@ -84,7 +85,7 @@ impl Checksum {
     const fn of_version(version: u32) -> Option<Checksum> {
         match version {
             1 => Some(Checksum::Crc32),
-            2 => Some(Checksum::Xxh3Low32),
+            2 | 3 => Some(Checksum::Xxh3Low32),
             _ => None,
         }
     }
@@ -265,7 +266,7 @@ pub fn encode_lines(out: &mut Vec<u8>, first_eid: u64, lens: &[u32], runs: &[Run
     for run in runs {
         out.extend_from_slice(&run.timestamp_ms.to_le_bytes());
         out.extend_from_slice(&run.lines.to_le_bytes());
-        out.extend_from_slice(&[channel_byte(run.channel), 0, 0, 0]);
+        out.extend_from_slice(&[channel_byte(run.channel), u8::from(run.partial), 0, 0]);
     }
     out.extend_from_slice(text);
     seal(out, start);
@@ -293,6 +294,7 @@ pub fn encode_ending(out: &mut Vec<u8>, eid: u64, ending: &Ending) {
         Outcome::Completed => (0u8, 0i32, ""),
         Outcome::Failed { exit_code, message } => (1, *exit_code, message.as_str()),
         Outcome::HostRestarted => (2, -1, ""),
+        Outcome::HostShutdown => (3, -1, ""),
     };
     push_header(
         out,
@@ -300,7 +302,9 @@ pub fn encode_ending(out: &mut Vec<u8>, eid: u64, ending: &Ending) {
         eid,
         [0, 0, 0, ENDING_FIXED_LEN + message.len()],
     );
-    out.extend_from_slice(&[outcome, 0, 0, 0]);
+    // Reason and signal sit in bytes that older writers left zero, so a
+    // zero reason reads as the one the outcome implies.
+    out.extend_from_slice(&[outcome, ending.reason.code(), ending.signal.unwrap_or(0), 0]);
     out.extend_from_slice(&exit_code.to_le_bytes());
     out.extend_from_slice(&ending.execution_ms.to_le_bytes());
     out.extend_from_slice(&ending.timestamp_ms.to_le_bytes());
@@ -338,7 +342,7 @@ fn channel_byte(channel: Channel) -> u8 {
 fn check_runs(header: &RecordHeader, runs: &[u8]) -> Result<(), FormatError> {
     let mut covered = 0u64;
     for run in runs.chunks_exact(RUN_LEN) {
-        if run[12] > 1 || u32_at(run, 8) == 0 {
+        if run[12] > 1 || run[13] > 1 || u32_at(run, 8) == 0 {
             return Err(FormatError::Invalid("bad run"));
         }
         covered += u64::from(u32_at(run, 8));
@@ -446,6 +450,7 @@ impl<'a> LinesBody<'a> {
             },
             timestamp_ms: u64_at(run, 0),
             lines: u32_at(run, 8),
+            partial: run[13] == 1,
         })
     }
 }
@@ -468,10 +473,17 @@ pub fn decode_ending(header: &RecordHeader, record: &[u8]) -> Result<Ending, For
             message: message.to_string(),
         },
         2 => Outcome::HostRestarted,
+        3 => Outcome::HostShutdown,
         _ => return Err(FormatError::Invalid("unknown outcome")),
+    };
+    let reason = match body[1] {
+        0 => Reason::implied_by(&outcome),
+        code => Reason::from_code(code).ok_or(FormatError::Invalid("unknown reason"))?,
     };
     Ok(Ending {
         outcome,
+        reason,
+        signal: (body[2] != 0).then_some(body[2]),
         execution_ms: u64_at(body, 8),
         timestamp_ms: u64_at(body, 16),
     })

@@ -46,7 +46,7 @@ mod component;
 
 pub use config::{Config, ConfigError};
 pub use events::{
-    BUDGET, Batch, Channel, DAMAGED, Ending, Events, Gap, IO, Outcome, ReadResult, Reopened, Run,
-    Stored, TextSpan,
+    BUDGET, Batch, Channel, DAMAGED, Ending, Events, Gap, IO, Outcome, ReadResult, Reason,
+    Reopened, Run, Stored, TextSpan,
 };
 pub use log::Log;

@@ -79,7 +79,7 @@ impl Log {
     /// let dir = tempfile::tempdir().unwrap();
     /// let mut log = Log::new(Config::default(), dir.path());
     /// let mut batch = Batch::default();
-    /// batch.push(Channel::Stdout, 1, b"hello");
+    /// batch.push(Channel::Stdout, 1, b"hello", false);
     /// assert_eq!(log.append(batch).unwrap().last_eid, 1);
     /// let ReadResult::Events(events) = log.read(0, 10, 1024) else { panic!() };
     /// assert_eq!(events.batch.text, b"hello");
@@ -143,7 +143,7 @@ impl Log {
     /// let dir = tempfile::tempdir().unwrap();
     /// let mut log = Log::new(Config::default(), dir.path());
     /// let mut batch = Batch::default();
-    /// batch.push(Channel::Stdout, 1, b"hello");
+    /// batch.push(Channel::Stdout, 1, b"hello", false);
     /// log.append(batch).unwrap();
     /// drop(log); // the host died
     /// let mut log = Log::new(Config::default(), dir.path());

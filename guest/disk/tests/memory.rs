@@ -35,7 +35,7 @@ static ALLOCATOR: Counting = Counting;
 fn append_lines(log: &mut Log, from: u64, to: u64) {
     for i in from..to {
         let mut batch = Batch::default();
-        batch.push(Channel::Stdout, i, format!("tick {i}").as_bytes());
+        batch.push(Channel::Stdout, i, format!("tick {i}").as_bytes(), false);
         log.append(batch).unwrap();
     }
 }

@@ -55,12 +55,12 @@ fn a_reopen_of_a_large_log_keeps_its_heap_small() {
             let mut batch = Batch::default();
             for k in 0..16 {
                 let text = format!("{i} {j} {k} {}", "x".repeat(240));
-                batch.push(Channel::Stdout, j, text.as_bytes());
+                batch.push(Channel::Stdout, j, text.as_bytes(), false);
             }
             log.append(batch).unwrap();
         }
         let mut batch = Batch::default();
-        batch.push(Channel::Stderr, i, &vec![b'y'; 6 << 20]);
+        batch.push(Channel::Stderr, i, &vec![b'y'; 6 << 20], false);
         log.append(batch).unwrap();
     }
     let eid = log.stored().last_eid;

@@ -276,7 +276,7 @@ mod tests {
     fn batch(texts: &[&str]) -> Batch {
         let mut batch = Batch::default();
         for t in texts {
-            batch.push(Channel::Stdout, 1, t.as_bytes());
+            batch.push(Channel::Stdout, 1, t.as_bytes(), false);
         }
         batch
     }
@@ -284,6 +284,8 @@ mod tests {
     fn ending() -> Ending {
         Ending {
             outcome: Outcome::Completed,
+            reason: execd_policy_core::Reason::Exit,
+            signal: None,
             execution_ms: 5,
             timestamp_ms: 2,
         }
@@ -343,7 +345,7 @@ mod tests {
                     _ => (Channel::Stdout, 11 + k),
                 };
                 let text = format!("{k}-{i}");
-                b.push(channel, ts, text.as_bytes());
+                b.push(channel, ts, text.as_bytes(), false);
                 lines.push((channel, ts, text));
             }
             ring.append(b).unwrap();
@@ -382,6 +384,7 @@ mod tests {
             channel: Channel::Stderr,
             timestamp_ms: 1,
             lines: 0,
+            partial: false,
         });
         assert!(ring.append(b).is_err());
     }

@@ -1,7 +1,7 @@
 //! Events as spill keeps them, and their on-disk form: little-endian,
 //! length-prefixed.
 
-use crate::wit::{Ending, Failure, Outcome};
+use crate::wit::{Ending, Failure, Outcome, Reason};
 
 /// What an event holds.
 #[derive(Clone)]
@@ -17,6 +17,8 @@ pub struct Event {
     pub eid: u64,
     pub timestamp_ms: u64,
     pub body: Body,
+    /// A line that is a piece not followed by `\n`.
+    pub partial: bool,
 }
 
 pub fn encode(event: &Event, out: &mut Vec<u8>) {
@@ -24,11 +26,9 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(&event.timestamp_ms.to_le_bytes());
     match &event.body {
         Body::Stdout(text) | Body::Stderr(text) => {
-            out.push(if matches!(event.body, Body::Stdout(_)) {
-                0
-            } else {
-                1
-            });
+            // 0/1 a whole stdout/stderr line, 3/4 a partial piece.
+            let pipe = u8::from(!matches!(event.body, Body::Stdout(_)));
+            out.push(if event.partial { pipe + 3 } else { pipe });
             put_str(out, text);
         }
         Body::End(end) => {
@@ -41,7 +41,10 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
                     put_str(out, &f.message);
                 }
                 Outcome::HostRestarted => out.push(2),
+                Outcome::HostShutdown => out.push(3),
             }
+            out.push(reason_code(end.reason));
+            out.push(end.signal.unwrap_or(0));
             out.extend_from_slice(&end.execution_ms.to_le_bytes());
             out.extend_from_slice(&end.timestamp_ms.to_le_bytes());
         }
@@ -65,13 +68,16 @@ pub fn decode_all(mut bytes: &[u8]) -> Result<Vec<Event>, String> {
 fn decode(bytes: &mut &[u8]) -> Option<Event> {
     let eid = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
     let timestamp_ms = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
-    let body = match take(bytes, 1)?[0] {
-        0 => Body::Stdout(get_str(bytes)?),
-        1 => Body::Stderr(get_str(bytes)?),
+    let kind = take(bytes, 1)?[0];
+    let partial = kind == 3 || kind == 4;
+    let body = match kind {
+        0 | 3 => Body::Stdout(get_str(bytes)?),
+        1 | 4 => Body::Stderr(get_str(bytes)?),
         2 => {
             let outcome = match take(bytes, 1)?[0] {
                 0 => Outcome::Completed,
                 2 => Outcome::HostRestarted,
+                3 => Outcome::HostShutdown,
                 _ => {
                     let exit_code = i32::from_le_bytes(take(bytes, 4)?.try_into().ok()?);
                     Outcome::Failed(Failure {
@@ -80,10 +86,14 @@ fn decode(bytes: &mut &[u8]) -> Option<Event> {
                     })
                 }
             };
+            let reason = reason_of(take(bytes, 1)?[0])?;
+            let signal = take(bytes, 1)?[0];
             let execution_ms = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
             let timestamp_ms = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
             Body::End(Ending {
                 outcome,
+                reason,
+                signal: (signal != 0).then_some(signal),
                 execution_ms,
                 timestamp_ms,
             })
@@ -94,6 +104,7 @@ fn decode(bytes: &mut &[u8]) -> Option<Event> {
         eid,
         timestamp_ms,
         body,
+        partial,
     })
 }
 
@@ -109,4 +120,23 @@ fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 fn get_str(bytes: &mut &[u8]) -> Option<String> {
     let len = u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?) as usize;
     String::from_utf8(take(bytes, len)?.to_vec()).ok()
+}
+
+/// The reasons in the order their stored bytes name them.
+const REASONS: [Reason; 7] = [
+    Reason::Exit,
+    Reason::Signal,
+    Reason::Timeout,
+    Reason::Interrupted,
+    Reason::HostShutdown,
+    Reason::HostRestarted,
+    Reason::SpawnFailed,
+];
+
+fn reason_code(reason: Reason) -> u8 {
+    REASONS.iter().position(|&r| r == reason).unwrap_or(0) as u8
+}
+
+fn reason_of(code: u8) -> Option<Reason> {
+    REASONS.get(usize::from(code)).copied()
 }

@@ -58,7 +58,7 @@ impl wit::Guest for Policy {
             let (mut at, mut lens) = (0, batch.lens.iter());
             // Line i takes the pipe and time of the run it falls in.
             for run in &batch.runs {
-                for _ in 0..run.lines {
+                for i in 0..run.lines {
                     let len = lens.next().ok_or("runs cover more lines than `lens`")?;
                     let end = at + *len as usize;
                     let text = batch
@@ -72,7 +72,9 @@ impl wit::Guest for Policy {
                         wit::Channel::Stdout => Body::Stdout(text),
                         wit::Channel::Stderr => Body::Stderr(text),
                     };
-                    s.push(run.timestamp_ms, body)?;
+                    // Only a run's last line can be a partial piece.
+                    let partial = run.partial && i + 1 == run.lines;
+                    s.push(run.timestamp_ms, body, partial)?;
                 }
             }
             if lens.next().is_some() || at != batch.text.len() {

@@ -118,7 +118,7 @@ impl Store {
         self.settings.retention_ms
     }
 
-    pub fn push(&mut self, timestamp_ms: u64, body: Body) -> Result<(), String> {
+    pub fn push(&mut self, timestamp_ms: u64, body: Body, partial: bool) -> Result<(), String> {
         if self.finished {
             return Err("append after finish".into());
         }
@@ -126,6 +126,7 @@ impl Store {
             eid: self.next_eid,
             timestamp_ms,
             body,
+            partial,
         };
         self.next_eid += 1;
         self.tail_bytes += charge(&event);
@@ -149,7 +150,7 @@ impl Store {
 
     pub fn finish(&mut self, ending: Ending) -> Result<wit::Stored, String> {
         let timestamp_ms = ending.timestamp_ms;
-        self.push(timestamp_ms, Body::End(ending))?;
+        self.push(timestamp_ms, Body::End(ending), false)?;
         self.finished = true;
         Ok(self.stored())
     }
@@ -270,13 +271,20 @@ impl Limit {
             out.batch.lens.push(text.len() as u32);
             out.batch.text.extend_from_slice(text.as_bytes());
             match out.batch.runs.last_mut() {
-                Some(run) if run.channel == channel && run.timestamp_ms == event.timestamp_ms => {
+                // A partial piece ends its run.
+                Some(run)
+                    if run.channel == channel
+                        && run.timestamp_ms == event.timestamp_ms
+                        && !run.partial =>
+                {
                     run.lines += 1;
+                    run.partial = event.partial;
                 }
                 _ => out.batch.runs.push(wit::Run {
                     channel,
                     timestamp_ms: event.timestamp_ms,
                     lines: 1,
+                    partial: event.partial,
                 }),
             }
         }

@@ -24,6 +24,8 @@ struct Line {
     channel: Channel,
     timestamp_ms: u64,
     text: Vec<u8>,
+    /// A piece not followed by `\n`: the next line of its pipe continues it.
+    partial: bool,
 }
 
 /// The log of the one command this instance serves.
@@ -84,7 +86,7 @@ impl Guest for Policy {
             // its pipe and time are those of the run it falls in.
             let (mut at, mut lens) = (0, batch.lens.iter());
             for run in &batch.runs {
-                for _ in 0..run.lines {
+                for i in 0..run.lines {
                     let len = lens.next().ok_or("runs cover more lines than `lens`")?;
                     let end = at + *len as usize;
                     let text = batch
@@ -98,6 +100,8 @@ impl Guest for Policy {
                         channel: run.channel,
                         timestamp_ms: run.timestamp_ms,
                         text,
+                        // Only a run's last line can be a partial piece.
+                        partial: run.partial && i + 1 == run.lines,
                     });
                     log.next_eid += 1;
                     if log.lines.len() > log.max_events {
@@ -167,17 +171,22 @@ impl Guest for Policy {
                 let batch = &mut events.batch;
                 batch.lens.push(line.text.len() as u32);
                 batch.text.extend_from_slice(&line.text);
-                // Lines of one pipe and millisecond share a run.
+                // Lines of one pipe and millisecond share a run, which a
+                // partial piece ends.
                 match batch.runs.last_mut() {
                     Some(run)
-                        if run.channel == line.channel && run.timestamp_ms == line.timestamp_ms =>
+                        if run.channel == line.channel
+                            && run.timestamp_ms == line.timestamp_ms
+                            && !run.partial =>
                     {
-                        run.lines += 1
+                        run.lines += 1;
+                        run.partial = line.partial;
                     }
                     _ => batch.runs.push(Run {
                         channel: line.channel,
                         timestamp_ms: line.timestamp_ms,
                         lines: 1,
+                        partial: line.partial,
                     }),
                 }
             }

@@ -1,9 +1,13 @@
 //! Splitting a pipe's bytes into lines, as the contract defines them.
 //!
-//! `\n`, `\r\n` and `\r` each end a line and are dropped. A line longer than
-//! [`MAX_LINE`] is cut there (at a UTF-8 character boundary where one is
-//! near), and the pump may flush a partial line when the pipe goes idle
-//! (less half a character, which waits for its rest) or closes.
+//! Only `\n` ends a line, and is dropped; `\r` and everything else stay in
+//! the text. A line longer than [`MAX_LINE`] is cut there (at a UTF-8
+//! character boundary where one is near), and the pump may flush an
+//! unterminated line when the pipe goes idle (less half a character, which
+//! waits for its rest) or closes. Every such piece is emitted as
+//! `partial`: no `\n` follows it, the next piece of the pipe continues it.
+//! So the pieces and their flags rebuild the pipe's bytes exactly: each
+//! piece, plus `\n` unless it is partial.
 
 // Public only for the property tests (`execd_host::internal`); not API.
 #![allow(missing_docs)]
@@ -16,12 +20,6 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub struct LineSplitter {
     /// Bytes of the line not yet terminated.
     partial: Vec<u8>,
-    /// The previous chunk ended in `\r`: a leading `\n` belongs to it.
-    after_cr: bool,
-    /// Pieces of the current line were sent already (cut at the limit, or
-    /// flushed when the pipe went idle): its terminator ends it, and is no
-    /// empty line of its own.
-    sent_part: bool,
     max_line: usize,
 }
 
@@ -35,25 +33,18 @@ impl LineSplitter {
     pub fn new(max_line: usize) -> Self {
         LineSplitter {
             partial: Vec::new(),
-            after_cr: false,
-            sent_part: false,
             max_line: max_line.max(4),
         }
     }
 
-    /// Feeds a chunk; `emit` gets every complete line, without terminator.
-    pub fn push(&mut self, mut chunk: &[u8], mut emit: impl FnMut(&[u8])) {
-        if self.after_cr && !chunk.is_empty() {
-            self.after_cr = false;
-            if chunk[0] == b'\n' {
-                chunk = &chunk[1..];
-            }
-        }
-        while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
+    /// Feeds a chunk; `emit` gets every line (without its `\n`, `false`)
+    /// and every piece cut at the limit (`true`: partial). A `\n` right
+    /// after pieces sent already ends their line as an empty line does,
+    /// since the last piece said no `\n` followed it.
+    pub fn push(&mut self, mut chunk: &[u8], mut emit: impl FnMut(&[u8], bool)) {
+        while let Some(end) = memchr::memchr(b'\n', chunk) {
             let (text, rest) = chunk.split_at(end);
-            if self.partial.is_empty() && text.is_empty() && self.sent_part {
-                // The end of a line whose every byte was sent already.
-            } else if self.partial.is_empty() {
+            if self.partial.is_empty() {
                 self.emit_cut(text, &mut emit);
             } else {
                 self.partial.extend_from_slice(text);
@@ -62,36 +53,27 @@ impl LineSplitter {
                 self.partial = line;
                 self.partial.clear();
             }
-            self.sent_part = false;
-            let terminator = rest[0];
             chunk = &rest[1..];
-            if terminator == b'\r' {
-                match chunk.first() {
-                    Some(b'\n') => chunk = &chunk[1..],
-                    Some(_) => {}
-                    None => self.after_cr = true,
-                }
-            }
         }
         self.partial.extend_from_slice(chunk);
         // Cut only once more bytes than fit are here: a line of exactly the
         // limit may still end with the next byte, whatever the chunking.
         while self.partial.len() > self.max_line {
             let cut = cut_point(&self.partial[..self.max_line]);
-            emit(&self.partial[..cut]);
+            emit(&self.partial[..cut], true);
             self.partial.drain(..cut);
-            self.sent_part = true;
         }
     }
 
-    /// Emits `line` (a complete line), in pieces if it is over the limit.
-    fn emit_cut(&self, mut line: &[u8], emit: &mut impl FnMut(&[u8])) {
+    /// Emits `line` (followed by `\n`), in partial pieces first if it is
+    /// over the limit.
+    fn emit_cut(&self, mut line: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
         while line.len() > self.max_line {
             let cut = cut_point(&line[..self.max_line]);
-            emit(&line[..cut]);
+            emit(&line[..cut], true);
             line = &line[cut..];
         }
-        emit(line);
+        emit(line, false);
     }
 
     /// Whether bytes of an unterminated line are waiting.
@@ -99,26 +81,26 @@ impl LineSplitter {
         !self.partial.is_empty()
     }
 
-    /// Emits the unterminated line, if any (the pipe closed).
-    pub fn flush(&mut self, mut emit: impl FnMut(&[u8])) {
+    /// Emits the unterminated line, if any, as a partial piece (the pipe
+    /// closed: no `\n` followed it).
+    pub fn flush(&mut self, mut emit: impl FnMut(&[u8], bool)) {
         if !self.partial.is_empty() {
-            emit(&self.partial);
+            emit(&self.partial, true);
             self.partial.clear();
-            self.sent_part = true;
         }
     }
 
     /// Emits what has come of the unterminated line while the pipe is idle,
-    /// less a trailing incomplete UTF-8 sequence: a writer that pauses in
-    /// the middle of a character sends the rest of it next, and the two
-    /// halves sent apart would each be invalid text. What is held back
-    /// goes with the next bytes, or with [`LineSplitter::flush`].
-    pub fn flush_idle(&mut self, mut emit: impl FnMut(&[u8])) {
+    /// as a partial piece, less a trailing incomplete UTF-8 sequence: a
+    /// writer that pauses in the middle of a character sends the rest of it
+    /// next, and the two halves sent apart would each be invalid text. What
+    /// is held back goes with the next bytes, or with
+    /// [`LineSplitter::flush`].
+    pub fn flush_idle(&mut self, mut emit: impl FnMut(&[u8], bool)) {
         let cut = cut_point(&self.partial);
         if cut > 0 {
-            emit(&self.partial[..cut]);
+            emit(&self.partial[..cut], true);
             self.partial.drain(..cut);
-            self.sent_part = true;
         }
     }
 }
@@ -169,52 +151,64 @@ pub fn append_text(out: &mut Vec<u8>, line: &[u8]) {
 mod tests {
     use super::*;
 
-    fn split(chunks: &[&[u8]], max: usize) -> Vec<Vec<u8>> {
+    /// The pieces of `chunks`, each with its partial flag.
+    fn split(chunks: &[&[u8]], max: usize) -> Vec<(Vec<u8>, bool)> {
         let mut s = LineSplitter::new(max);
         let mut out = Vec::new();
         for c in chunks {
-            s.push(c, |l| out.push(l.to_vec()));
+            s.push(c, |l, p| out.push((l.to_vec(), p)));
         }
-        s.flush(|l| out.push(l.to_vec()));
+        s.flush(|l, p| out.push((l.to_vec(), p)));
+        out
+    }
+
+    /// The bytes the pieces stand for: each, plus `\n` unless partial.
+    fn rebuild(pieces: &[(Vec<u8>, bool)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (text, partial) in pieces {
+            out.extend_from_slice(text);
+            if !partial {
+                out.push(b'\n');
+            }
+        }
         out
     }
 
     #[test]
-    fn all_terminators() {
+    fn only_newline_ends_a_line() {
         let got = split(&[b"a\nb\r\nc\rd\n\ne"], 100);
-        let want: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"", b"e"];
+        let want: Vec<(Vec<u8>, bool)> = vec![
+            (b"a".to_vec(), false),
+            (b"b\r".to_vec(), false),
+            (b"c\rd".to_vec(), false),
+            (b"".to_vec(), false),
+            (b"e".to_vec(), true),
+        ];
         assert_eq!(got, want);
-    }
-
-    #[test]
-    fn crlf_split_across_chunks() {
-        let got = split(&[b"a\r", b"\nb\r", b"", b"\n", b"\n"], 100);
-        let want: Vec<&[u8]> = vec![b"a", b"b", b""];
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn lone_cr_then_text_across_chunks() {
-        let got = split(&[b"a\r", b"b\n"], 100);
-        let want: Vec<&[u8]> = vec![b"a", b"b"];
-        assert_eq!(got, want);
+        assert_eq!(rebuild(&got), b"a\nb\r\nc\rd\n\ne");
     }
 
     #[test]
     fn partial_lines_join_across_chunks() {
         let got = split(&[b"hel", b"lo\nwor", b"ld"], 100);
-        let want: Vec<&[u8]> = vec![b"hello", b"world"];
-        assert_eq!(got, want);
+        assert_eq!(
+            got,
+            vec![(b"hello".to_vec(), false), (b"world".to_vec(), true)]
+        );
     }
 
     #[test]
-    fn long_lines_are_cut_at_the_limit() {
+    fn long_lines_are_cut_at_the_limit_into_partial_pieces() {
         let got = split(&[&[b'x'; 10], b"\n"], 4);
-        let want: Vec<&[u8]> = vec![b"xxxx", b"xxxx", b"xx"];
+        let want: Vec<(Vec<u8>, bool)> = vec![
+            (b"xxxx".to_vec(), true),
+            (b"xxxx".to_vec(), true),
+            (b"xx".to_vec(), false),
+        ];
         assert_eq!(got, want);
         let got = split(&[&[b'y'; 5], &[b'y'; 5]], 4);
-        assert_eq!(got.concat(), vec![b'y'; 10]);
-        assert!(got.iter().all(|l| l.len() <= 4));
+        assert_eq!(rebuild(&got), vec![b'y'; 10]);
+        assert!(got.iter().all(|(l, p)| l.len() <= 4 && *p));
     }
 
     #[test]
@@ -222,49 +216,54 @@ mod tests {
         // "aé€" = 61 C3A9 E282AC; a 4-byte window would split the euro sign.
         let text = "aé€😀".repeat(3);
         let got = split(&[text.as_bytes()], 4);
-        for piece in &got {
+        for (piece, _) in &got {
             assert!(std::str::from_utf8(piece).is_ok(), "{piece:?}");
         }
-        assert_eq!(got.concat(), text.as_bytes());
+        assert_eq!(rebuild(&got), text.as_bytes());
     }
 
     #[test]
-    fn a_terminator_after_sent_pieces_is_no_empty_line() {
+    fn a_newline_after_sent_pieces_is_an_empty_whole_line() {
         // Cut exactly at the limit, newline in the next chunk.
         let got = split(&[b"abcd", b"\nef"], 4);
-        let want: Vec<&[u8]> = vec![b"abcd", b"ef"];
-        assert_eq!(got, want);
+        assert_eq!(rebuild(&got), b"abcd\nef");
         // Flushed when idle, then the newline.
         let mut s = LineSplitter::new(100);
-        let mut out: Vec<Vec<u8>> = Vec::new();
-        s.push(b"prompt> ", |l| out.push(l.to_vec()));
-        s.flush(|l| out.push(l.to_vec()));
-        s.push(b"\r\n\nnext\n", |l| out.push(l.to_vec()));
-        let want: Vec<&[u8]> = vec![b"prompt> ", b"", b"next"];
+        let mut out = Vec::new();
+        s.push(b"prompt> ", |l, p| out.push((l.to_vec(), p)));
+        s.flush_idle(|l, p| out.push((l.to_vec(), p)));
+        s.push(b"\n\nnext\n", |l, p| out.push((l.to_vec(), p)));
+        let want: Vec<(Vec<u8>, bool)> = vec![
+            (b"prompt> ".to_vec(), true),
+            (b"".to_vec(), false),
+            (b"".to_vec(), false),
+            (b"next".to_vec(), false),
+        ];
         assert_eq!(out, want);
+        assert_eq!(rebuild(&out), b"prompt> \n\nnext\n");
     }
 
     #[test]
     fn an_idle_flush_holds_back_half_a_character() {
         let mut s = LineSplitter::new(100);
-        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut out: Vec<(Vec<u8>, bool)> = Vec::new();
         // "price €5": the euro sign's first two bytes, a pause, the rest.
-        s.push(b"price \xe2\x82", |l| out.push(l.to_vec()));
-        s.flush_idle(|l| out.push(l.to_vec()));
-        assert_eq!(out, [b"price ".to_vec()]);
+        s.push(b"price \xe2\x82", |l, p| out.push((l.to_vec(), p)));
+        s.flush_idle(|l, p| out.push((l.to_vec(), p)));
+        assert_eq!(out, [(b"price ".to_vec(), true)]);
         assert!(s.has_partial(), "the half character waits");
         // Nothing but half a character: nothing to send yet.
-        s.flush_idle(|l| out.push(l.to_vec()));
+        s.flush_idle(|l, p| out.push((l.to_vec(), p)));
         assert_eq!(out.len(), 1);
-        s.push(b"\xac5\n", |l| out.push(l.to_vec()));
-        assert_eq!(out[1], "€5".as_bytes());
+        s.push(b"\xac5\n", |l, p| out.push((l.to_vec(), p)));
+        assert_eq!(out[1], ("€5".as_bytes().to_vec(), false));
         // Whole characters go at once; at the pipe's end, whatever is left.
-        s.push("é".as_bytes(), |l| out.push(l.to_vec()));
-        s.flush_idle(|l| out.push(l.to_vec()));
-        assert_eq!(out[2], "é".as_bytes());
-        s.push(b"\xf0\x9f", |l| out.push(l.to_vec()));
-        s.flush(|l| out.push(l.to_vec()));
-        assert_eq!(out[3], b"\xf0\x9f");
+        s.push("é".as_bytes(), |l, p| out.push((l.to_vec(), p)));
+        s.flush_idle(|l, p| out.push((l.to_vec(), p)));
+        assert_eq!(out[2], ("é".as_bytes().to_vec(), true));
+        s.push(b"\xf0\x9f", |l, p| out.push((l.to_vec(), p)));
+        s.flush(|l, p| out.push((l.to_vec(), p)));
+        assert_eq!(out[3], (b"\xf0\x9f".to_vec(), true));
         assert!(!s.has_partial());
     }
 

@@ -12,8 +12,9 @@ use tokio::process::{ChildStderr, ChildStdout};
 use tokio::time::{Instant, sleep_until};
 
 use crate::command::{Command, status_of};
+use crate::ending::describe;
 use crate::exec::lines::LineSplitter;
-use crate::policy::wit::{Batch, Channel, Ending, Failure, Outcome};
+use crate::policy::wit::{Batch, Channel, Ending, Reason};
 use crate::time::{now_ms, unix_ms};
 
 /// How long an unterminated line may wait for its end before it is sent
@@ -61,8 +62,9 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
     fn lines(&mut self, n: usize, batch: &mut Batch) {
         let (channel, ts) = (self.channel, now_ms());
         let before = batch.len();
-        self.splitter
-            .push(&self.buf[..n], |line| batch.push_line(channel, ts, line));
+        self.splitter.push(&self.buf[..n], |line, partial| {
+            batch.push_line(channel, ts, line, partial)
+        });
         let completed_a_line = batch.len() > before;
         self.partial_since = match (self.splitter.has_partial(), self.partial_since) {
             (false, _) => None,
@@ -80,7 +82,7 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
         self.partial_since = None;
         let (channel, ts) = (self.channel, now_ms());
         self.splitter
-            .flush(|line| batch.push_line(channel, ts, line));
+            .flush(|line, partial| batch.push_line(channel, ts, line, partial));
     }
 
     /// Sends the held partial line because the pipe went quiet; half a
@@ -90,7 +92,7 @@ impl<R: tokio::io::AsyncRead + Unpin> Pipe<R> {
         self.partial_since = None;
         let (channel, ts) = (self.channel, now_ms());
         self.splitter
-            .flush_idle(|line| batch.push_line(channel, ts, line));
+            .flush_idle(|line, partial| batch.push_line(channel, ts, line, partial));
     }
 }
 
@@ -137,6 +139,8 @@ pub async fn pump(
             // pipes busy after the leader exited are part of the command.
             _ = sleep_until(deadline.unwrap_or(far)), if !timed_out && deadline.is_some() => {
                 timed_out = true;
+                // Noted first: the ending must say timeout, not signal.
+                command.note_cause(Reason::Timeout);
                 command.signal(libc::SIGKILL);
             }
             // Descendants may keep a pipe busy forever: stop at the cap.
@@ -173,7 +177,7 @@ pub async fn pump(
         output.close();
     }
     let status = exit.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL));
-    let outcome = describe(status);
+    let (outcome, reason, signal) = describe(status, command.cause());
     let (exit_code, error) = status_of(&outcome);
     let finished_at = std::time::SystemTime::now();
     {
@@ -181,6 +185,8 @@ pub async fn pump(
         s.running = false;
         s.exit_code = Some(exit_code);
         s.error = error;
+        s.reason = Some(crate::ending::reason_word(reason));
+        s.signal = signal;
         // The same instant as the terminal event's, which is what a
         // restarted host reports.
         s.finished_at = Some(finished_at);
@@ -188,6 +194,8 @@ pub async fn pump(
     let execution_ms = command.started.elapsed().as_millis() as u64;
     let ending = Ending {
         outcome,
+        reason,
+        signal,
         execution_ms,
         timestamp_ms: unix_ms(finished_at),
     };
@@ -248,35 +256,5 @@ fn on_read<R>(
             }
             pipe.lines(n, batch);
         }
-    }
-}
-
-/// The outcome of an exit, as the terminal event and the status report it.
-fn describe(status: ExitStatus) -> Outcome {
-    match (status.code(), status.signal()) {
-        (Some(0), _) => Outcome::Completed,
-        (Some(code), _) => Outcome::Failed(Failure {
-            exit_code: code,
-            message: format!("exit status {code}"),
-        }),
-        (None, signal) => Outcome::Failed(Failure {
-            exit_code: -1,
-            message: format!("signal: {}", signal_name(signal.unwrap_or(0))),
-        }),
-    }
-}
-
-/// Go's names for signals, as execd reports them.
-fn signal_name(signal: i32) -> String {
-    match signal {
-        libc::SIGHUP => "hangup".into(),
-        libc::SIGINT => "interrupt".into(),
-        libc::SIGQUIT => "quit".into(),
-        libc::SIGABRT => "aborted".into(),
-        libc::SIGKILL => "killed".into(),
-        libc::SIGSEGV => "segmentation fault".into(),
-        libc::SIGPIPE => "broken pipe".into(),
-        libc::SIGTERM => "terminated".into(),
-        other => format!("signal {other}"),
     }
 }

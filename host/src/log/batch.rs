@@ -14,6 +14,8 @@ pub struct Head {
     pub channel: Channel,
     pub timestamp_ms: u64,
     pub len: u32,
+    /// A piece not followed by `\n` (see the WIT `run`'s `partial`).
+    pub partial: bool,
 }
 
 impl Batch {
@@ -38,6 +40,8 @@ impl Batch {
         self.runs.retain_mut(|run| {
             let kept = run.lines.min(left);
             left -= kept;
+            // Only a run's last line can be partial: gone if it was cut.
+            run.partial &= kept == run.lines;
             run.lines = kept;
             kept > 0
         });
@@ -47,9 +51,10 @@ impl Batch {
         self.lens.is_empty()
     }
 
-    /// Adds a line read from a pipe: its text as the contract wants it
-    /// (see [`append_text`]) goes into the batch's one text buffer.
-    pub fn push_line(&mut self, channel: Channel, timestamp_ms: u64, line: &[u8]) {
+    /// Adds a line read from a pipe (a piece not followed by `\n` when
+    /// `partial`): its text as the contract wants it (see
+    /// [`append_text`]) goes into the batch's one text buffer.
+    pub fn push_line(&mut self, channel: Channel, timestamp_ms: u64, line: &[u8], partial: bool) {
         let before = self.text.len();
         append_text(&mut self.text, line);
         let len = (self.text.len() - before) as u32;
@@ -57,6 +62,7 @@ impl Batch {
             channel,
             timestamp_ms,
             len,
+            partial,
         });
     }
 
@@ -64,13 +70,20 @@ impl Batch {
     pub fn push_head(&mut self, head: Head) {
         self.lens.push(head.len);
         match self.runs.last_mut() {
-            Some(run) if run.channel == head.channel && run.timestamp_ms == head.timestamp_ms => {
+            // A partial piece ends its run.
+            Some(run)
+                if run.channel == head.channel
+                    && run.timestamp_ms == head.timestamp_ms
+                    && !run.partial =>
+            {
                 run.lines += 1;
+                run.partial = head.partial;
             }
             _ => self.runs.push(Run {
                 channel: head.channel,
                 timestamp_ms: head.timestamp_ms,
                 lines: 1,
+                partial: head.partial,
             }),
         }
     }
@@ -80,12 +93,17 @@ impl Batch {
     pub fn heads(&self) -> impl Iterator<Item = Head> + '_ {
         self.runs
             .iter()
-            .flat_map(|r| std::iter::repeat_n((r.channel, r.timestamp_ms), r.lines as usize))
+            .flat_map(|r| {
+                // Only a run's last line can be partial.
+                let lines = r.lines as usize;
+                (0..lines).map(move |i| (r.channel, r.timestamp_ms, r.partial && i + 1 == lines))
+            })
             .zip(&self.lens)
-            .map(|((channel, timestamp_ms), &len)| Head {
+            .map(|((channel, timestamp_ms, partial), &len)| Head {
                 channel,
                 timestamp_ms,
                 len,
+                partial,
             })
     }
 
@@ -114,12 +132,13 @@ mod tests {
     #[test]
     fn lines_of_one_pipe_and_millisecond_share_a_run() {
         let mut b = Batch::new();
-        b.push_line(Channel::Stdout, 5, b"a");
-        b.push_line(Channel::Stdout, 5, b"");
-        b.push_line(Channel::Stderr, 5, b"bc");
-        b.push_line(Channel::Stderr, 6, b"\xff");
+        b.push_line(Channel::Stdout, 5, b"a", false);
+        b.push_line(Channel::Stdout, 5, b"", false);
+        b.push_line(Channel::Stderr, 5, b"bc", false);
+        b.push_line(Channel::Stderr, 6, b"\xff", false);
         assert_eq!(b.runs.len(), 3);
         assert_eq!(b.runs[0].lines, 2);
+        assert!(b.heads().all(|h| !h.partial));
         b.check().unwrap();
         let heads: Vec<Head> = b.heads().collect();
         assert_eq!(heads.len(), 4);
@@ -129,9 +148,24 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_piece_ends_its_run_and_a_cut_drops_its_flag() {
+        let mut b = Batch::new();
+        b.push_line(Channel::Stdout, 5, b"a", false);
+        b.push_line(Channel::Stdout, 5, b"b", true);
+        b.push_line(Channel::Stdout, 5, b"c", true);
+        b.push_line(Channel::Stdout, 5, b"d", false);
+        let flags: Vec<bool> = b.heads().map(|h| h.partial).collect();
+        assert_eq!(flags, [false, true, true, false]);
+        assert_eq!(b.runs.len(), 3);
+        b.check().unwrap();
+        b.truncate(1, 1);
+        assert!(b.heads().all(|h| !h.partial));
+    }
+
+    #[test]
     fn check_finds_columns_that_disagree() {
         let mut b = Batch::new();
-        b.push_line(Channel::Stdout, 1, b"ab");
+        b.push_line(Channel::Stdout, 1, b"ab", false);
         let mut short = b.clone();
         short.text.pop();
         assert!(short.check().is_err());
@@ -143,6 +177,7 @@ mod tests {
             channel: Channel::Stderr,
             timestamp_ms: 1,
             lines: 0,
+            partial: false,
         });
         assert!(empty_run.check().is_err());
     }

@@ -433,15 +433,10 @@ impl Log {
     }
 }
 
-/// The `reason` of a terminal event, as the metrics label it.
+/// The `reason` of a terminal event, as the wire, the metrics and the
+/// host's log say it.
 pub fn end_reason(ending: &wit::Ending) -> &'static str {
-    match &ending.outcome {
-        wit::Outcome::Completed => "exit",
-        wit::Outcome::Failed(failure) if failure.exit_code >= 0 => "exit",
-        wit::Outcome::Failed(failure) if failure.message.starts_with("signal") => "signal",
-        wit::Outcome::Failed(_) => "spawn-failed",
-        wit::Outcome::HostRestarted => "host-restarted",
-    }
+    crate::ending::reason_word(ending.reason)
 }
 
 /// Where a log stands: its newest eid, and its terminal event once

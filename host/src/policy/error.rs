@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The version of the WIT package `execd:resume` this host speaks.
-pub const WIT_VERSION: &str = "0.5.0";
+pub const WIT_VERSION: &str = "0.6.0";
 
 /// Why the host could not load the policy it was told to use. Each is fatal
 /// at start, and says which file or name and why.

@@ -29,8 +29,14 @@ pub struct Line {
     pub channel: Channel,
     /// When the host read it, Unix milliseconds.
     pub timestamp_ms: u64,
-    /// Its text, without the line ending (invalid UTF-8 as U+FFFD).
+    /// Its text, without its `\n` (invalid UTF-8 as U+FFFD; an empty
+    /// line is `"\n"`).
     pub text: String,
+    /// No `\n` followed it (cut at the longest line, flushed while the
+    /// pipe was idle, or the pipe's last bytes): the next line of the same
+    /// pipe continues it. The pipe's bytes are each line's text plus `\n`
+    /// unless partial (an empty line's `"\n"` being one `\n`).
+    pub partial: bool,
 }
 
 /// Eids the log no longer holds: the reader continues after `to_eid`.
@@ -61,6 +67,8 @@ pub enum Outcome {
     /// The host that ran it stopped before it ended; a later host on the
     /// same state directory ended its log.
     HostRestarted,
+    /// The host's own orderly shutdown ended it.
+    HostShutdown,
 }
 
 /// The terminal event: the last of every command's log.
@@ -70,6 +78,11 @@ pub struct End {
     pub eid: u64,
     /// How the command ended.
     pub outcome: Outcome,
+    /// Why: `exit`, `signal`, `timeout`, `interrupted`, `host-shutdown`,
+    /// `host-restarted` or `spawn-failed`, as the wire's `reason`.
+    pub reason: &'static str,
+    /// The signal that ended it, if one did.
+    pub signal: Option<u8>,
     /// Milliseconds from start to end.
     pub execution_ms: u64,
     /// When it ended, Unix milliseconds.
@@ -155,7 +168,7 @@ fn decode(events: &wit::Events) -> Vec<Event> {
     for run in &batch.runs {
         let (these, rest) = lens.split_at((run.lines as usize).min(lens.len()));
         lens = rest;
-        for &len in these {
+        for (i, &len) in these.iter().enumerate() {
             let end = at.saturating_add(len as usize);
             let text = batch.text.get(at..end).unwrap_or_default();
             at = end;
@@ -167,6 +180,7 @@ fn decode(events: &wit::Events) -> Vec<Event> {
                 },
                 timestamp_ms: run.timestamp_ms,
                 text: String::from_utf8_lossy(text).into_owned(),
+                partial: run.partial && i + 1 == these.len(),
             });
             eid += 1;
         }
@@ -185,7 +199,10 @@ fn decode(events: &wit::Events) -> Vec<Event> {
                     message: f.message.clone(),
                 },
                 wit::Outcome::HostRestarted => Outcome::HostRestarted,
+                wit::Outcome::HostShutdown => Outcome::HostShutdown,
             },
+            reason: crate::ending::reason_word(ending.reason),
+            signal: ending.signal,
             execution_ms: ending.execution_ms,
             timestamp_ms: ending.timestamp_ms,
         }));

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 
+use crate::ending::reason_word;
 use crate::policy::wit::{Channel, Ending, Events, Gap, Outcome, Run};
 
 /// How events are framed on the wire (`--sse-framing`, `?framing=`).
@@ -132,14 +133,16 @@ pub fn events(buf: &mut Vec<u8>, framing: Framing, events: &Events) -> bool {
     for run in &events.batch.runs {
         let (these, rest) = lens.split_at((run.lines as usize).min(lens.len()));
         lens = rest;
-        for &len in these {
+        for (i, &len) in these.iter().enumerate() {
             let end = at + len as usize;
             let text = match whole.and_then(|w| w.get(at..end)) {
                 Some(text) => std::borrow::Cow::Borrowed(text),
                 None => String::from_utf8_lossy(events.batch.text.get(at..end).unwrap_or_default()),
             };
             at = end;
-            line(buf, framing, eid, run, &text, &mut stamp);
+            // Only a run's last line can be a partial piece.
+            let partial = run.partial && i + 1 == these.len();
+            line(buf, framing, eid, run, &text, partial, &mut stamp);
             eid += 1;
         }
     }
@@ -170,8 +173,16 @@ impl Stamp {
     }
 }
 
-/// An output line.
-fn line(buf: &mut Vec<u8>, framing: Framing, eid: u64, run: &Run, text: &str, stamp: &mut Stamp) {
+/// An output line; `"partial":true` when no `\n` followed it.
+fn line(
+    buf: &mut Vec<u8>,
+    framing: Framing,
+    eid: u64,
+    run: &Run,
+    text: &str,
+    partial: bool,
+    stamp: &mut Stamp,
+) {
     let kind = match run.channel {
         Channel::Stdout => "stdout",
         Channel::Stderr => "stderr",
@@ -193,13 +204,21 @@ fn line(buf: &mut Vec<u8>, framing: Framing, eid: u64, run: &Run, text: &str, st
     json_str(buf, text);
     buf.extend_from_slice(b",\"timestamp\":");
     stamp.write(buf, run.timestamp_ms);
+    if partial {
+        buf.extend_from_slice(b",\"partial\":true");
+    }
     close(buf);
 }
 
 /// What a command that the host lost at a restart reports as its error.
 pub const HOST_RESTARTED: &str = "the host restarted before the command ended";
 
-/// The terminal event: `execution_complete`, or `error` as execd sends it.
+/// What a command that the host's own orderly shutdown ended reports as
+/// its error.
+pub const HOST_SHUTDOWN: &str = "the host shut down before the command ended";
+
+/// The terminal event: `execution_complete`, or `error` as execd sends it,
+/// with the `reason` and `signal` execd's clients may ignore.
 fn end(buf: &mut Vec<u8>, framing: Framing, eid: u64, ending: &Ending) {
     let ts = ending.timestamp_ms;
     let ms = ending.execution_ms;
@@ -228,6 +247,17 @@ fn end(buf: &mut Vec<u8>, framing: Framing, eid: u64, ending: &Ending) {
                 "{{\"eid\":{eid},\"type\":\"error\",\"error\":{{\"ename\":\"HostRestarted\",\"evalue\":\"-1\",\"traceback\":[\"{HOST_RESTARTED}\"]}},\"timestamp\":{ts},\"execution_time\":{ms}"
             );
         }
+        Outcome::HostShutdown => {
+            open(buf, framing, Some(eid), "error");
+            let _ = write!(
+                buf,
+                "{{\"eid\":{eid},\"type\":\"error\",\"error\":{{\"ename\":\"HostShutdown\",\"evalue\":\"-1\",\"traceback\":[\"{HOST_SHUTDOWN}\"]}},\"timestamp\":{ts},\"execution_time\":{ms}"
+            );
+        }
+    }
+    let _ = write!(buf, ",\"reason\":\"{}\"", reason_word(ending.reason));
+    if let Some(signal) = ending.signal {
+        let _ = write!(buf, ",\"signal\":{signal}");
     }
     close(buf);
 }
@@ -297,6 +327,7 @@ mod tests {
                     channel: Channel::Stdout,
                     timestamp_ms: 1764000000000,
                     lines: 1,
+                    partial: false,
                 }],
                 text: text.as_bytes().to_vec(),
             },
@@ -325,12 +356,24 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_piece_says_so() {
+        let mut e = one_line(3, "abc", None);
+        e.batch.runs[0].partial = true;
+        assert_eq!(
+            encode(Framing::Standard, &e),
+            "id: 3\nevent: stdout\ndata: {\"eid\":3,\"type\":\"stdout\",\"text\":\"abc\",\"timestamp\":1764000000000,\"partial\":true}\n\n"
+        );
+    }
+
+    #[test]
     fn error_event_follows_the_lines_and_is_valid_json() {
         let ending = Ending {
             outcome: Outcome::Failed(Failure {
                 exit_code: 2,
                 message: "exit status 2".into(),
             }),
+            reason: crate::policy::wit::Reason::Interrupted,
+            signal: None,
             execution_ms: 9,
             timestamp_ms: 5,
         };
@@ -343,6 +386,8 @@ mod tests {
         assert_eq!(v["error"]["evalue"], "2");
         assert_eq!(v["error"]["traceback"][0], "exit status 2");
         assert_eq!(v["execution_time"], 9);
+        assert_eq!(v["reason"], "interrupted");
+        assert!(v.get("signal").is_none());
     }
 
     #[test]

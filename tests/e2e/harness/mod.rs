@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use client::{Response, Stream, try_request};
 pub use host::{Host, host_binary};
 pub use policies::build_policy;
-pub use sse::{Event, assert_failed, init_id, logged};
+pub use sse::{Event, assert_failed, assert_reason, init_id, logged};
 
 /// Upper bound for any single wait in a test; a hang fails, not blocks CI.
 pub const PATIENCE: Duration = Duration::from_secs(30);

@@ -123,6 +123,18 @@ pub async fn init_id(stream: &mut Stream) -> String {
     init.text().to_string()
 }
 
+/// Asserts why a command ended: the terminal event's `reason` and
+/// `signal` (absent when `None`), as the status body says them too.
+pub fn assert_reason(end: &Event, status: &Value, reason: &str, signal: Option<i32>) {
+    for (what, v) in [("terminal event", &end.data), ("status", status)] {
+        assert_eq!(v["reason"], reason, "{what}: {v}");
+        match signal {
+            Some(n) => assert_eq!(v["signal"], n, "{what}: {v}"),
+            None => assert!(v.get("signal").is_none(), "{what}: {v}"),
+        }
+    }
+}
+
 /// Asserts a terminal `error` event as execd sends it: `CommandExecError`,
 /// the exit code (or -1 for a signal) as `evalue`, and one traceback line.
 pub fn assert_failed(end: &Event, evalue: &str, traceback: &str) {

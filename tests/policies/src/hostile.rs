@@ -79,6 +79,7 @@ impl wit::Guest for Policy {
                 channel: wit::Channel::Stdout,
                 timestamp_ms: 0,
                 lines: 1,
+                partial: false,
             });
             events.batch.text.extend_from_slice(phantom);
             events.ending = None;

@@ -70,6 +70,9 @@ pub async fn follow(
             return Ending::Status(exit::STDOUT_CLOSED);
         }
         if let Event::Exit(end) = &event {
+            if !json && let Some(note) = exit::note(end) {
+                eprintln!("{note}");
+            }
             return Ending::Status(exit::of_exit(end));
         }
     }
@@ -78,12 +81,12 @@ pub async fn follow(
 /// Prints an event for a person; false once stdout is closed.
 fn print(event: &Event) -> bool {
     match event {
-        Event::Stdout(line) => write_out(&line.with_newline()),
+        Event::Stdout(line) => write_out(&line.as_written()),
         Event::Stderr(line) => {
             // A closed stderr is no reason to stop the command's stdout.
             let _ = std::io::stderr()
                 .lock()
-                .write_all(line.with_newline().as_bytes());
+                .write_all(line.as_written().as_bytes());
             true
         }
         Event::Gap(gap) => {

@@ -160,20 +160,21 @@ fn rejects_batches_whose_columns_disagree() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::new(Config::default(), dir.path());
     let mut b = Batch::default();
-    b.push(Channel::Stdout, 1, b"a");
-    b.push(Channel::Stdout, 1, b"b");
+    b.push(Channel::Stdout, 1, b"a", false);
+    b.push(Channel::Stdout, 1, b"b", false);
     b.runs[0].lines = 1;
     assert!(log.append(b).is_err());
     let mut b = Batch::default();
-    b.push(Channel::Stdout, 1, b"abc");
+    b.push(Channel::Stdout, 1, b"abc", false);
     b.text.push(b'!');
     assert!(log.append(b).is_err());
     let mut b = Batch::default();
-    b.push(Channel::Stdout, 1, b"a");
+    b.push(Channel::Stdout, 1, b"a", false);
     b.runs.push(Run {
         channel: Channel::Stderr,
         timestamp_ms: 1,
         lines: 0,
+        partial: false,
     });
     assert!(log.append(b).is_err());
     // Nothing was logged by the rejected batches.

@@ -273,6 +273,7 @@ fn anything_after_the_ending_is_ignored() {
         channel: Channel::Stdout,
         timestamp_ms: 1,
         lines: 1,
+        partial: false,
     }];
     format::encode_lines(&mut record, 3_001, &[5], &runs, b"ghost");
     edit(&last, |bytes| bytes.extend_from_slice(&record));
@@ -365,6 +366,7 @@ fn files_that_claim_impossible_numbers_never_break_the_log() {
         channel: Channel::Stdout,
         timestamp_ms: 1,
         lines: 1,
+        partial: false,
     }];
     let next = segment_files(dir.path()).len() as u64 + 1;
     let write = |seq: u64, first_eid: u64, text_offset: u64, record: &[u8]| {

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use execd_policy_disk::format::{self, RecordHeader};
-use execd_policy_disk::{BUDGET, Batch, Channel, Config, Ending, Gap, Log, Outcome, ReadResult};
+use execd_policy_disk::{
+    BUDGET, Batch, Channel, Config, Ending, Gap, Log, Outcome, ReadResult, Reason,
+};
 
 /// One logged line, as the model keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,6 +14,8 @@ pub struct Line {
     pub channel: Channel,
     pub timestamp_ms: u64,
     pub text: Vec<u8>,
+    /// A piece not followed by `\n`.
+    pub partial: bool,
 }
 
 /// Everything appended, in eid order (eid `i + 1` is `lines[i]`).
@@ -25,7 +29,7 @@ impl Model {
     pub fn batch(&mut self, lines: &[Line]) -> Batch {
         let mut batch = Batch::default();
         for line in lines {
-            batch.push(line.channel, line.timestamp_ms, &line.text);
+            batch.push(line.channel, line.timestamp_ms, &line.text, line.partial);
             self.lines.push(line.clone());
         }
         batch
@@ -53,6 +57,7 @@ pub fn line(channel: Channel, timestamp_ms: u64, text: impl Into<Vec<u8>>) -> Li
         channel,
         timestamp_ms,
         text: text.into(),
+        partial: false,
     }
 }
 
@@ -66,7 +71,13 @@ pub fn numbered(from: u64, to: u64) -> Vec<Line> {
             } else {
                 Channel::Stdout
             };
-            line(channel, 1000 + i / 7, format!("line {i} ✓"))
+            // The last line of each millisecond a partial piece, so the
+            // files must keep which (and records keep the layout that the
+            // damage tests cut at fixed fractions of a file).
+            Line {
+                partial: i % 7 == 6,
+                ..line(channel, 1000 + i / 7, format!("line {i} ✓"))
+            }
         })
         .collect()
 }
@@ -101,6 +112,10 @@ pub fn ending() -> Ending {
             exit_code: 3,
             message: "exit status 3".into(),
         },
+        // Not the reason the outcome implies (it trapped the TERM of a
+        // DELETE and exited 3): a log must store it, not derive it.
+        reason: Reason::Interrupted,
+        signal: None,
         execution_ms: 12,
         timestamp_ms: 99,
     }
@@ -110,6 +125,8 @@ pub fn ending() -> Ending {
 pub fn host_restarted() -> Ending {
     Ending {
         outcome: Outcome::HostRestarted,
+        reason: Reason::HostRestarted,
+        signal: None,
         execution_ms: 40,
         timestamp_ms: 7_000,
     }
@@ -141,7 +158,8 @@ pub fn apply(seen: &mut Seen, cursor: u64, result: ReadResult) -> Option<u64> {
             );
             let mut at = 0;
             let mut eid = events.first_eid;
-            for (channel, timestamp_ms, len) in events.batch.heads() {
+            let heads = events.batch.heads().zip(events.batch.partials());
+            for ((channel, timestamp_ms, len), partial) in heads {
                 let text = events.batch.text[at..at + len as usize].to_vec();
                 at += len as usize;
                 seen.lines.push((
@@ -150,6 +168,7 @@ pub fn apply(seen: &mut Seen, cursor: u64, result: ReadResult) -> Option<u64> {
                         channel,
                         timestamp_ms,
                         text,
+                        partial,
                     },
                 ));
                 eid += 1;
