@@ -66,6 +66,7 @@ mod error;
 mod exec;
 mod host;
 mod http;
+mod keys;
 mod log;
 mod policy;
 pub mod process;

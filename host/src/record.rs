@@ -40,6 +40,9 @@ pub struct CommandRecord {
     /// The policy that keeps its log (`PolicyEngine::origin`): a later host
     /// with another one does not hand it files it did not write.
     pub policy: String,
+    /// The `Idempotency-Key` it was started with, and what that asked for.
+    #[serde(default)]
+    pub idempotency: Option<crate::keys::KeyUse>,
 }
 
 impl CommandRecord {
@@ -59,6 +62,7 @@ impl CommandRecord {
             started_at_ms,
             leader,
             policy: policy.to_string(),
+            idempotency: None,
         }
     }
 

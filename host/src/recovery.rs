@@ -217,6 +217,9 @@ async fn adopt(
         },
         &ending,
     ));
+    if let Some(used) = &record.idempotency {
+        registry.keys.restore(used, &record.id);
+    }
     if left.is_zero() {
         // Gone before the first request; its files go with `command`.
         let terminal = command.log.terminal().await.unwrap_or(0);

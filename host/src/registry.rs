@@ -14,6 +14,7 @@ use crate::exec;
 use crate::exec::group::{self, Leader, ProcessGroup};
 use crate::exec::output::OutputFile;
 use crate::http::request::RunRequest;
+use crate::keys::{KeyUse, Keys};
 use crate::log::Log;
 use crate::policy::PolicyEngine;
 use crate::policy::wit::Reason;
@@ -54,6 +55,8 @@ pub struct Registry {
     closed: AtomicBool,
     bounds: Bounds,
     tombstones: Mutex<Tombstones>,
+    /// Idempotency keys, each kept until its command's tombstone goes.
+    pub keys: Keys,
     /// Process groups of commands, until they are released (see `group`).
     groups: Mutex<Vec<Arc<ProcessGroup>>>,
     /// A command's pump ended: its group may be empty now.
@@ -106,6 +109,7 @@ impl Registry {
             closed: AtomicBool::new(false),
             bounds,
             tombstones: Mutex::default(),
+            keys: Keys::default(),
             groups: Mutex::default(),
             group_ended: Arc::default(),
             disk: DiskUsage::new(bounds.disk_budget),
@@ -163,6 +167,17 @@ impl Registry {
         self: &Arc<Self>,
         request: RunRequest,
         first_reader: Option<usize>,
+    ) -> Result<(Arc<Command>, Option<u64>), RunError> {
+        self.start_keyed(request, first_reader, None).await
+    }
+
+    /// [`Registry::start`], writing the idempotency key it was started
+    /// with into its record, so a restarted host still knows it.
+    pub async fn start_keyed(
+        self: &Arc<Self>,
+        request: RunRequest,
+        first_reader: Option<usize>,
+        key: Option<&KeyUse>,
     ) -> Result<(Arc<Command>, Option<u64>), RunError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(RunError::ShuttingDown);
@@ -232,7 +247,7 @@ impl Registry {
             "command started"
         );
         let record = if self.kept {
-            let record = CommandRecord::new(
+            let mut record = CommandRecord::new(
                 &id,
                 &request.command,
                 request.background,
@@ -240,6 +255,7 @@ impl Registry {
                 Leader::of(group.pgid()),
                 self.policy.origin(),
             );
+            record.idempotency = key.cloned();
             match RecordFile::write(&self.state_dir, &record) {
                 Ok(file) => Some(file),
                 Err(e) => {
@@ -480,6 +496,7 @@ impl Registry {
             while tombstones.order.len() > TOMBSTONES {
                 if let Some(old) = tombstones.order.pop_front() {
                     tombstones.terminal.remove(&old);
+                    self.keys.forget(&format!("{old:032x}"));
                 }
             }
         }

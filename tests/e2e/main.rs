@@ -20,6 +20,7 @@ mod endings;
 mod exact;
 mod faults;
 mod hardening;
+mod idempotency;
 mod leaks;
 mod library;
 mod lifecycle;

@@ -107,7 +107,7 @@ async fn last_event_id_and_query_precedence() {
         .send("GET", &path, &[("Last-Event-ID", "1")], b"")
         .await;
     let events = s.events().await;
-    assert_eq!(events[0].eid(), Some(5), "the query wins over the header");
+    assert_eq!(events[0].eid(), Some(5), "the larger cursor wins");
     logged(&events, 4);
 
     // Neither: everything retained.

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod cors;
 pub mod error;
+pub mod idempotent;
 pub mod metrics;
 pub mod parse_errors;
 pub mod probes;
@@ -29,6 +30,7 @@ use crate::http::cors::Cors;
 use crate::http::error::ApiError;
 use crate::http::request::RunRequest;
 use crate::http::upstream::Upstream;
+use crate::keys::KeyUse;
 use crate::registry::{Lookup, Registry};
 use crate::session::Sessions;
 use crate::stream::reader::{self, Cursor};
@@ -270,6 +272,7 @@ async fn run(
     req: Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let framing = framing(app, &req)?;
+    let keyed = idempotent::head(&req)?;
     let bytes = read_body(req, app.max_body_bytes, app.body_timeout).await?;
     let request = RunRequest::parse(&bytes)?;
     let background = request.background;
@@ -277,8 +280,21 @@ async fn run(
     // handler runs on its own task (see [`handle`]). A foreground stream's
     // reader is admitted before the command starts: a refusal runs nothing.
     let first_reader = (!background).then_some(app.max_readers);
-    let (command, reader) = app.registry.start(request, first_reader).await?;
-    Ok(command_stream(app, framing, &command, reader))
+    let Some((key, after)) = keyed else {
+        let (command, reader) = app.registry.start(request, first_reader).await?;
+        return Ok(command_stream(app, framing, &command, reader, 0));
+    };
+    let used = KeyUse {
+        key,
+        request: idempotent::request("command", &bytes),
+    };
+    idempotent::start_once(app, after, framing, used, async |used| {
+        Ok(app
+            .registry
+            .start_keyed(request, first_reader, Some(used))
+            .await?)
+    })
+    .await
 }
 
 /// The response to a started command: `init`, then its events from a
@@ -288,6 +304,7 @@ pub(crate) fn command_stream(
     framing: Framing,
     command: &crate::command::Command,
     reader: Option<u64>,
+    after: u64,
 ) -> Response<ResponseBody> {
     let mut prelude = Vec::new();
     sse::init(&mut prelude, framing, &command.id, now_ms());
@@ -298,7 +315,12 @@ pub(crate) fn command_stream(
         return event_stream(body);
     };
     let _ = tx.try_send(Bytes::from(prelude));
-    let cursor = Cursor::new(Arc::clone(&command.log), reader, 0, app.shutdown.clone());
+    let cursor = Cursor::new(
+        Arc::clone(&command.log),
+        reader,
+        after,
+        app.shutdown.clone(),
+    );
     app.tasks.spawn(reader::follow(cursor, framing, tx));
     event_stream(body)
 }
@@ -346,12 +368,13 @@ async fn resume(
 ) -> Result<Response<ResponseBody>, ApiError> {
     app.registry.metrics().resumed();
     let framing = framing(app, req)?;
-    // The query wins over the header (the contract's rule); either given
-    // twice with different values is refused.
-    let after = match cursor_param(req, "after_eid")? {
-        Some(after) => after,
-        None => cursor_header(req, "Last-Event-ID")?.unwrap_or(0),
-    };
+    // Both given: the larger wins (the contract's rule), so a browser's
+    // `EventSource` on `?after_eid=N` resumes where it was on reconnect
+    // instead of from N again. Either given twice with different values
+    // is refused.
+    let query = cursor_param(req, "after_eid")?.unwrap_or(0);
+    let header = cursor_header(req, "Last-Event-ID")?.unwrap_or(0);
+    let after = query.max(header);
     let command = match app.registry.lookup(id) {
         Lookup::Live(command) => command,
         Lookup::Expired(terminal) if after >= terminal && terminal > 0 => return Ok(no_content()),

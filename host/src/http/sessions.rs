@@ -34,9 +34,28 @@ pub async fn run(app: &Arc<App>, id: &str, req: Request<RequestBody>) -> Answer 
     let framing = super::framing(app, &req)?;
     // Unknown sessions are told before the body is waited for.
     app.sessions.check(id)?;
+    let keyed = super::idempotent::head(&req)?;
     let bytes = super::read_body(req, app.max_body_bytes, app.body_timeout).await?;
-    let (request, claim) = app.sessions.prepare(id, &bytes)?;
-    let (command, reader) = app.registry.start(request, Some(app.max_readers)).await?;
-    claim.started(&command, &app.registry);
-    Ok(super::command_stream(app, framing, &command, reader))
+    let Some((key, after)) = keyed else {
+        let (request, claim) = app.sessions.prepare(id, &bytes)?;
+        let (command, reader) = app.registry.start(request, Some(app.max_readers)).await?;
+        claim.started(&command, &app.registry);
+        return Ok(super::command_stream(app, framing, &command, reader, 0));
+    };
+    // A retry is answered before the session is asked: the first use's
+    // command may still be running in it, which would make it busy.
+    let used = crate::keys::KeyUse {
+        key,
+        request: super::idempotent::request(&format!("session/{id}"), &bytes),
+    };
+    super::idempotent::start_once(app, after, framing, used, async |used| {
+        let (request, claim) = app.sessions.prepare(id, &bytes)?;
+        let (command, reader) = app
+            .registry
+            .start_keyed(request, Some(app.max_readers), Some(used))
+            .await?;
+        claim.started(&command, &app.registry);
+        Ok((command, reader))
+    })
+    .await
 }
