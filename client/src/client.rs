@@ -14,7 +14,7 @@ use crate::event::Event;
 use crate::framing::Framing;
 use crate::run::Run;
 use crate::status::{CommandInfo, CommandList, Logs, Status};
-use crate::stream::{self, EventStream, Opened, Reconnect};
+use crate::stream::{self, EventStream, Opened, Reconnect, Start};
 use crate::transport::{Subject, Transport, encode};
 
 /// The hook a client calls before each reconnection attempt.
@@ -226,9 +226,12 @@ impl Client {
     /// id, its lines, and its [`Event::Exit`]. The stream resumes by itself
     /// after a cut. A background run's stream ends after `Started`.
     ///
-    /// The request is sent once: if the connection fails before the host
-    /// answers, the error says so and nothing is retried, since the
-    /// command may have started.
+    /// The start carries a fresh `Idempotency-Key`: if the connection
+    /// breaks before the host names the command, the client sends the same
+    /// start again (with backoff, within the backoff's bound), and the
+    /// host answers with the command it started instead of running it
+    /// twice. A host that cannot be reached at all fails at once with
+    /// [`Error::Unreachable`], since it never saw the request.
     ///
     /// ```no_run
     /// # async fn example() -> Result<(), execd_client::Error> {
@@ -245,7 +248,7 @@ impl Client {
     /// ```
     pub async fn run(&self, run: Run) -> Result<EventStream> {
         let path = format!("/command{}", self.framing_query('?'));
-        self.start(&path, run.to_json(), Subject::None).await
+        self.start(&path, run.to_json(), None).await
     }
 
     /// Starts a command in the background and returns its id; follow it
@@ -272,21 +275,55 @@ impl Client {
         ))
     }
 
-    /// `POST` that answers with a command's stream.
-    async fn start(&self, path: &str, body: Vec<u8>, subject: Subject<'_>) -> Result<EventStream> {
+    /// `POST` that answers with a command's stream, with a fresh
+    /// `Idempotency-Key`: a cut before `init` retries the same start (see
+    /// [`EventStream`]), and the host runs nothing twice.
+    async fn start(&self, path: &str, body: Vec<u8>, session: Option<&str>) -> Result<EventStream> {
+        let start = Start {
+            path: path.to_string(),
+            body,
+            key: idempotency_key(),
+            session: session.map(str::to_string),
+        };
+        match self.post_start(&start).await {
+            Ok(reply) => Ok(EventStream::started(
+                self.clone(),
+                start,
+                Opened::Stream(reply),
+                None,
+            )),
+            // Connected and maybe sent: the host may have started it, so
+            // the stream retries with the key rather than give up.
+            Err(cut @ Error::Transport(_)) => Ok(EventStream::started(
+                self.clone(),
+                start,
+                Opened::NoContent,
+                Some(cut),
+            )),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// One attempt at a start: the `POST` with its key.
+    pub(crate) async fn post_start(&self, start: &Start) -> Result<crate::transport::Reply> {
+        let headers = [("Idempotency-Key", start.key.clone())];
         let reply = self
             .transport()
-            .send(Method::POST, path, &[], Some(body))
+            .send(
+                Method::POST,
+                &start.path,
+                &headers,
+                Some(start.body.clone()),
+            )
             .await?;
         if reply.status != StatusCode::OK {
+            let subject = match &start.session {
+                Some(session) => Subject::Session(session),
+                None => Subject::None,
+            };
             return Err(self.transport().error(reply, subject).await);
         }
-        Ok(EventStream::new(
-            self.clone(),
-            None,
-            0,
-            Opened::Stream(reply),
-        ))
+        Ok(reply)
     }
 
     /// Follows command `id` from the events after `after_eid` (0: all the
@@ -517,8 +554,7 @@ impl Client {
             encode(session),
             self.framing_query('?')
         );
-        self.start(&path, run.session_body(), Subject::Session(session))
-            .await
+        self.start(&path, run.session_body(), Some(session)).await
     }
 
     /// `DELETE /session/{id}`: ends the session and its running run.
@@ -544,4 +580,32 @@ fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
             String::from_utf8_lossy(body)
         ))
     })
+}
+
+/// A fresh `Idempotency-Key`: a random UUID (version 4).
+fn idempotency_key() -> String {
+    let bits: u128 = rand::random();
+    // Version 4 and the RFC 4122 variant.
+    let bits = (bits & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod key_tests {
+    #[test]
+    fn keys_are_version_4_uuids() {
+        let key = super::idempotency_key();
+        assert_eq!(key.len(), 36, "{key}");
+        assert_eq!(&key[14..15], "4", "{key}");
+        assert!(matches!(&key[19..20], "8" | "9" | "a" | "b"), "{key}");
+        assert_ne!(key, super::idempotency_key());
+    }
 }

@@ -69,6 +69,21 @@ pub struct EventStream {
     /// The current streak of failed attempts: when it began, how many.
     streak: Option<(Instant, u32)>,
     reconnects: u64,
+    /// How the run was started, until the host names the command: a cut
+    /// before `init` sends the same start again, with the same key.
+    start: Option<Start>,
+    /// Why the first attempt at the start broke, for the retry to report.
+    cut: Option<Error>,
+}
+
+/// A start as sent: the route, the body and its `Idempotency-Key` (and
+/// the session, for errors that name it).
+#[derive(Clone, Debug)]
+pub(crate) struct Start {
+    pub path: String,
+    pub body: Vec<u8>,
+    pub key: String,
+    pub session: Option<String>,
 }
 
 /// What opening a resume gives.
@@ -99,7 +114,28 @@ impl EventStream {
             done,
             streak: None,
             reconnects: 0,
+            start: None,
+            cut: None,
         }
+    }
+
+    /// The stream of a run: `opened` is the start's answer, or, with
+    /// `cut`, nothing yet (the first attempt broke after it may have been
+    /// sent).
+    pub(crate) fn started(
+        client: Client,
+        start: Start,
+        opened: Opened,
+        cut: Option<Error>,
+    ) -> EventStream {
+        let retry = cut.is_some();
+        let mut stream = EventStream::new(client, None, 0, opened);
+        stream.start = Some(start);
+        stream.cut = cut;
+        if retry {
+            stream.done = false;
+        }
+        stream
     }
 
     /// The command's id, once known (from the start on an attach; after
@@ -166,7 +202,8 @@ impl EventStream {
     /// reconnection made), or the end.
     async fn step(&mut self) -> Result<Option<Event>> {
         let Some(reply) = self.reply.as_mut() else {
-            self.reconnect(None).await?;
+            let cut = self.cut.take();
+            self.reconnect(cut).await?;
             return Ok(None);
         };
         if let Some(raw) = self.decoder.next() {
@@ -219,6 +256,8 @@ impl EventStream {
                     return Ok(None);
                 }
                 self.command_id = Some(command_id.clone());
+                // Named: from now on a cut resumes by id.
+                self.start = None;
             }
             Event::Gap(gap) => {
                 if gap.to_eid <= self.last_eid {
@@ -250,28 +289,17 @@ impl EventStream {
         // again whole.
         self.decoder = Decoder::default();
         let Some(id) = self.command_id.clone() else {
-            let why = cut.map_or_else(|| "no connection".to_string(), |e| e.to_string());
-            return Err(Error::LostBeforeStart(why));
+            return self.restart(cut).await;
         };
         let mut cause = cut.unwrap_or_else(|| Error::Transport("no connection".into()));
-        let backoff = self.client.inner.backoff.clone();
         loop {
-            let (started, attempts) = *self.streak.get_or_insert((Instant::now(), 0));
-            let delay = backoff.delay(attempts);
-            let elapsed = started.elapsed();
-            if elapsed + delay > backoff.elapsed_bound() {
-                return Err(Error::GaveUp {
-                    attempts,
-                    elapsed,
-                    last: Box::new(cause),
-                });
-            }
-            self.streak = Some((started, attempts + 1));
+            let (attempt, delay, kept) = self.next_attempt(cause)?;
+            cause = kept;
             if let Some(hook) = &self.client.inner.on_reconnect {
                 hook(&Reconnect {
                     command_id: &id,
                     after_eid: self.last_eid,
-                    attempt: attempts + 1,
+                    attempt,
                     delay,
                     cause: &cause,
                 });
@@ -299,6 +327,48 @@ impl EventStream {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// A cut before the host named the command: the start again, with
+    /// the same `Idempotency-Key`, so the host answers with the command it
+    /// started (from `init` on) rather than run it twice.
+    async fn restart(&mut self, cut: Option<Error>) -> Result<()> {
+        let mut cause = cut.unwrap_or_else(|| Error::Transport("no connection".into()));
+        let Some(start) = self.start.clone() else {
+            return Err(Error::LostBeforeStart(cause.to_string()));
+        };
+        loop {
+            let (_, delay, _) = self.next_attempt(cause)?;
+            tokio::time::sleep(delay).await;
+            match self.client.post_start(&start).await {
+                Ok(reply) => {
+                    self.reply = Some(reply);
+                    self.reconnects += 1;
+                    return Ok(());
+                }
+                Err(error) if error.is_transient() => cause = error,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// The next attempt of the current streak of failures: its number and
+    /// the delay before it, with `cause` handed back; past the backoff's
+    /// bound, the streak gives up with `cause` as the last error.
+    fn next_attempt(&mut self, cause: Error) -> Result<(u32, Duration, Error)> {
+        let backoff = self.client.inner.backoff.clone();
+        let (started, attempts) = *self.streak.get_or_insert((Instant::now(), 0));
+        let delay = backoff.delay(attempts);
+        let elapsed = started.elapsed();
+        if elapsed + delay > backoff.elapsed_bound() {
+            return Err(Error::GaveUp {
+                attempts,
+                elapsed,
+                last: Box::new(cause),
+            });
+        }
+        self.streak = Some((started, attempts + 1));
+        Ok((attempts + 1, delay, cause))
     }
 }
 

@@ -13,6 +13,7 @@ fn cutting() -> Option<Cutting> {
     Some(Cutting {
         events: (100, 400),
         refuse_after_cut: false,
+        first_only: false,
     })
 }
 
@@ -164,4 +165,80 @@ async fn execdctl_logs_follow_survives_cuts() {
         want.len()
     );
     assert!(proxy.cuts() >= 2, "only {} cuts", proxy.cuts());
+}
+
+/// A proxy that cuts the first answer within its first 60 bytes (inside
+/// the HTTP head, before `init`), then lets everything through.
+async fn cut_before_init(host: &Host) -> Proxy {
+    Proxy::start(
+        &host.addr,
+        Some(Cutting {
+            events: (0, 0),
+            refuse_after_cut: false,
+            first_only: true,
+        }),
+    )
+    .await
+}
+
+/// A command that leaves a line in `file` each time it runs.
+fn counted(file: &std::path::Path) -> String {
+    format!("echo ran >> '{}'; seq 1 100", file.display())
+}
+
+fn runs(file: &std::path::Path) -> usize {
+    std::fs::read_to_string(file).map_or(0, |t| t.lines().count())
+}
+
+/// A cut before `init` used to lose the command (the client had no id);
+/// now the client sends the start again with its `Idempotency-Key`, and the
+/// host answers with the command it started: it runs once, every line
+/// arrives once.
+#[tokio::test]
+async fn library_run_cut_before_init_runs_once() {
+    let dir = harness::TempDir::new("cut-before-init");
+    let file = dir.0.join("ran");
+    let host = Host::start(&[]).await;
+    let proxy = cut_before_init(&host).await;
+    let client = client_for(&proxy.url, None, None);
+    let mut events = client
+        .run(execd_client::Run::shell(counted(&file)))
+        .await
+        .expect("run");
+    let (mut started, mut out, mut exit) = (0, Vec::new(), None);
+    let read = async {
+        while let Some(event) = events.next().await {
+            match event.expect("no error through the cut") {
+                Event::Started { .. } => started += 1,
+                Event::Stdout(line) => out.push(line.text),
+                Event::Exit(e) => exit = Some(e.code),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(harness::PATIENCE, read)
+        .await
+        .expect("stream ends in time");
+    assert_eq!(proxy.cuts(), 1, "the proxy cut the first answer");
+    assert_eq!(started, 1);
+    assert_eq!(out, (1..=100).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(exit, Some(0));
+    assert_eq!(runs(&file), 1, "the command ran once");
+}
+
+#[tokio::test]
+async fn execdctl_run_cut_before_init_runs_once() {
+    let dir = harness::TempDir::new("ctl-cut-before-init");
+    let file = dir.0.join("ran");
+    let host = Host::start(&[]).await;
+    let proxy = cut_before_init(&host).await;
+    let script = counted(&file);
+    let out = ctl(&["--url", &proxy.url, "run", "--", "sh", "-c", &script]).await;
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(
+        out.stdout_lines(),
+        (1..=100).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(proxy.cuts(), 1);
+    assert_eq!(runs(&file), 1, "the command ran once");
 }

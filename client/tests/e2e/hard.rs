@@ -50,6 +50,7 @@ fn cut_once_then_refuse() -> Option<Cutting> {
     Some(Cutting {
         events: (50, 50),
         refuse_after_cut: true,
+        first_only: false,
     })
 }
 

@@ -21,6 +21,8 @@ pub struct Cutting {
     /// After the first cut, refuse every new connection until
     /// [`Proxy::pass`].
     pub refuse_after_cut: bool,
+    /// Cut one connection only: after it, connections pass whole.
+    pub first_only: bool,
 }
 
 #[derive(Default)]
@@ -219,6 +221,9 @@ async fn relay(
         counters.cuts.fetch_add(1, Ordering::SeqCst);
         if cutting.is_some_and(|c| c.refuse_after_cut) {
             counters.refusing.store(true, Ordering::SeqCst);
+        }
+        if cutting.is_some_and(|c| c.first_only) {
+            counters.passing.store(true, Ordering::SeqCst);
         }
         // Half the cuts by RST, half by FIN; `fd` is still open, as this
         // task holds the client's write half.
