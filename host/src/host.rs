@@ -111,6 +111,13 @@ impl Host {
                 );
             }
         }
+        match &settings.access_token {
+            Some(token) => crate::exec::hide_token(token),
+            None => tracing::warn!(
+                "no access token set: any local process can use the API as the host's user, \
+                 and requests with `uid`/`gid` are refused (403 TOKEN_REQUIRED)"
+            ),
+        }
         let (end, streams) = watch::channel(false);
         let app = Arc::new(App {
             registry,

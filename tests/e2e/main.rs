@@ -18,6 +18,7 @@ mod dropin;
 mod embedding;
 mod faults;
 mod hardening;
+mod hardening2;
 mod leaks;
 mod library;
 mod lifecycle;

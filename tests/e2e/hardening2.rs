@@ -1,0 +1,240 @@
+//! Regression tests for the second adversarial round (issue #20): an
+//! `EXECD_ENVS` file that froze the host, ate its memory or handed root's
+//! commands another user's variables; uid switches without a token;
+//! sessions that ignored `uid`/`gid`; the token under a second name;
+//! timeouts that missed what a command left running; a slow shutdown.
+//!
+//! Tests that switch a command to uid 65534 (nobody) need the host to run
+//! as root; they say so and skip otherwise.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::*;
+use crate::probes::eventually;
+
+/// The unprivileged user commands are switched to.
+const NOBODY: u32 = 65534;
+
+/// Whether the tests run as root, which switching a command's uid needs.
+fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        println!("{test}: skipped: it needs root (uid switches, chown)");
+    }
+    root
+}
+
+/// Runs `body` to its end within `limit` (a hang fails the test rather
+/// than blocking it) and returns its stdout lines.
+async fn stdout_within(host: &Host, body: serde_json::Value, limit: Duration) -> Vec<String> {
+    let run = async {
+        let mut stream = host.run(body.clone()).await;
+        assert_eq!(stream.status, 200, "POST /command {body}");
+        stream.events().await
+    };
+    let events = tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| panic!("{body} did not end within {limit:?}"));
+    events
+        .iter()
+        .filter(|e| e.kind() == "stdout")
+        .map(|e| e.text().to_string())
+        .collect()
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// How many lines of the host's log say the env file was not read for
+/// `cause`.
+fn refusals(host: &Host, cause: &str) -> usize {
+    host.stderr()
+        .lines()
+        .filter(|l| l.contains("EXECD_ENVS file is not read") && l.contains(cause))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsafe_env_file_is_not_read_and_never_stalls_the_host() {
+    if !root_or_skip("an_unsafe_env_file_is_not_read_and_never_stalls_the_host") {
+        return;
+    }
+    let dir = TempDir::new("envs-unsafe");
+    chmod(&dir.0, 0o755);
+    let file = dir.0.join("envs");
+    std::fs::write(&file, "FROM_FILE=yes\n").expect("write env file");
+    chmod(&file, 0o600);
+    let path = file.to_str().expect("utf-8 path");
+    let host = Host::try_start_env(&[], &[("EXECD_ENVS", path)])
+        .await
+        .expect("host starts");
+    let probe = json!({"command": "echo \"[$FROM_FILE]\""});
+    let limit = Duration::from_secs(10);
+
+    // A private file of the host's user is read.
+    assert_eq!(stdout_within(&host, probe.clone(), limit).await, ["[yes]"]);
+
+    // One other users can write: not read, logged once however many spawns.
+    chmod(&file, 0o666);
+    for _ in 0..2 {
+        assert_eq!(stdout_within(&host, probe.clone(), limit).await, ["[]"]);
+    }
+
+    // One owned by another user (who could rewrite it at will): not read.
+    chmod(&file, 0o644);
+    chown(&file, NOBODY);
+    assert_eq!(stdout_within(&host, probe.clone(), limit).await, ["[]"]);
+
+    // A link to a device that never ends: not read, and memory stays put.
+    std::fs::remove_file(&file).expect("remove env file");
+    std::os::unix::fs::symlink("/dev/zero", &file).expect("link to /dev/zero");
+    let rss_before = host.rss_kib();
+    assert_eq!(stdout_within(&host, probe.clone(), limit).await, ["[]"]);
+    assert!(
+        host.rss_kib() < rss_before + 64 * 1024,
+        "the host read /dev/zero: {} KiB -> {} KiB",
+        rss_before,
+        host.rss_kib()
+    );
+
+    // A FIFO nobody writes: the spawn goes on without it, and the host
+    // serves everything else meanwhile.
+    std::fs::remove_file(&file).expect("remove link");
+    let fifo = std::ffi::CString::new(path).expect("no NUL");
+    // SAFETY: mkfifo on a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    assert_eq!(stdout_within(&host, probe.clone(), limit).await, ["[]"]);
+    let ping = tokio::time::timeout(limit, host.call("GET", "/ping", ""))
+        .await
+        .expect("ping answered while the env file is a FIFO");
+    assert_eq!(ping.status, 200);
+
+    // Each cause logged once, however many spawns met it (the link and
+    // the FIFO are one cause). The log is read as it comes: wait for the
+    // last line, bounded; the earlier ones came before it.
+    assert!(
+        eventually(PATIENCE, || refusals(&host, "not a regular file") >= 1).await,
+        "{}",
+        host.stderr()
+    );
+    for cause in [
+        "other than its owner",
+        "owned by uid 65534",
+        "not a regular file",
+    ] {
+        assert_eq!(refusals(&host, cause), 1, "{cause}: {}", host.stderr());
+    }
+
+    // SIGTERM still stops it.
+    let status = tokio::time::timeout(limit, host.terminate())
+        .await
+        .expect("the host exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uid_and_gid_without_a_token_are_403_token_required() {
+    let host = Host::start(&[]).await;
+    // The log is read as it comes: wait for the line, bounded.
+    assert!(
+        eventually(PATIENCE, || host.stderr().contains("no access token set")).await,
+        "the start-up log warns: {}",
+        host.stderr()
+    );
+    for body in [
+        json!({"command": "id -u", "uid": NOBODY}),
+        json!({"command": "id -u", "uid": NOBODY, "gid": NOBODY}),
+        // Refused before the body's other checks.
+        json!({"command": "id -u", "gid": NOBODY}),
+        json!({"command": "id -u", "uid": "root"}),
+    ] {
+        host.call("POST", "/command", &body.to_string())
+            .await
+            .assert_error(403, "TOKEN_REQUIRED");
+    }
+    host.call("POST", "/session", &json!({"uid": NOBODY}).to_string())
+        .await
+        .assert_error(403, "TOKEN_REQUIRED");
+    let created = host.call("POST", "/session", "").await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let session = created.json()["session_id"]
+        .as_str()
+        .expect("session_id")
+        .to_string();
+    let body = json!({"command": "id -u", "uid": NOBODY, "gid": NOBODY});
+    host.call(
+        "POST",
+        &format!("/session/{session}/run"),
+        &body.to_string(),
+    )
+    .await
+    .assert_error(403, "TOKEN_REQUIRED");
+    // Without `uid`, the same requests run; `null` is as good as absent.
+    let lines = stdout_within(
+        &host,
+        json!({"command": "echo ran", "uid": null, "gid": null}),
+        PATIENCE,
+    )
+    .await;
+    assert_eq!(lines, ["ran"]);
+
+    // With a token, no warning, and the switch is honoured.
+    let host = Host::start(&["--access-token", "t0ken-for-uid"]).await;
+    assert!(!host.stderr().contains("no access token set"));
+    if root_or_skip("uid_and_gid_without_a_token_are_403_token_required (with a token)") {
+        let lines =
+            stdout_within(&host, json!({"command": "id -u", "uid": NOBODY}), PATIENCE).await;
+        assert_eq!(lines, [NOBODY.to_string()]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tokens_value_under_another_name_never_reaches_a_command() {
+    let token = "t0ken-passed-twice";
+    let mut host = Host::try_start_env(
+        &[],
+        &[
+            ("EXECD_ACCESS_TOKEN", token),
+            ("ORCHESTRATOR_SECRET", token),
+            ("NOT_A_SECRET", "plain"),
+        ],
+    )
+    .await
+    .expect("host starts");
+    host.token = Some(token.to_string());
+    let probe = "echo \"[$ORCHESTRATOR_SECRET][$NOT_A_SECRET]\"; env | grep -c t0ken-passed-twice";
+    let mut bodies = vec![json!({"command": probe})];
+    if root_or_skip("the_tokens_value_under_another_name_never_reaches_a_command (as nobody)") {
+        bodies.push(json!({"command": probe, "uid": NOBODY}));
+    }
+    for body in bodies {
+        let lines = stdout_within(&host, body, PATIENCE).await;
+        assert_eq!(lines, ["[][plain]", "0"]);
+    }
+    // Nor through `$NAME` in a `cwd`.
+    let refused = host
+        .call(
+            "POST",
+            "/command",
+            &json!({"command": "true", "cwd": "/tmp/$ORCHESTRATOR_SECRET"}).to_string(),
+        )
+        .await;
+    refused.assert_error(400, "INVALID_REQUEST_BODY");
+    assert!(
+        refused.text().contains("does not define"),
+        "{}",
+        refused.text()
+    );
+}
