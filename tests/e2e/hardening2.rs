@@ -238,3 +238,113 @@ async fn the_tokens_value_under_another_name_never_reaches_a_command() {
         refused.text()
     );
 }
+
+/// Creates a session with `body`, returning its id.
+async fn session(host: &Host, body: serde_json::Value) -> String {
+    let created = host.call("POST", "/session", &body.to_string()).await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    created.json()["session_id"]
+        .as_str()
+        .expect("session_id")
+        .to_string()
+}
+
+/// Runs `body` in `session` to its end and returns its stdout lines.
+async fn session_stdout(host: &Host, session: &str, body: serde_json::Value) -> Vec<String> {
+    let path = format!("/session/{session}/run");
+    let run = async {
+        let mut stream = host
+            .send("POST", &path, &[], body.to_string().as_bytes())
+            .await;
+        assert_eq!(stream.status, 200, "{path} {body}");
+        stream.events().await
+    };
+    let events = tokio::time::timeout(PATIENCE, run)
+        .await
+        .unwrap_or_else(|_| panic!("{body} did not end in time"));
+    events
+        .iter()
+        .filter(|e| e.kind() == "stdout")
+        .map(|e| e.text().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_runs_as_its_user_and_keeps_its_state_to_itself() {
+    if !root_or_skip("a_session_runs_as_its_user_and_keeps_its_state_to_itself") {
+        return;
+    }
+    let host = Host::start(&["--access-token", "t0ken-for-sessions"]).await;
+    let nobody = session(&host, json!({"uid": NOBODY})).await;
+    let lines = session_stdout(
+        &host,
+        &nobody,
+        json!({"command": "id -u; id -g; export SECRET_OF_NOBODY=1; cd /tmp; echo \"$__execd_state\""}),
+    )
+    .await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[..2], [NOBODY.to_string(), NOBODY.to_string()]);
+    let state = lines[2].clone();
+    // Its state was saved (by nobody, where nobody can write) and restored.
+    let lines = session_stdout(
+        &host,
+        &nobody,
+        json!({"command": "echo \"$SECRET_OF_NOBODY\"; pwd; id -u", "uid": NOBODY}),
+    )
+    .await;
+    assert_eq!(lines, ["1", "/tmp", &NOBODY.to_string()]);
+
+    // Another user's session cannot read it.
+    let other = session(&host, json!({"uid": NOBODY - 1, "gid": NOBODY - 1})).await;
+    let probe = format!("cat {state} >/dev/null 2>&1 && echo read || echo denied; id -u");
+    let lines = session_stdout(&host, &other, json!({ "command": probe })).await;
+    assert_eq!(lines, ["denied", &(NOBODY - 1).to_string()]);
+
+    // A run asking for another user than its session's is 400.
+    let root = session(&host, json!({})).await;
+    for (id, body) in [
+        (&nobody, json!({"command": "id -u", "uid": 0})),
+        (
+            &nobody,
+            json!({"command": "id -u", "uid": NOBODY, "gid": 0}),
+        ),
+        (&root, json!({"command": "id -u", "uid": NOBODY})),
+    ] {
+        host.call("POST", &format!("/session/{id}/run"), &body.to_string())
+            .await
+            .assert_error(400, "INVALID_REQUEST_BODY");
+    }
+    assert_eq!(
+        session_stdout(&host, &root, json!({"command": "id -u"})).await,
+        ["0"]
+    );
+    host.call("POST", "/session", &json!({"gid": NOBODY}).to_string())
+        .await
+        .assert_error(400, "INVALID_REQUEST_BODY");
+
+    // Deleting the session removes its directory.
+    let dir = std::path::Path::new(&state)
+        .parent()
+        .expect("state dir")
+        .to_path_buf();
+    assert!(dir.exists());
+    assert_eq!(
+        host.call("DELETE", &format!("/session/{nobody}"), "")
+            .await
+            .status,
+        200
+    );
+    assert!(!dir.exists(), "{} is left", dir.display());
+    // And the host's exit removes the others'.
+    let other_dir = {
+        let lines =
+            session_stdout(&host, &other, json!({"command": "echo \"$__execd_state\""})).await;
+        std::path::Path::new(&lines[0])
+            .parent()
+            .expect("dir")
+            .to_path_buf()
+    };
+    assert!(other_dir.exists());
+    host.terminate().await;
+    assert!(!other_dir.exists(), "{} is left", other_dir.display());
+}

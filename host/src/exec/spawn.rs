@@ -131,7 +131,7 @@ pub async fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Chi
     }
     if let Some(uid) = request.uid {
         cmd.uid(uid);
-        cmd.gid(request.gid.or_else(|| primary_gid(uid)).unwrap_or(uid));
+        cmd.gid(run_gid(uid, request.gid));
     }
     let Some(spawner) = SPAWNER.get() else {
         return cmd.spawn();
@@ -182,6 +182,12 @@ fn program(name: &str, request: &RunRequest) -> std::io::Result<PathBuf> {
                 ),
             )
         })
+}
+
+/// The group a command run as `uid` runs as: `gid` when given, else the
+/// user's primary group, else the number `uid` itself.
+pub fn run_gid(uid: u32, gid: Option<u32>) -> u32 {
+    gid.or_else(|| primary_gid(uid)).unwrap_or(uid)
 }
 
 /// The primary group of `uid` from the passwd database.
