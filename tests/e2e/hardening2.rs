@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::harness::*;
-use crate::probes::eventually;
+use crate::probes::{eventually, group_alive};
 
 /// The unprivileged user commands are switched to.
 const NOBODY: u32 = 65534;
@@ -347,4 +347,30 @@ async fn a_session_runs_as_its_user_and_keeps_its_state_to_itself() {
     assert!(other_dir.exists());
     host.terminate().await;
     assert!(!other_dir.exists(), "{} is left", other_dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_reaches_what_the_command_left_running() {
+    let host = Host::start(&[]).await;
+    // The command ends at once (its leader exits, the pipes go quiet);
+    // the sleep it left is still covered by the 2 s timeout.
+    let mut stream = host
+        .run(json!({"command": "echo $$; sleep 1041 >/dev/null 2>&1 & echo started", "timeout": 2000}))
+        .await;
+    let id = init_id(&mut stream).await;
+    let group: u32 = stream
+        .next_event()
+        .await
+        .expect("the pid line")
+        .text()
+        .parse()
+        .expect("a pid");
+    let _ = stream.events().await;
+    assert_eq!(host.wait_finished(&id).await["exit_code"], 0);
+    assert_eq!(group_alive(group).len(), 1, "the sleep outlived its shell");
+    assert!(
+        eventually(Duration::from_secs(10), || group_alive(group).is_empty()).await,
+        "the sleep survived the timeout: {:?}",
+        group_alive(group)
+    );
 }
