@@ -118,6 +118,12 @@ impl Host {
                  and requests with `uid`/`gid` are refused (403 TOKEN_REQUIRED)"
             ),
         }
+        if let Err(e) = crate::exec::envfile::keep_private(state_dir.path()) {
+            tracing::warn!(
+                "cannot make the host's own EXECD_ENVS file in the state directory: {e}; \
+                 the SDK's set_env will not work"
+            );
+        }
         let (end, streams) = watch::channel(false);
         let app = Arc::new(App {
             registry,

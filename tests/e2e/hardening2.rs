@@ -374,3 +374,28 @@ async fn a_timeout_reaches_what_the_command_left_running() {
         group_alive(group)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_env_works_without_execd_envs_set() {
+    let state = TempDir::new("envs-private");
+    let dir = state.0.join("state");
+    let host = Host::try_start_env(
+        &["--state-dir", dir.to_str().expect("utf-8 path")],
+        &[("EXECD_ENVS", "")],
+    )
+    .await
+    .expect("host starts");
+    // What the SDK's `set_env` runs: append to the file `EXECD_ENVS` names.
+    let lines = stdout_within(
+        &host,
+        json!({"command": "echo \"$EXECD_ENVS\"; echo \"PERSISTED='it works'\" >> \"$EXECD_ENVS\""}),
+        PATIENCE,
+    )
+    .await;
+    assert_eq!(lines, [dir.join("execd.env").display().to_string()]);
+    let lines = stdout_within(&host, json!({"command": "echo \"[$PERSISTED]\""}), PATIENCE).await;
+    assert_eq!(lines, ["[it works]"]);
+    // The host's own file is private: read, since no one else can write it.
+    let meta = std::fs::metadata(dir.join("execd.env")).expect("the env file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}

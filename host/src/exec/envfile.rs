@@ -11,7 +11,7 @@
 //! malformed line is skipped and logged (by line number: values may be
 //! secrets), never fatal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::exec::is_secret;
 
@@ -22,12 +22,55 @@ pub const EXECD_ENVS: &str = "EXECD_ENVS";
 /// every spawn.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-/// The entries of the host's `EXECD_ENVS` file, in file order (later
-/// lines win), or none when the variable is unset or the file is missing.
+/// The name of the host's own env file, in its state dir, used when its
+/// environment has no `EXECD_ENVS`.
+const PRIVATE_FILE: &str = "execd.env";
+
+/// That file's path, once [`keep_private`] made it.
+static PRIVATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// When the host's environment names no `EXECD_ENVS` file, makes a
+/// private one (0600) in `state_dir` and hands its path to commands as
+/// `EXECD_ENVS`, so the SDK's `set_env` works out of the box. Called once
+/// at start; a second call (a second host in one process) keeps the
+/// first file.
+pub fn keep_private(state_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if configured().is_some() {
+        return Ok(());
+    }
+    let path = state_dir.join(PRIVATE_FILE);
+    // Kept if there (a kept --state-dir keeps what `set_env` set).
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    let _ = PRIVATE.set(path);
+    Ok(())
+}
+
+/// The path the host's environment names, if any.
+fn configured() -> Option<PathBuf> {
+    std::env::var_os(EXECD_ENVS)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The host's private env file (see [`keep_private`]), to be passed to
+/// commands as `EXECD_ENVS`.
+pub fn private() -> Option<&'static Path> {
+    PRIVATE.get().map(PathBuf::as_path)
+}
+
+/// The entries of the host's `EXECD_ENVS` file (or its private one), in
+/// file order (later lines win), or none when there is none or it is
+/// missing.
 pub fn load() -> Vec<(String, String)> {
-    match std::env::var_os(EXECD_ENVS) {
-        Some(path) if !path.is_empty() => read(Path::new(&path)),
-        _ => Vec::new(),
+    match configured().as_deref().or(private()) {
+        Some(path) => read(path),
+        None => Vec::new(),
     }
 }
 
