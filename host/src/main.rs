@@ -39,12 +39,7 @@ struct Config {
 
     /// Read the access token from this file (one trailing newline is
     /// ignored). Keep it readable by the host's user only.
-    #[arg(
-        long,
-        env = "EXECD_ACCESS_TOKEN_FILE",
-        value_name = "PATH",
-        conflicts_with = "access_token"
-    )]
+    #[arg(long, env = "EXECD_ACCESS_TOKEN_FILE", value_name = "PATH")]
     access_token_file: Option<PathBuf>,
 
     /// Log policy: an embedded name (`disk`, the lossless default; `ring`,
@@ -142,7 +137,15 @@ struct Config {
 }
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let matches = <Config as clap::CommandFactory>::command().get_matches();
+    let config = match <Config as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(config) => config,
+        Err(e) => e.exit(),
+    };
+    if let Some(both) = two_token_sources(&matches) {
+        eprintln!("execd-host: {both}");
+        return ExitCode::FAILURE;
+    }
     process::init_logging(
         std::env::var("EXECD_LOG").ok().as_deref(),
         std::env::var("EXECD_LOG_FORMAT").ok().as_deref(),
@@ -173,6 +176,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Both a token and a token file, named as they were given (a flag or its
+/// environment variable): clap's own conflict message names the flags even
+/// when the value came from the environment.
+fn two_token_sources(matches: &clap::ArgMatches) -> Option<String> {
+    let source = |id: &str, flag: &str, env: &str| match matches.value_source(id) {
+        Some(clap::parser::ValueSource::EnvVariable) => Some(env.to_string()),
+        Some(clap::parser::ValueSource::CommandLine) => Some(flag.to_string()),
+        _ => None,
+    };
+    let token = source("access_token", "--access-token", "EXECD_ACCESS_TOKEN")?;
+    let file = source(
+        "access_token_file",
+        "--access-token-file",
+        "EXECD_ACCESS_TOKEN_FILE",
+    )?;
+    Some(format!(
+        "the access token is given twice, by {token} and by {file}: give one of them"
+    ))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

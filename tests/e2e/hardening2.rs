@@ -399,3 +399,35 @@ async fn set_env_works_without_execd_envs_set() {
     let meta = std::fs::metadata(dir.join("execd.env")).expect("the env file");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_token_sources_are_named_as_given() {
+    let dir = TempDir::new("two-tokens");
+    let file = dir.0.join("token");
+    std::fs::write(&file, "from-a-file\n").expect("write token file");
+    chmod(&file, 0o600);
+    let path = file.to_str().expect("utf-8 path");
+    let err = Host::try_start_env(
+        &["--access-token-file", path],
+        &[("EXECD_ACCESS_TOKEN", "from-the-env")],
+    )
+    .await
+    .err()
+    .expect("two token sources are refused");
+    assert!(
+        err.contains("EXECD_ACCESS_TOKEN and by --access-token-file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("from-the-env"),
+        "the token is not shown: {err}"
+    );
+    let err = Host::try_start(&["--access-token", "t", "--access-token-file", path])
+        .await
+        .err()
+        .expect("two token sources are refused");
+    assert!(
+        err.contains("--access-token and by --access-token-file"),
+        "{err}"
+    );
+}
