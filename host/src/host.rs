@@ -233,7 +233,8 @@ impl Host {
     /// Stops the host: no command starts from now on; every process group
     /// it started gets SIGTERM, and SIGKILL after `grace`; readers receive
     /// the terminal events, then every stream ends; connections accepted
-    /// by [`Host::serve`] are drained (at most the drain timeout); the
+    /// by [`Host::serve`] are drained (at most the drain timeout, then
+    /// closed); the
     /// commands' files are removed, or kept for the next host when the
     /// state directory was given (it recovers them); and every task and
     /// thread of the host ends. Later calls, from any clone, return at

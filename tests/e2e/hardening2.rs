@@ -431,3 +431,62 @@ async fn two_token_sources_are_named_as_given() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_reader_that_never_reads_is_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // What the README promises: SIGKILL 3 s after SIGTERM, then at most
+    // 5 s for connections; 2 s more for a loaded machine. Before the fix
+    // a stalled connection was waited for twice (13 s here).
+    const KILL_GRACE: Duration = Duration::from_secs(3);
+    const DRAIN: Duration = Duration::from_secs(5);
+    const SLACK: Duration = Duration::from_secs(2);
+    let host = Host::start(&[]).await;
+    let addr: std::net::SocketAddr = host.addr.parse().expect("host address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small window, so the host's writes stall after a few KiB.
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut reader = socket.connect(addr).await.expect("connect");
+    // The group ignores SIGTERM, so the whole kill grace is spent too;
+    // its output (~6 MB/s) outgrows every socket buffer at once.
+    let body = json!({
+        "command": "trap '' TERM; while :; do head -c 65536 /dev/zero | tr '\\0' a; echo; sleep 0.01; done"
+    })
+    .to_string();
+    let request = format!(
+        "POST /command HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    reader
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut head = [0u8; 12];
+    tokio::time::timeout(PATIENCE, reader.read_exact(&mut head))
+        .await
+        .expect("the response begins")
+        .expect("read the status line");
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // Output has flowed, so the trap is set; from here on nothing is read.
+    let mut seen = 0;
+    let mut chunk = [0u8; 4096];
+    while seen < 2 * 65536 {
+        let n = tokio::time::timeout(PATIENCE, reader.read(&mut chunk))
+            .await
+            .expect("output flows")
+            .expect("read output");
+        assert!(n > 0, "the stream ended early");
+        seen += n;
+    }
+
+    let begun = std::time::Instant::now();
+    let status = host.terminate().await;
+    let took = begun.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took <= KILL_GRACE + DRAIN + SLACK,
+        "SIGTERM to exit took {took:?} with a stalled reader"
+    );
+    drop(reader);
+}

@@ -83,7 +83,7 @@ impl Serve {
             connections,
             mut signal,
         } = self;
-        let (stopping, open) = connections.register();
+        let (stopping, closing_now, open) = connections.register();
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -112,6 +112,7 @@ impl Serve {
                 .serve_connection(TokioIo::new(ParseErrorBodies::new(stream)), service)
                 .with_upgrades();
             let mut stop_rx = stopping.subscribe();
+            let mut close_rx = closing_now.subscribe();
             let open = open.clone();
             tasks.spawn(async move {
                 tokio::pin!(conn);
@@ -119,7 +120,13 @@ impl Serve {
                     ended = conn.as_mut() => ended,
                     _ = stopped(&mut stop_rx) => {
                         conn.as_mut().graceful_shutdown();
-                        conn.await
+                        // A reader that never reads keeps a response
+                        // unfinished for good: past the drain limit the
+                        // connection is dropped, which closes the socket.
+                        tokio::select! {
+                            ended = conn.as_mut() => ended,
+                            _ = stopped(&mut close_rx) => Ok(()),
+                        }
                     }
                 };
                 if let Err(e) = ended {
@@ -155,13 +162,15 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 ///
 /// hyper-util's GracefulShutdown cannot watch a connection that may be
 /// upgraded (a WebSocket passed to `--upstream`), so the same is done
-/// here: `stopping` asks each connection to finish, and each holds an
-/// `open` sender, all of them gone once every connection has ended.
+/// here: `stopping` asks each connection to finish, `closing_now` (past
+/// the drain limit) closes those that have not, and each holds an `open`
+/// sender, all of them gone once every connection has ended.
 #[derive(Clone)]
 pub struct Connections(Arc<Mutex<Option<Draining>>>);
 
 struct Draining {
     stopping: watch::Sender<bool>,
+    closing_now: watch::Sender<bool>,
     open: mpsc::Sender<()>,
     all_closed: mpsc::Receiver<()>,
 }
@@ -171,6 +180,7 @@ impl Default for Connections {
         let (open, all_closed) = mpsc::channel(1);
         Connections(Arc::new(Mutex::new(Some(Draining {
             stopping: watch::channel(false).0,
+            closing_now: watch::channel(false).0,
             open,
             all_closed,
         }))))
@@ -178,23 +188,30 @@ impl Default for Connections {
 }
 
 impl Connections {
-    /// What a new accept loop hands its connections: the stop flag, and a
-    /// sender each connection holds while open.
-    fn register(&self) -> (watch::Sender<bool>, mpsc::Sender<()>) {
+    /// What a new accept loop hands its connections: the stop flag, the
+    /// flag that closes them without waiting, and a sender each
+    /// connection holds while open.
+    fn register(&self) -> (watch::Sender<bool>, watch::Sender<bool>, mpsc::Sender<()>) {
         let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
-            Some(d) => (d.stopping.clone(), d.open.clone()),
+            Some(d) => (d.stopping.clone(), d.closing_now.clone(), d.open.clone()),
             // Drained already: whatever is accepted now closes at once.
-            None => (watch::channel(true).0, mpsc::channel(1).0),
+            None => (
+                watch::channel(true).0,
+                watch::channel(true).0,
+                mpsc::channel(1).0,
+            ),
         }
     }
 
     /// Asks idle keep-alive connections to close and waits, at most
-    /// `limit`, for responses in flight to finish.
+    /// `limit`, for responses in flight to finish; then closes the rest
+    /// (a reader that stopped reading) and waits for them to be gone.
     pub async fn drain(&self, limit: Duration) {
         let draining = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(Draining {
             stopping,
+            closing_now,
             open,
             mut all_closed,
         }) = draining
@@ -208,6 +225,10 @@ impl Connections {
             .is_err()
         {
             tracing::warn!("connections still open after {limit:?}; closing them");
+            closing_now.send_replace(true);
+            // Dropping a connection is immediate; the bound is only
+            // against a task that is not scheduled.
+            let _ = tokio::time::timeout(Duration::from_secs(1), all_closed.recv()).await;
         }
     }
 }
