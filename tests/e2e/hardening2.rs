@@ -490,3 +490,60 @@ async fn shutdown_with_a_reader_that_never_reads_is_bounded() {
     );
     drop(reader);
 }
+
+/// The `execd-host-*` directories under `parent`.
+fn fresh_dirs(parent: &Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(parent)
+        .expect("read the temp dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("execd-host-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_hosts_temp_dir_is_removed_at_start_and_a_live_ones_kept() {
+    let tmp = TempDir::new("stale-tmpdir");
+    let tmpdir = tmp.0.to_str().expect("utf-8 path");
+    // What a SIGKILLed host leaves: its private dir, its lock unheld.
+    let dead = tmp.0.join("execd-host-0123456789ab");
+    std::fs::create_dir(&dead).expect("mkdir");
+    chmod(&dead, 0o700);
+    std::fs::write(dead.join("execd-host.fresh.lock"), "1\n").expect("lock file");
+    std::fs::write(dead.join("output"), "left behind").expect("a file");
+    // No lock file: nothing tells whether its host lives; left alone.
+    let unknown = tmp.0.join("execd-host-ba9876543210");
+    std::fs::create_dir(&unknown).expect("mkdir");
+    chmod(&unknown, 0o700);
+
+    let live = Host::try_start_env(&[], &[("TMPDIR", tmpdir)])
+        .await
+        .expect("host starts");
+    assert!(!dead.exists(), "a dead host's dir is removed at start");
+    assert!(unknown.exists(), "a dir without a lock is left alone");
+    let live_dirs: Vec<_> = fresh_dirs(&tmp.0)
+        .into_iter()
+        .filter(|d| *d != unknown)
+        .collect();
+    assert_eq!(live_dirs.len(), 1, "the live host's own: {live_dirs:?}");
+
+    // A second host keeps the live host's directory.
+    let second = Host::try_start_env(&[], &[("TMPDIR", tmpdir)])
+        .await
+        .expect("second host starts");
+    assert!(live_dirs[0].is_dir(), "a live host's dir is kept");
+    assert_eq!(fresh_dirs(&tmp.0).len(), 3, "unknown, live, second");
+    assert!(live.terminate().await.success());
+    assert!(second.terminate().await.success());
+    assert_eq!(
+        fresh_dirs(&tmp.0),
+        [unknown],
+        "each removes its own at exit"
+    );
+}
