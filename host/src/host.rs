@@ -151,7 +151,7 @@ impl Host {
             shared: Arc::new(Shared {
                 app,
                 shutdown: watch::channel(false).0,
-                connections: Connections::default(),
+                connections: Connections::new(settings.max_connections),
                 state_path: state_dir.path().to_path_buf(),
                 kept: state_dir.kept(),
                 state_dir: Mutex::new(Some(state_dir)),

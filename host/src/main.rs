@@ -91,6 +91,11 @@ struct Config {
     #[arg(long, env = "EXECD_MAX_READERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_readers: u32,
 
+    /// Most connections open at once; more are closed as soon as they are
+    /// accepted (logged at most once a minute).
+    #[arg(long, env = "EXECD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
     /// Longest line sent as one event, in bytes; longer lines arrive in
     /// pieces of this size (cut at a UTF-8 character boundary).
     #[arg(long, env = "EXECD_MAX_LINE_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
@@ -243,6 +248,7 @@ fn builder(config: Config) -> HostBuilder {
         .request_timeout(Duration::from_millis(config.request_timeout_ms))
         .max_commands(config.max_commands)
         .max_readers(config.max_readers as usize)
+        .max_connections(config.max_connections as usize)
         .max_line_bytes(config.max_line_bytes as usize)
         .command_disk_budget(config.command_disk_budget)
         // A daemon that runs thousands of commands would otherwise keep

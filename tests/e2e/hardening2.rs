@@ -547,3 +547,70 @@ async fn a_dead_hosts_temp_dir_is_removed_at_start_and_a_live_ones_kept() {
         "each removes its own at exit"
     );
 }
+
+/// Sends `GET /ping` on `conn` (kept alive) and returns what came back
+/// first: a status line, or "" when the host closed the connection.
+async fn ping_on(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A closed connection may refuse the write too: that is "" as well.
+    if conn
+        .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(PATIENCE, conn.read(&mut buf))
+        .await
+        .expect("an answer or a close")
+    {
+        Ok(n) => String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_are_closed_at_once() {
+    let host = Host::start(&["--max-connections", "2"]).await;
+    let connect = || tokio::net::TcpStream::connect(host.addr.clone());
+    // Two connections, each answered, so both are open in the host.
+    let mut first = connect().await.expect("connect");
+    let mut second = connect().await.expect("connect");
+    assert_eq!(ping_on(&mut first).await, "HTTP/1.1 200 OK");
+    assert_eq!(ping_on(&mut second).await, "HTTP/1.1 200 OK");
+    // Beyond the cap: closed without an answer, twice, logged once.
+    for _ in 0..2 {
+        let mut over = connect().await.expect("connect");
+        assert_eq!(ping_on(&mut over).await, "", "closed at once");
+    }
+    let logged = |host: &Host| {
+        host.stderr()
+            .lines()
+            .filter(|l| l.contains("--max-connections"))
+            .count()
+    };
+    assert!(
+        eventually(PATIENCE, || logged(&host) >= 1).await,
+        "{}",
+        host.stderr()
+    );
+    assert_eq!(logged(&host), 1, "once a minute: {}", host.stderr());
+    // A closed connection frees its place.
+    drop(first);
+    let mut freed = false;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !freed && std::time::Instant::now() < deadline {
+        let mut again = connect().await.expect("connect");
+        freed = ping_on(&mut again).await == "HTTP/1.1 200 OK";
+        if !freed {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(freed, "a place freed by a closed connection is given again");
+    assert_eq!(ping_on(&mut second).await, "HTTP/1.1 200 OK");
+}
