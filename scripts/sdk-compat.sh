@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # OpenSandbox's released Python SDK (opensandbox==1.1.1 from PyPI, in a venv
 # under target/) against execd-host, in both framings: argv, set_env (the
-# EXECD_ENVS file), bash sessions, exit codes, metrics. Runs
+# EXECD_ENVS file given, and for legacy the host's own one), bash sessions, exit codes, metrics. Runs
 # tests/sdk/test_sdk.py against a throwaway host on a free loopback port
 # with an access token; exits non-zero on any failure, or if the host logs
 # an error. Bounded: each framing gets SDK_SECONDS (default 120).
@@ -22,8 +22,11 @@ status=0
 for framing in standard legacy; do
     token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
     # set_env appends to the file EXECD_ENVS names: a fresh one per run.
+    # The legacy run sets none: the host then keeps its own, out of the box.
     rm -rf "$sandbox/envs" "$sandbox/state"
-    EXECD_ACCESS_TOKEN=$token EXECD_ENVS=$sandbox/envs/execd.env \
+    envs=$sandbox/envs/execd.env
+    if [ "$framing" = legacy ]; then envs=; fi
+    EXECD_ACCESS_TOKEN=$token EXECD_ENVS=$envs \
         start_host "$work/host.out" "$work/host-$framing.err" --sse-framing "$framing"
     echo "sdk-compat: opensandbox $sdk, $framing framing, execd-host on $host_addr"
     EXECD_ADDR=$host_addr EXECD_TOKEN=$token FRAMING=$framing \

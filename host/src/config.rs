@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_READERS: usize = 64;
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 /// Default most bytes of disk one command may take.
 pub const DEFAULT_COMMAND_DISK_BUDGET: u64 = 1 << 30;
+/// Default most connections open at once on [`Host::serve`]'s listeners;
+/// more are closed as soon as they are accepted.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default time open connections get to finish at shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Shortest and longest `max_line_bytes` accepted.
@@ -63,6 +66,7 @@ pub struct HostBuilder {
     request_timeout: Duration,
     max_commands: usize,
     max_readers: usize,
+    max_connections: usize,
     max_line_bytes: usize,
     command_disk_budget: u64,
     disk_budget: Option<u64>,
@@ -88,6 +92,7 @@ impl Default for HostBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_commands: DEFAULT_MAX_COMMANDS,
             max_readers: DEFAULT_MAX_READERS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             command_disk_budget: DEFAULT_COMMAND_DISK_BUDGET,
             disk_budget: None,
@@ -112,6 +117,7 @@ pub(crate) struct Settings {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub max_readers: usize,
+    pub max_connections: usize,
     pub state_dir: Option<PathBuf>,
     pub access_token: Option<String>,
     pub upstream: Option<Upstream>,
@@ -226,6 +232,15 @@ impl HostBuilder {
         self
     }
 
+    /// Most connections open at once on the listeners [`Host::serve`]
+    /// serves, at least 1: more are closed as soon as they are accepted
+    /// (idle keep-alive connections cost memory). Default:
+    /// [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
     /// Longest line sent as one event, in bytes, within
     /// [`MAX_LINE_BYTES_RANGE`]. Default: [`DEFAULT_MAX_LINE_BYTES`].
     pub fn max_line_bytes(mut self, bytes: usize) -> Self {
@@ -319,6 +334,10 @@ impl HostBuilder {
         };
         setting(self.max_readers >= 1, "max_readers must be at least 1")?;
         setting(
+            self.max_connections >= 1,
+            "max_connections must be at least 1",
+        )?;
+        setting(
             MAX_LINE_BYTES_RANGE.contains(&self.max_line_bytes),
             "max_line_bytes must be between 4 and 16777216",
         )?;
@@ -357,6 +376,7 @@ impl HostBuilder {
             max_body_bytes: self.max_body_bytes,
             request_timeout: self.request_timeout,
             max_readers: self.max_readers,
+            max_connections: self.max_connections,
             state_dir: self.state_dir,
             access_token,
             upstream,

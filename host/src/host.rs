@@ -111,6 +111,19 @@ impl Host {
                 );
             }
         }
+        match &settings.access_token {
+            Some(token) => crate::exec::hide_token(token),
+            None => tracing::warn!(
+                "no access token set: any local process can use the API as the host's user, \
+                 and requests with `uid`/`gid` are refused (403 TOKEN_REQUIRED)"
+            ),
+        }
+        if let Err(e) = crate::exec::envfile::keep_private(state_dir.path()) {
+            tracing::warn!(
+                "cannot make the host's own EXECD_ENVS file in the state directory: {e}; \
+                 the SDK's set_env will not work"
+            );
+        }
         let (end, streams) = watch::channel(false);
         let app = Arc::new(App {
             registry,
@@ -138,7 +151,7 @@ impl Host {
             shared: Arc::new(Shared {
                 app,
                 shutdown: watch::channel(false).0,
-                connections: Connections::default(),
+                connections: Connections::new(settings.max_connections),
                 state_path: state_dir.path().to_path_buf(),
                 kept: state_dir.kept(),
                 state_dir: Mutex::new(Some(state_dir)),
@@ -231,7 +244,8 @@ impl Host {
     /// Stops the host: no command starts from now on; every process group
     /// it started gets SIGTERM, and SIGKILL after `grace`; readers receive
     /// the terminal events, then every stream ends; connections accepted
-    /// by [`Host::serve`] are drained (at most the drain timeout); the
+    /// by [`Host::serve`] are drained (at most the drain timeout, then
+    /// closed); the
     /// commands' files are removed, or kept for the next host when the
     /// state directory was given (it recovers them); and every task and
     /// thread of the host ends. Later calls, from any clone, return at

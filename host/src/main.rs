@@ -39,12 +39,7 @@ struct Config {
 
     /// Read the access token from this file (one trailing newline is
     /// ignored). Keep it readable by the host's user only.
-    #[arg(
-        long,
-        env = "EXECD_ACCESS_TOKEN_FILE",
-        value_name = "PATH",
-        conflicts_with = "access_token"
-    )]
+    #[arg(long, env = "EXECD_ACCESS_TOKEN_FILE", value_name = "PATH")]
     access_token_file: Option<PathBuf>,
 
     /// Log policy: an embedded name (`disk`, the lossless default; `ring`,
@@ -96,6 +91,11 @@ struct Config {
     #[arg(long, env = "EXECD_MAX_READERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_readers: u32,
 
+    /// Most connections open at once; more are closed as soon as they are
+    /// accepted (logged at most once a minute).
+    #[arg(long, env = "EXECD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
     /// Longest line sent as one event, in bytes; longer lines arrive in
     /// pieces of this size (cut at a UTF-8 character boundary).
     #[arg(long, env = "EXECD_MAX_LINE_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
@@ -142,7 +142,15 @@ struct Config {
 }
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let matches = <Config as clap::CommandFactory>::command().get_matches();
+    let config = match <Config as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(config) => config,
+        Err(e) => e.exit(),
+    };
+    if let Some(both) = two_token_sources(&matches) {
+        eprintln!("execd-host: {both}");
+        return ExitCode::FAILURE;
+    }
     process::init_logging(
         std::env::var("EXECD_LOG").ok().as_deref(),
         std::env::var("EXECD_LOG_FORMAT").ok().as_deref(),
@@ -173,6 +181,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Both a token and a token file, named as they were given (a flag or its
+/// environment variable): clap's own conflict message names the flags even
+/// when the value came from the environment.
+fn two_token_sources(matches: &clap::ArgMatches) -> Option<String> {
+    let source = |id: &str, flag: &str, env: &str| match matches.value_source(id) {
+        Some(clap::parser::ValueSource::EnvVariable) => Some(env.to_string()),
+        Some(clap::parser::ValueSource::CommandLine) => Some(flag.to_string()),
+        _ => None,
+    };
+    let token = source("access_token", "--access-token", "EXECD_ACCESS_TOKEN")?;
+    let file = source(
+        "access_token_file",
+        "--access-token-file",
+        "EXECD_ACCESS_TOKEN_FILE",
+    )?;
+    Some(format!(
+        "the access token is given twice, by {token} and by {file}: give one of them"
+    ))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -226,6 +254,7 @@ fn builder(config: Config) -> HostBuilder {
         .request_timeout(Duration::from_millis(config.request_timeout_ms))
         .max_commands(config.max_commands)
         .max_readers(config.max_readers as usize)
+        .max_connections(config.max_connections as usize)
         .max_line_bytes(config.max_line_bytes as usize)
         .command_disk_budget(config.command_disk_budget)
         // A daemon that runs thousands of commands would otherwise keep

@@ -303,6 +303,9 @@ impl Registry {
         self.tasks.spawn(async move {
             let leftover = exec::pump(Arc::clone(&pumped), pipes, timeout, max_line).await;
             log_end(&pumped).await;
+            if let (Some(timeout), Some(group)) = (timeout, pumped.group()) {
+                registry.timeout_leftovers(Arc::clone(group), pumped.started + timeout);
+            }
             if !leftover.is_empty() {
                 // Until what the command left running closes them, or the
                 // host ends (and has signalled the group).
@@ -368,6 +371,30 @@ impl Registry {
             }
             if command.signal(libc::SIGKILL) {
                 tracing::info!(id = %command.id, "SIGKILL after interrupt grace");
+            }
+        });
+    }
+
+    /// A command's timeout covers its whole group until it expires, as
+    /// DELETE does: what the command left running when it ended
+    /// (`sleep 600 & echo started`) is SIGKILLed at `deadline`. Holds the
+    /// group only, not the command, whose log may expire first; a group
+    /// already released (empty) is not signalled.
+    fn timeout_leftovers(&self, group: Arc<ProcessGroup>, deadline: std::time::Instant) {
+        if group.released() || std::time::Instant::now() >= deadline {
+            return;
+        }
+        let ended = self.tasks.ended();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+                () = ended => return,
+            }
+            if group.signal(libc::SIGKILL) {
+                tracing::info!(
+                    pgid = group.pgid(),
+                    "timeout: SIGKILL to what the command left running"
+                );
             }
         });
     }

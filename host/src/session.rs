@@ -12,6 +12,12 @@
 //! them), and the exit code is the user command's, `exit N` included. A run
 //! killed by a signal (timeout, DELETE) saves nothing: the session keeps
 //! the state of the run before.
+//!
+//! A session created with `uid`/`gid` runs its bash as that user. Its
+//! directory then cannot be in the state directory (the host's user's
+//! only): it is a fresh directory of unpredictable name in the system's
+//! temp dir, 0700 and owned by that user, so its runs can save their
+//! state and no other user's session can read it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +88,9 @@ struct Session {
     dir: PathBuf,
     /// Where its first run starts.
     cwd: Option<PathBuf>,
+    /// The user its runs run as (none: the host's).
+    uid: Option<u32>,
+    gid: Option<u32>,
     run: Mutex<Run>,
 }
 
@@ -98,6 +107,8 @@ enum Run {
 #[derive(Deserialize)]
 struct CreateBody {
     cwd: Option<String>,
+    uid: Option<u32>,
+    gid: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +116,8 @@ struct RunBody {
     command: Option<String>,
     cwd: Option<String>,
     timeout: Option<i64>,
+    uid: Option<u32>,
+    gid: Option<u32>,
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -174,6 +187,9 @@ impl Sessions {
     /// `POST /session`: a new session, its id.
     pub fn create(&self, body: &[u8]) -> Result<String, ApiError> {
         let body: CreateBody = object(body, true)?;
+        if body.gid.is_some() && body.uid.is_none() {
+            return Err(ApiError::bad_body("`gid` needs `uid`"));
+        }
         let cwd = cwd(body.cwd.as_deref())?;
         if self.bash.is_none() {
             return Err(ApiError::new(
@@ -191,15 +207,25 @@ impl Sessions {
             ));
         }
         let id = new_id();
-        let dir = self.root.join(&id);
-        private_dir_builder(true)
-            .create(&dir)
-            .map_err(|e| internal(format!("cannot create the session's directory: {e}")))?;
+        // The group a uid session runs as, settled now: a run may name it.
+        let gid = body.uid.map(|uid| exec::run_gid(uid, body.gid));
+        let dir = match body.uid.zip(gid) {
+            None => {
+                let dir = self.root.join(&id);
+                private_dir_builder(true)
+                    .create(&dir)
+                    .map_err(|e| internal(format!("cannot create the session's directory: {e}")))?;
+                dir
+            }
+            Some((uid, gid)) => user_dir(uid, gid)?,
+        };
         sessions.insert(
             id.clone(),
             Arc::new(Session {
                 dir,
                 cwd,
+                uid: body.uid,
+                gid,
                 run: Mutex::new(Run::Idle),
             }),
         );
@@ -236,6 +262,21 @@ impl Sessions {
             None => return Err(ApiError::bad_body("`command` is required")),
         };
         let timeout = request::timeout(body.timeout)?;
+        // A run is its session's user: a session's state is that user's,
+        // and one user's state must not be sourced by another's bash.
+        if body.uid.is_some_and(|uid| Some(uid) != session.uid)
+            || body.gid.is_some_and(|gid| Some(gid) != session.gid)
+        {
+            return Err(ApiError::bad_body(format!(
+                "a session's runs run as its own user ({}); this run asks for uid {} gid {}",
+                match session.uid {
+                    Some(uid) => format!("uid {uid}"),
+                    None => "the host's".to_string(),
+                },
+                body.uid.map_or("none".to_string(), |u| u.to_string()),
+                body.gid.map_or("none".to_string(), |g| g.to_string()),
+            )));
+        }
         let run_cwd = cwd(body.cwd.as_deref())?;
         let bash = self.bash.clone().ok_or_else(|| {
             ApiError::new(StatusCode::NOT_IMPLEMENTED, "NOT_SUPPORTED", "no bash")
@@ -267,8 +308,8 @@ impl Sessions {
             cwd: session.cwd.clone(),
             background: false,
             timeout,
-            uid: None,
-            gid: None,
+            uid: session.uid,
+            gid: session.gid,
             envs: request::command_env(HashMap::new()),
         };
         Ok((request, Claim(Some(session))))
@@ -276,7 +317,11 @@ impl Sessions {
 
     /// Removes every session's files (at host exit).
     pub fn remove_all(&self) {
-        self.map().clear();
+        for session in self.map().drain().map(|(_, s)| s) {
+            if !session.dir.starts_with(&self.root) {
+                let _ = std::fs::remove_dir_all(&session.dir);
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
@@ -324,6 +369,24 @@ impl Drop for Claim {
             }
         }
     }
+}
+
+/// A fresh directory for a session run as `uid`:`gid`, in the system's
+/// temp dir (which every user can reach), 0700 and theirs. An existing
+/// one is never reused: someone else may have made it.
+fn user_dir(uid: u32, gid: u32) -> Result<PathBuf, ApiError> {
+    let parent = std::env::temp_dir();
+    let dir = parent.join(format!("execd-session-{}", crate::registry::new_id()));
+    private_dir_builder(false)
+        .create(&dir)
+        .map_err(|e| internal(format!("cannot create the session's directory: {e}")))?;
+    if let Err(e) = std::os::unix::fs::chown(&dir, Some(uid), Some(gid)) {
+        let _ = std::fs::remove_dir(&dir);
+        return Err(internal(format!(
+            "cannot give the session's directory to uid {uid}: {e}"
+        )));
+    }
+    Ok(dir)
 }
 
 /// A new session id: 128 random bits, hex, as a command id is made, but

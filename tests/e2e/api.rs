@@ -448,7 +448,8 @@ async fn uid_and_gid_drop_privileges() {
     if unsafe { libc::getuid() } != 0 {
         panic!("this test needs root to switch uid");
     }
-    let host = Host::start(&[]).await;
+    // Without a token, `uid` is refused (403 TOKEN_REQUIRED).
+    let host = Host::start(&["--access-token", "t0ken-for-uid"]).await;
     let dir = TempDir::new("uid");
     let secret = dir.0.join("secret");
     std::fs::write(&secret, "classified\n").unwrap();

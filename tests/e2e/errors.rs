@@ -27,7 +27,8 @@ async fn finished_command(host: &Host, background: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_bodies_are_400() {
-    let host = Host::start(&[]).await;
+    // With a token: without one, any `uid` is 403 TOKEN_REQUIRED first.
+    let host = Host::start(&["--access-token", "t0ken-for-bodies"]).await;
     let dir = TempDir::new("invalid-bodies");
     let marker = dir.0.join("ran");
     let touch = format!("touch {}", marker.display());

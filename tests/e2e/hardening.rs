@@ -147,7 +147,16 @@ async fn the_token_file_works_and_bad_tokens_are_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_files_and_policy_directories_are_private() {
     let state = TempDir::new("hardening-modes");
-    let host = Host::start(&["--state-dir", &path_arg(&state), "--policy", "spill"]).await;
+    // A token, so that `uid` below is honoured.
+    let host = Host::start(&[
+        "--state-dir",
+        &path_arg(&state),
+        "--policy",
+        "spill",
+        "--access-token",
+        "t0ken-for-modes",
+    ])
+    .await;
     // Enough output that spill writes its chunk file.
     let id = background(
         &host,

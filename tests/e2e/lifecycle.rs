@@ -255,6 +255,7 @@ async fn sigterm_ends_streams_kills_groups_keeps_files_for_the_next_host_and_exi
         format!("{stubborn}.log"),
         format!("{stubborn}.out"),
         "execd-host.lock".to_string(),
+        "execd.env".to_string(),
     ];
     want.sort();
     assert_eq!(left, want, "the state dir after shutdown");

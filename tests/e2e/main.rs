@@ -20,6 +20,7 @@ mod endings;
 mod exact;
 mod faults;
 mod hardening;
+mod hardening2;
 mod idempotency;
 mod leaks;
 mod library;

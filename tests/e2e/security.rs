@@ -104,7 +104,13 @@ async fn ids_never_reach_the_filesystem() {
     // in `<id>.json` (see restart.rs) and its lock.
     assert_eq!(
         entries(&state),
-        [format!("{id}.json"), format!("{id}.log"), out, LOCK.into()]
+        [
+            format!("{id}.json"),
+            format!("{id}.log"),
+            out,
+            LOCK.into(),
+            ENV_FILE.into()
+        ]
     );
 }
 
@@ -115,7 +121,7 @@ async fn request_fields_other_than_cwd_create_no_files() {
     let host = Host::start(&["--state-dir", &arg(&state)]).await;
     let target = elsewhere.0.join("evil");
     let t = target.to_str().unwrap();
-    let mut want: Vec<String> = vec![LOCK.into()];
+    let mut want: Vec<String> = vec![LOCK.into(), ENV_FILE.into()];
     for background in [false, true, false, true] {
         let body = json!({
             "command": "echo ok",
@@ -219,6 +225,9 @@ async fn huge_and_odd_cursors_never_5xx() {
 /// `%`, which comes in its own cases below).
 /// The lock a host holds on an operator's state directory.
 const LOCK: &str = "execd-host.lock";
+/// The host's own `EXECD_ENVS` file, there when the host's environment
+/// names none (see `hardening2`).
+const ENV_FILE: &str = "execd.env";
 
 const PCHARS: &[u8] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$'()*+,;:@";
@@ -420,7 +429,12 @@ async fn spill_policy_directory_holds_only_its_files_and_goes_on_expiry() {
     // files (no links out, no subdirectories).
     assert_eq!(
         entries(&state),
-        [format!("{id}.json"), format!("{id}.log"), LOCK.into()]
+        [
+            format!("{id}.json"),
+            format!("{id}.log"),
+            LOCK.into(),
+            ENV_FILE.into()
+        ]
     );
     let files: Vec<_> = std::fs::read_dir(&dir)
         .expect("spill dir")
@@ -444,7 +458,11 @@ async fn spill_policy_directory_holds_only_its_files_and_goes_on_expiry() {
         after < Duration::from_millis(2500),
         "removed after {after:?}"
     );
-    assert_eq!(entries(&state), [LOCK], "only the lock is left");
+    assert_eq!(
+        entries(&state),
+        [LOCK, ENV_FILE],
+        "only the lock and the env file are left"
+    );
     host.call("GET", &format!("/command/status/{id}"), "")
         .await
         .assert_error(404, "COMMAND_NOT_FOUND");

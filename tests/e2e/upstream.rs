@@ -440,3 +440,33 @@ async fn an_upstream_that_is_down_is_a_502_and_no_upstream_is_a_404() {
             .is_some_and(|e| e.contains("https is not supported"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_dot_segments_and_encoded_slashes_are_never_forwarded() {
+    let up = upstream().await;
+    let host = host_in_front(&up.addr).await;
+    // CONNECT would open a tunnel through the host (hyper sent it on as
+    // `CONNECT /`).
+    let connect = host.call("CONNECT", &up.addr, "").await;
+    connect.assert_error(405, "METHOD_NOT_ALLOWED");
+    // Paths an upstream would normalise into another route than the one
+    // the host checked. The test upstream answers 404 "no" to anything it
+    // gets, so a 400 with the contract's body shows nothing was forwarded.
+    for path in [
+        "/files/../command",
+        "/files/./info",
+        "/files/..",
+        "/files/%2e%2e/command",
+        "/files/.%2E/command",
+        "/files%2F..%2Fcommand",
+        "/files/a%2fb",
+        "/files/a%5Cb",
+    ] {
+        host.call("GET", path, "")
+            .await
+            .assert_error(400, "INVALID_PATH");
+    }
+    // An encoded slash in the query, and dots inside a name, still go.
+    let fine = host.call("GET", "/files/..info?path=%2Fetc", "").await;
+    assert_eq!((fine.status, fine.text().as_str()), (404, "no"));
+}

@@ -11,9 +11,9 @@
 //! malformed line is skipped and logged (by line number: values may be
 //! secrets), never fatal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::exec::SECRET_ENV;
+use crate::exec::is_secret;
 
 /// The variable naming the file, in the host's own environment.
 pub const EXECD_ENVS: &str = "EXECD_ENVS";
@@ -22,35 +22,143 @@ pub const EXECD_ENVS: &str = "EXECD_ENVS";
 /// every spawn.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-/// The entries of the host's `EXECD_ENVS` file, in file order (later
-/// lines win), or none when the variable is unset or the file is missing.
+/// The name of the host's own env file, in its state dir, used when its
+/// environment has no `EXECD_ENVS`.
+const PRIVATE_FILE: &str = "execd.env";
+
+/// That file's path, once [`keep_private`] made it.
+static PRIVATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// When the host's environment names no `EXECD_ENVS` file, makes a
+/// private one (0600) in `state_dir` and hands its path to commands as
+/// `EXECD_ENVS`, so the SDK's `set_env` works out of the box. Called once
+/// at start; a second call (a second host in one process) keeps the
+/// first file.
+pub fn keep_private(state_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if configured().is_some() {
+        return Ok(());
+    }
+    let path = state_dir.join(PRIVATE_FILE);
+    // Kept if there (a kept --state-dir keeps what `set_env` set).
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    let _ = PRIVATE.set(path);
+    Ok(())
+}
+
+/// The path the host's environment names, if any.
+fn configured() -> Option<PathBuf> {
+    std::env::var_os(EXECD_ENVS)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The host's private env file (see [`keep_private`]), to be passed to
+/// commands as `EXECD_ENVS`.
+pub fn private() -> Option<&'static Path> {
+    PRIVATE.get().map(PathBuf::as_path)
+}
+
+/// The entries of the host's `EXECD_ENVS` file (or its private one), in
+/// file order (later lines win), or none when there is none or it is
+/// missing.
 pub fn load() -> Vec<(String, String)> {
-    match std::env::var_os(EXECD_ENVS) {
-        Some(path) if !path.is_empty() => read(Path::new(&path)),
-        _ => Vec::new(),
+    match configured().as_deref().or(private()) {
+        Some(path) => read(path),
+        None => Vec::new(),
     }
 }
 
 /// The entries of the file at `path` (see [`parse`]); a missing file has
-/// none, quietly: nothing has called `set_env` yet.
+/// none, quietly: nothing has called `set_env` yet. A file that is not
+/// safe to read (see [`open_checked`]) has none either, and the log says
+/// why once per path and cause.
 pub fn read(path: &Path) -> Vec<(String, String)> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.len() > MAX_FILE_BYTES => {
-            tracing::warn!(path = %path.display(), "the EXECD_ENVS file is over {MAX_FILE_BYTES} bytes: ignored");
+    let bytes = match open_checked(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Vec::new(),
+        Err(why) => {
+            refused(path, why);
             return Vec::new();
         }
-        Ok(_) => {}
-        Err(_) => return Vec::new(),
+    };
+    parse(&String::from_utf8_lossy(&bytes), |line, why| {
+        tracing::warn!(path = %path.display(), line, "EXECD_ENVS line skipped: {why}");
+    })
+}
+
+/// The file's bytes, `None` when it does not exist, or why it is not read.
+///
+/// It is opened `O_NONBLOCK` so that a FIFO (or a device) cannot stall
+/// the open, then checked through its descriptor (no window between the
+/// check and the read): a regular file once links are followed, owned by
+/// the host's user or root and writable by no one else (anyone else could
+/// hand root's commands a `BASH_ENV`), and read with a bound, since the
+/// size on disk of what is read can grow while it is read.
+fn open_checked(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open it: {e}")),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat it: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("it is not a regular file".into());
     }
-    match std::fs::read(path) {
-        Ok(bytes) => parse(&String::from_utf8_lossy(&bytes), |line, why| {
-            tracing::warn!(path = %path.display(), line, "EXECD_ENVS line skipped: {why}");
-        }),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), "cannot read the EXECD_ENVS file: {e}");
-            Vec::new()
-        }
+    // SAFETY: geteuid has no preconditions.
+    let host_uid = unsafe { libc::geteuid() };
+    if meta.uid() != host_uid && meta.uid() != 0 {
+        return Err(format!(
+            "it is owned by uid {}, neither the host's user ({host_uid}) nor root",
+            meta.uid()
+        ));
     }
+    if meta.mode() & 0o022 != 0 {
+        return Err("users other than its owner can write it".into());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!("it is over {MAX_FILE_BYTES} bytes"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("it grew over {MAX_FILE_BYTES} bytes while read"));
+    }
+    Ok(Some(bytes))
+}
+
+/// Logs that the file at `path` was not read, once per path and cause:
+/// it is looked at by every spawn.
+fn refused(path: &Path, why: String) {
+    static LOGGED: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (path.to_path_buf(), why);
+    if logged.contains(&key) {
+        return;
+    }
+    tracing::warn!(path = %path.display(), "the EXECD_ENVS file is not read: {}; commands run without it", key.1);
+    // Bounded: a host sees few paths and causes, but a hostile file can
+    // cycle through owners; forgetting old ones only repeats a line.
+    if logged.len() >= 64 {
+        logged.clear();
+    }
+    logged.push(key);
 }
 
 /// Parses the file's text; `skipped(line_number, why)` hears of each
@@ -89,9 +197,9 @@ pub fn parse(text: &str, mut skipped: impl FnMut(usize, &str)) -> Vec<(String, S
 }
 
 /// A variable of the host's environment as a command sees it (never one
-/// of [`SECRET_ENV`]).
+/// of its secrets: see [`is_secret`]).
 pub fn host_var(name: &str) -> Option<String> {
-    if SECRET_ENV.contains(&name) {
+    if is_secret(name) {
         return None;
     }
     std::env::var(name).ok()

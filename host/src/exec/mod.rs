@@ -9,4 +9,6 @@ mod pump;
 mod spawn;
 
 pub use pump::pump;
-pub use spawn::{SECRET_ENV, private_thread_umask, private_umask, shell, spawn};
+pub use spawn::{
+    hide_token, is_secret, private_thread_umask, private_umask, run_gid, shell, spawn,
+};

@@ -24,6 +24,30 @@ pub fn shell() -> PathBuf {
 /// one as root.
 pub const SECRET_ENV: &[&str] = &["EXECD_ACCESS_TOKEN"];
 
+/// The host's environment variables that hold the access token under
+/// another name (orchestrators pass it twice), found at start by
+/// [`hide_token`]: never passed on either.
+static TOKEN_COPIES: OnceLock<Vec<std::ffi::OsString>> = OnceLock::new();
+
+/// Keeps every variable of the host's environment whose value is `token`
+/// from commands, whatever its name. Called once, when the host starts
+/// with a token; a second call is ignored (one host per process).
+pub fn hide_token(token: &str) {
+    let copies = std::env::vars_os()
+        .filter(|(_, value)| value.as_encoded_bytes() == token.as_bytes())
+        .map(|(name, _)| name)
+        .collect();
+    let _ = TOKEN_COPIES.set(copies);
+}
+
+/// Whether a variable of the host's environment must not reach a command.
+pub fn is_secret(name: &str) -> bool {
+    SECRET_ENV.contains(&name)
+        || TOKEN_COPIES
+            .get()
+            .is_some_and(|copies| copies.iter().any(|c| c == name))
+}
+
 /// Work for the spawner thread (see [`private_umask`]).
 type SpawnJob = Box<dyn FnOnce() + Send>;
 
@@ -98,13 +122,16 @@ pub async fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Chi
     for name in SECRET_ENV {
         cmd.env_remove(name);
     }
+    for name in TOKEN_COPIES.get().into_iter().flatten() {
+        cmd.env_remove(name);
+    }
     cmd.envs(&request.envs);
     if let Some(cwd) = &request.cwd {
         cmd.current_dir(cwd);
     }
     if let Some(uid) = request.uid {
         cmd.uid(uid);
-        cmd.gid(request.gid.or_else(|| primary_gid(uid)).unwrap_or(uid));
+        cmd.gid(run_gid(uid, request.gid));
     }
     let Some(spawner) = SPAWNER.get() else {
         return cmd.spawn();
@@ -155,6 +182,12 @@ fn program(name: &str, request: &RunRequest) -> std::io::Result<PathBuf> {
                 ),
             )
         })
+}
+
+/// The group a command run as `uid` runs as: `gid` when given, else the
+/// user's primary group, else the number `uid` itself.
+pub fn run_gid(uid: u32, gid: Option<u32>) -> u32 {
+    gid.or_else(|| primary_gid(uid)).unwrap_or(uid)
 }
 
 /// The primary group of `uid` from the passwd database.

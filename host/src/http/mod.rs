@@ -245,6 +245,34 @@ fn authorize(app: &App, req: &Request<RequestBody>) -> Result<(), ApiError> {
     }
 }
 
+/// 403 `TOKEN_REQUIRED` for a body asking for a `uid` or `gid` when the
+/// host has no token: then any local process, the switched command
+/// included, can reach the API as the host's own user, so the switch would
+/// protect nothing. Checked before anything else in the body.
+pub(crate) fn require_token_for_uid(app: &App, bytes: &[u8]) -> Result<(), ApiError> {
+    if app.access_token.is_some() {
+        return Ok(());
+    }
+    let Ok(serde_json::Value::Object(body)) = serde_json::from_slice::<serde_json::Value>(bytes)
+    else {
+        // Not an object: the body's own check refuses it.
+        return Ok(());
+    };
+    let switches = ["uid", "gid"]
+        .iter()
+        .any(|field| body.get(*field).is_some_and(|v| !v.is_null()));
+    if switches {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "TOKEN_REQUIRED",
+            "`uid`/`gid` need the host to run with an access token (--access-token or \
+             EXECD_ACCESS_TOKEN): without one, the switched command could call this API \
+             as the host's own user; set a token for uid switches to mean anything",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn framing(app: &App, req: &Request<RequestBody>) -> Result<Framing, ApiError> {
     match query_param(req, "framing") {
         None => Ok(app.framing),
@@ -274,6 +302,7 @@ async fn run(
     let framing = framing(app, &req)?;
     let keyed = idempotent::head(&req)?;
     let bytes = read_body(req, app.max_body_bytes, app.body_timeout).await?;
+    require_token_for_uid(app, &bytes)?;
     let request = RunRequest::parse(&bytes)?;
     let background = request.background;
     // A complete request runs even if its client leaves at once: this

@@ -180,6 +180,14 @@ pub fn timeout(ms: Option<i64>) -> Result<Option<Duration>, ApiError> {
 /// then the request's `envs`, later winning.
 pub fn command_env(request_envs: HashMap<String, String>) -> HashMap<String, String> {
     let mut envs: HashMap<String, String> = envfile::load().into_iter().collect();
+    // The host's own file, where its environment names none: the SDK's
+    // `set_env` writes where the command's `EXECD_ENVS` points.
+    if let Some(path) = envfile::private() {
+        envs.insert(
+            envfile::EXECD_ENVS.to_string(),
+            path.to_string_lossy().into_owned(),
+        );
+    }
     envs.extend(request_envs);
     envs
 }

@@ -18,6 +18,7 @@ struct Created {
 /// `POST /session` `{cwd?}` -> `{"session_id"}`.
 pub async fn create(app: &Arc<App>, req: Request<RequestBody>) -> Answer {
     let bytes = super::read_body(req, app.max_body_bytes, app.body_timeout).await?;
+    super::require_token_for_uid(app, &bytes)?;
     let session_id = app.sessions.create(&bytes)?;
     super::json_response(&Created { session_id })
 }
@@ -36,6 +37,7 @@ pub async fn run(app: &Arc<App>, id: &str, req: Request<RequestBody>) -> Answer 
     app.sessions.check(id)?;
     let keyed = super::idempotent::head(&req)?;
     let bytes = super::read_body(req, app.max_body_bytes, app.body_timeout).await?;
+    super::require_token_for_uid(app, &bytes)?;
     let Some((key, after)) = keyed else {
         let (request, claim) = app.sessions.prepare(id, &bytes)?;
         let (command, reader) = app.registry.start(request, Some(app.max_readers)).await?;

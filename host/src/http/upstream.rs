@@ -89,6 +89,7 @@ impl Upstream {
         mut req: Request<RequestBody>,
         tasks: &Tasks,
     ) -> Result<Response<ResponseBody>, ApiError> {
+        refuse_unforwardable(req.method(), req.uri())?;
         let upgrade = wants_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, incoming) = req.into_parts();
@@ -223,6 +224,42 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
         out.append(name.clone(), value.clone());
     }
     out
+}
+
+/// What is never forwarded: `CONNECT` (a tunnel to anywhere, which hyper
+/// would send on as `CONNECT /`), and a path that means another one once
+/// the upstream normalises it: a dot segment (`/files/../command` reaches
+/// a route the host's own checks never saw) or an encoded slash or
+/// backslash (`%2F`, `%5C`), which servers decode into segments. Plain,
+/// encoded or mixed (`%2e.`), the query aside (`?path=%2Fdir` is fine).
+pub fn refuse_unforwardable(method: &hyper::Method, uri: &Uri) -> Result<(), ApiError> {
+    if method == hyper::Method::CONNECT {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "CONNECT is not forwarded to the upstream",
+        ));
+    }
+    let path = uri.path();
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+        return Err(invalid_path(path, "an encoded slash or a backslash"));
+    }
+    let dot_segment = lower
+        .split('/')
+        .any(|segment| matches!(segment.replace("%2e", ".").as_str(), "." | ".."));
+    if dot_segment {
+        return Err(invalid_path(path, "a dot segment"));
+    }
+    Ok(())
+}
+
+fn invalid_path(path: &str, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "INVALID_PATH",
+        format!("{path:?} has {what}; it is not forwarded to the upstream"),
+    )
 }
 
 #[cfg(test)]
