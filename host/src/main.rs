@@ -153,6 +153,10 @@ fn main() -> ExitCode {
         eprintln!("execd-host: cannot start the command spawner: {e}");
         return ExitCode::FAILURE;
     }
+    // This thread drives `run` (`block_on`), the host's start included:
+    // recovery writes the endings of commands a previous host left
+    // running from here, and this is not one of the runtime's threads.
+    process::private_thread_umask();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(process::private_thread_umask)

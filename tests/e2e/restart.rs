@@ -549,3 +549,52 @@ async fn another_policy_does_not_reopen_a_log() {
         .assert_error(404, "COMMAND_NOT_FOUND");
     assert!(host.stderr().contains("written by"), "{}", host.stderr());
 }
+
+/// Every file and directory under `dir` whose mode lets anyone but the
+/// owner in, with that mode.
+fn not_private(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                open.push((entry.path(), mode));
+            }
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    open
+}
+
+/// Recovery ends a command the previous host left running by writing its
+/// terminal event, into a new segment where the log has none: that file
+/// is as private as every other the host makes (issue 19, item 6).
+/// Recovery runs before the host serves, on the thread that drives its
+/// start, which is not one of the runtime's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_recovery_creates_are_private() {
+    let kept = Kept::new("restart-private");
+    let host = Host::start(&kept.args(&[])).await;
+    let id = background(&host, "sleep 60").await;
+    assert_eq!(host.status(&id).await["running"], true);
+    host.kill().await;
+    // The log as a host killed before the command's first write leaves it:
+    // a directory with no segment in it, so the ending needs a new one.
+    let log = std::path::Path::new(&kept.path).join(format!("{id}.log"));
+    for entry in std::fs::read_dir(&log).expect("log dir").flatten() {
+        std::fs::remove_file(entry.path()).expect("remove segment");
+    }
+
+    let host = Host::start(&kept.args(&[])).await;
+    let status = host.wait_finished(&id).await;
+    assert_eq!(status["exit_code"], -1, "{status}");
+    let segments = std::fs::read_dir(&log).expect("log dir").count();
+    assert!(segments > 0, "recovery wrote the ending to a new segment");
+    let open = not_private(std::path::Path::new(&kept.path));
+    assert!(open.is_empty(), "not 0600/0700: {open:?}");
+}
