@@ -110,8 +110,9 @@ struct Config {
 
     /// Most bytes of disk all commands may take under --state-dir; over it,
     /// finished logs are expired oldest first, then running commands'
-    /// budgets shrink. Default: 4 GiB, or a quarter of the free space of
-    /// the state directory's filesystem at start, whichever is smaller.
+    /// budgets shrink. Default: a quarter of the free space of the state
+    /// directory's filesystem at start plus what the host already keeps
+    /// there, capped at 4 GiB; a default under 1 MiB is refused at start.
     #[arg(long, env = "EXECD_DISK_BUDGET", value_name = "BYTES", value_parser = execd_host::parse_size)]
     disk_budget: Option<u64>,
 

@@ -150,10 +150,10 @@ async fn a_command_over_its_budget_loses_its_oldest_events_as_one_gap() {
 
 /// A mount point on a small tmpfs, unmounted when dropped; `None` when the
 /// tests cannot mount (not root, or no mount permission in a container).
-struct SmallFs(std::path::PathBuf);
+pub(crate) struct SmallFs(pub(crate) std::path::PathBuf);
 
 impl SmallFs {
-    fn mount(name: &str, size: &str) -> Option<SmallFs> {
+    pub(crate) fn mount(name: &str, size: &str) -> Option<SmallFs> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             println!("{name}: skipped: mounting a small tmpfs needs root");
