@@ -110,12 +110,56 @@ impl Drop for Share {
     }
 }
 
-/// The default host budget: 4 GiB, or a quarter of the free space of the
-/// filesystem holding `dir` at start, whichever is smaller.
-pub fn default_host_budget(dir: &std::path::Path) -> u64 {
-    free_bytes(dir).map_or(DEFAULT_HOST_BUDGET_CAP, |free| {
-        (free / 4).min(DEFAULT_HOST_BUDGET_CAP)
-    })
+/// The least default host budget: below it the filesystem is too full to
+/// keep even one command's log with its terminal event, and a host that
+/// starts anyway loses output without saying why.
+pub const MIN_DEFAULT_HOST_BUDGET: u64 = 1 << 20;
+
+/// The default host budget: a quarter of the free space of the filesystem
+/// holding `dir` at start plus what the host already keeps in `dir` (a
+/// previous host's logs are this host's own, not someone else's use of
+/// the disk), capped at 4 GiB. Refused, with why, below
+/// [`MIN_DEFAULT_HOST_BUDGET`]: `--disk-budget` says what to do then.
+pub fn default_host_budget(dir: &std::path::Path) -> Result<u64, String> {
+    let Some(free) = free_bytes(dir) else {
+        return Ok(DEFAULT_HOST_BUDGET_CAP);
+    };
+    let kept = kept_bytes(dir);
+    let budget = (free / 4).saturating_add(kept).min(DEFAULT_HOST_BUDGET_CAP);
+    if budget < MIN_DEFAULT_HOST_BUDGET {
+        return Err(format!(
+            "the default disk budget would be {budget} bytes (a quarter of the {free} bytes \
+             free where {} is, plus the {kept} bytes kept there), less than the least a \
+             host needs ({MIN_DEFAULT_HOST_BUDGET}); free some space or give --disk-budget",
+            dir.display()
+        ));
+    }
+    Ok(budget)
+}
+
+/// Bytes of the regular files in `dir` and in its subdirectories (one
+/// level down, as the state directory holds `<id>.log/` directories).
+/// Symbolic links are not followed, and what cannot be read counts 0:
+/// this only sizes a default.
+fn kept_bytes(dir: &std::path::Path) -> u64 {
+    fn walk(dir: &std::path::Path, depth: u32) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut bytes = 0u64;
+        for entry in entries.flatten() {
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_file() {
+                bytes = bytes.saturating_add(meta.len());
+            } else if meta.is_dir() && depth > 0 {
+                bytes = bytes.saturating_add(walk(&entry.path(), depth - 1));
+            }
+        }
+        bytes
+    }
+    walk(dir, 1)
 }
 
 /// Free bytes (for unprivileged users) of the filesystem holding `dir`.
@@ -185,5 +229,20 @@ mod tests {
         assert_eq!(usage.used(), 70);
         drop(b);
         assert_eq!(usage.used(), 20);
+    }
+
+    #[test]
+    fn kept_bytes_count_files_one_level_down_and_no_links() {
+        let dir = std::env::temp_dir().join(format!("execd-kept-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a.log/deeper")).unwrap();
+        std::fs::write(dir.join("a.json"), [0u8; 10]).unwrap();
+        std::fs::write(dir.join("a.log/0000000001.seg"), [0u8; 100]).unwrap();
+        // Two levels down, and a link to a big file: neither is the host's.
+        std::fs::write(dir.join("a.log/deeper/x"), [0u8; 1000]).unwrap();
+        std::os::unix::fs::symlink("/proc/kcore", dir.join("link")).unwrap();
+        assert_eq!(kept_bytes(&dir), 110);
+        assert_eq!(kept_bytes(&dir.join("absent")), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -132,16 +132,19 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// The bounds, the host's disk budget defaulting from the state
-    /// directory's free space.
-    pub fn bounds(&self, state_dir: &Path) -> Bounds {
-        Bounds {
+    /// directory (see [`crate::budget::default_host_budget`]); refused
+    /// where that default is too small to keep a log.
+    pub fn bounds(&self, state_dir: &Path) -> Result<Bounds, String> {
+        let disk_budget = match self.disk_budget {
+            Some(bytes) => bytes,
+            None => crate::budget::default_host_budget(state_dir)?,
+        };
+        Ok(Bounds {
             max_commands: self.max_commands,
             max_line_bytes: self.max_line_bytes,
             command_disk_budget: self.command_disk_budget,
-            disk_budget: self
-                .disk_budget
-                .unwrap_or_else(|| crate::budget::default_host_budget(state_dir)),
-        }
+            disk_budget,
+        })
     }
 }
 
@@ -255,9 +258,10 @@ impl HostBuilder {
         self
     }
 
-    /// Most bytes of disk all commands may take. Default: 4 GiB, or a
-    /// quarter of the state directory's free space at start, whichever is
-    /// smaller.
+    /// Most bytes of disk all commands may take. Default: a quarter of the
+    /// state directory's free space at start plus what the host already
+    /// keeps there, capped at 4 GiB; a default under 1 MiB is refused
+    /// when the host starts.
     pub fn disk_budget(mut self, bytes: u64) -> Self {
         self.disk_budget = Some(bytes);
         self

@@ -81,7 +81,9 @@ impl Host {
             None => StateDir::fresh(),
         }
         .map_err(StartError::StateDir)?;
-        let bounds = settings.bounds(state_dir.path());
+        let bounds = settings
+            .bounds(state_dir.path())
+            .map_err(StartError::Setting)?;
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(
             policy.clone(),

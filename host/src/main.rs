@@ -110,8 +110,9 @@ struct Config {
 
     /// Most bytes of disk all commands may take under --state-dir; over it,
     /// finished logs are expired oldest first, then running commands'
-    /// budgets shrink. Default: 4 GiB, or a quarter of the free space of
-    /// the state directory's filesystem at start, whichever is smaller.
+    /// budgets shrink. Default: a quarter of the free space of the state
+    /// directory's filesystem at start plus what the host already keeps
+    /// there, capped at 4 GiB; a default under 1 MiB is refused at start.
     #[arg(long, env = "EXECD_DISK_BUDGET", value_name = "BYTES", value_parser = execd_host::parse_size)]
     disk_budget: Option<u64>,
 
@@ -161,6 +162,10 @@ fn main() -> ExitCode {
         eprintln!("execd-host: cannot start the command spawner: {e}");
         return ExitCode::FAILURE;
     }
+    // This thread drives `run` (`block_on`), the host's start included:
+    // recovery writes the endings of commands a previous host left
+    // running from here, and this is not one of the runtime's threads.
+    process::private_thread_umask();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(process::private_thread_umask)

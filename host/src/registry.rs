@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::budget::{DiskUsage, Share};
 use crate::command::{Command, Files};
 use crate::error::RunError;
@@ -299,7 +301,6 @@ impl Registry {
         let pumped = Arc::clone(&command);
         let timeout = request.timeout;
         let max_line = self.bounds.max_line_bytes;
-        let ended = self.tasks.ended();
         self.tasks.spawn(async move {
             let leftover = exec::pump(Arc::clone(&pumped), pipes, timeout, max_line).await;
             log_end(&pumped).await;
@@ -323,12 +324,8 @@ impl Registry {
                 Some(ms) => Duration::from_millis(ms),
                 None => FALLBACK_RETENTION,
             };
-            // The host's end ends retention too: a task asleep here would
-            // keep the log, and with it the compiled policy, alive.
-            tokio::select! {
-                _ = tokio::time::sleep(retention) => registry.expire(&pumped).await,
-                _ = ended => {}
-            }
+            let ended = Instant::now();
+            registry.retain(pumped, ended, retention).await;
         });
         Ok((command, reader))
     }
@@ -341,13 +338,43 @@ impl Registry {
             .unwrap_or_else(|p| p.into_inner())
             .insert(command.id.clone(), Arc::clone(&command));
         let registry = Arc::clone(self);
-        let ended = self.tasks.ended();
         self.tasks.spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(left) => registry.expire(&command).await,
-                _ = ended => {}
-            }
+            let retention = match command.log.retention_ms().await {
+                Some(ms) => Duration::from_millis(ms),
+                None => FALLBACK_RETENTION,
+            };
+            // As if it had ended `retention - left` ago.
+            let ended = Instant::now() + left;
+            let ended = ended.checked_sub(retention).unwrap_or_else(Instant::now);
+            registry.retain(command, ended, retention).await;
         });
+    }
+
+    /// Expires `command` once no reader has followed its log for
+    /// `retention`, counted from `ended` or from the last reader's detach,
+    /// whichever is later: a log expired under a reader would lose its
+    /// files mid-read (the reader holds the log, not the command, and the
+    /// command's drop removes the policy's directory). The host's end
+    /// ends retention too: a task asleep here would keep the log, and
+    /// with it the compiled policy, alive.
+    async fn retain(self: Arc<Self>, command: Arc<Command>, ended: Instant, retention: Duration) {
+        let host_ended = self.tasks.ended();
+        tokio::pin!(host_ended);
+        let mut until = ended + retention;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = &mut host_ended => return,
+            }
+            let now = Instant::now();
+            match command.log.unread_since(ended).await {
+                Some(since) if since + retention <= now => break,
+                Some(since) => until = since + retention,
+                // Followed now: it cannot go before a retention from now.
+                None => until = now + retention,
+            }
+        }
+        self.expire(&command).await;
     }
 
     /// SIGTERM to the command's group now, SIGKILL after [`KILL_GRACE`]

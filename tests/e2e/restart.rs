@@ -554,3 +554,93 @@ async fn another_policy_does_not_reopen_a_log() {
         .assert_error(404, "COMMAND_NOT_FOUND");
     assert!(host.stderr().contains("written by"), "{}", host.stderr());
 }
+
+/// Every file and directory under `dir` whose mode lets anyone but the
+/// owner in, with that mode.
+fn not_private(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                open.push((entry.path(), mode));
+            }
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    open
+}
+
+/// Recovery ends a command the previous host left running by writing its
+/// terminal event, into a new segment where the log has none: that file
+/// is as private as every other the host makes (issue 19, item 6).
+/// Recovery runs before the host serves, on the thread that drives its
+/// start, which is not one of the runtime's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_recovery_creates_are_private() {
+    let kept = Kept::new("restart-private");
+    let host = Host::start(&kept.args(&[])).await;
+    let id = background(&host, "sleep 60").await;
+    assert_eq!(host.status(&id).await["running"], true);
+    host.kill().await;
+    // The log as a host killed before the command's first write leaves it:
+    // a directory with no segment in it, so the ending needs a new one.
+    let log = std::path::Path::new(&kept.path).join(format!("{id}.log"));
+    for entry in std::fs::read_dir(&log).expect("log dir").flatten() {
+        std::fs::remove_file(entry.path()).expect("remove segment");
+    }
+
+    let host = Host::start(&kept.args(&[])).await;
+    let status = host.wait_finished(&id).await;
+    assert_eq!(status["exit_code"], -1, "{status}");
+    let segments = std::fs::read_dir(&log).expect("log dir").count();
+    assert!(segments > 0, "recovery wrote the ending to a new segment");
+    let open = not_private(std::path::Path::new(&kept.path));
+    assert!(open.is_empty(), "not 0600/0700: {open:?}");
+}
+
+/// The default `--disk-budget` counts the logs a previous host kept as the
+/// host's own (issue 19, item 2): on a filesystem where they take most of
+/// a quarter of the free space, a restart with the default keeps them
+/// whole, where a budget of a quarter of what is left free would cut them
+/// down to their oldest part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_budget_keeps_what_the_previous_host_kept() {
+    let Some(fs) = crate::lossless::SmallFs::mount("restart-default-budget", "44m") else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let state = state.to_str().expect("utf-8");
+    let args = ["--state-dir", state];
+    // About 9.9 MB on disk: under the first host's 11 MiB default, over
+    // a quarter of what it leaves free.
+    let lines = 1_000_000u64;
+    let host = Host::start(&args).await;
+    let mut stream = host
+        .run(json!({ "command": format!("seq 1 {lines}") }))
+        .await;
+    let id = init_id(&mut stream).await;
+    let events = logged(&stream.events().await, 0);
+    assert_eq!(events.len() as u64, lines + 1, "the first host kept it all");
+    host.terminate().await;
+
+    let host = Host::start(&args).await;
+    for after in [0, 1000] {
+        let events = host.resume(&id, after).await.events().await;
+        let gap = events.iter().find(|e| e.kind() == "gap");
+        assert!(gap.is_none(), "after {after}: {:?}", gap.map(|g| &g.data));
+        let events = logged(&events, after);
+        assert_eq!(events.len() as u64, lines + 1 - after, "after {after}");
+        let end = events.last().expect("terminal");
+        assert_eq!(end.kind(), "execution_complete", "{:?}", end.data);
+        assert_eq!(end.eid(), Some(lines + 1));
+    }
+    let status = host.status(&id).await;
+    assert_eq!(status["exit_code"], 0, "{status}");
+    host.terminate().await;
+}

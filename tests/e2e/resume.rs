@@ -275,8 +275,10 @@ async fn exclusive_policy_admits_one_live_reader() {
             break s;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "drop not noticed within a second"
+            // A bounded poll: generous, as a busy machine is slow to
+            // schedule the host, but far short of any timer's idle limit.
+            started.elapsed() < Duration::from_secs(5),
+            "drop not noticed within 5 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };

@@ -157,3 +157,25 @@ async fn help_mentions_every_flag() {
         assert!(help.contains(flag), "--help lacks {flag}: {help}");
     }
 }
+
+/// A default `--disk-budget` too small to keep a log is refused with a
+/// message, never a silent budget of almost nothing (issue 19, item 2);
+/// given explicitly, the same filesystem serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_disk_budget_too_small_to_keep_a_log_is_refused() {
+    let Some(fs) = crate::lossless::SmallFs::mount("startup-tiny-budget", "2m") else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let state = state.to_str().expect("utf-8");
+    // A quarter of 2 MiB free is under the 1 MiB least.
+    let err = refused(&["--state-dir", state]).await;
+    assert!(err.contains("default disk budget"), "stderr: {err}");
+    assert!(err.contains("--disk-budget"), "stderr: {err}");
+    let host = Host::start(&["--state-dir", state, "--disk-budget", "1M"]).await;
+    let mut stream = host.run(json!({ "command": "echo ok" })).await;
+    init_id(&mut stream).await;
+    let events = logged(&stream.events().await, 0);
+    assert_eq!(events[0].text(), "ok");
+    host.terminate().await;
+}

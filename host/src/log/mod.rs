@@ -72,6 +72,8 @@ struct State {
     /// should the policy fail.
     ending: Option<wit::Ending>,
     readers: Vec<u64>,
+    /// When the last reader went, for retention (see [`Log::unread_since`]).
+    last_detached: Option<tokio::time::Instant>,
     /// A gap with reason `io` was reported in the host's log.
     io_gap_logged: bool,
     /// Text the policy left in files could not be read, and the host's
@@ -104,6 +106,7 @@ impl Log {
                 terminal: None,
                 ending: None,
                 readers: Vec::new(),
+                last_detached: None,
                 io_gap_logged: false,
                 text_gap_logged: false,
                 metrics: Arc::clone(&metrics),
@@ -145,6 +148,7 @@ impl Log {
                 terminal,
                 ending: reopened.ending,
                 readers: Vec::new(),
+                last_detached: None,
                 io_gap_logged: false,
                 text_gap_logged: false,
                 metrics: Arc::clone(&metrics),
@@ -357,6 +361,18 @@ impl Log {
         }
     }
 
+    /// Since when no reader has followed the log: `None` while one does,
+    /// else the last one's detach, or `since` if that was later (or none
+    /// ever came). Retention counts from here: a log expired under a
+    /// reader would lose its files mid-read.
+    pub async fn unread_since(&self, since: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        let state = self.state.lock().await;
+        if !state.readers.is_empty() {
+            return None;
+        }
+        Some(state.last_detached.map_or(since, |d| d.max(since)))
+    }
+
     /// Asks the policy whether a new reader may follow the log; returns the
     /// reader's id, to hand back to [`Log::detach`].
     pub async fn attach(&self, max_readers: usize) -> Result<u64, AttachError> {
@@ -395,6 +411,9 @@ impl Log {
         state.readers.retain(|r| *r != reader);
         if state.readers.len() < before {
             self.metrics.reader_detached();
+        }
+        if state.readers.is_empty() {
+            state.last_detached = Some(tokio::time::Instant::now());
         }
         if let Backend::Policy(policy) = &mut state.backend {
             let started = Instant::now();
