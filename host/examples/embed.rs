@@ -4,7 +4,8 @@
 //! `cargo run --release -p execd-host --example embed -- --listen 127.0.0.1:8080`
 //!
 //! Flags: `--listen ADDR` (default `127.0.0.1:44772`; port 0 picks one,
-//! printed as `listening on ADDR`) and `--sse-framing standard|legacy`.
+//! printed as `listening on ADDR`), `--sse-framing standard|legacy` and
+//! `--access-token TOKEN` (required for `uid`/`gid` on a command).
 //! SIGTERM or SIGINT shuts the host down, then the server.
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 async fn main() -> anyhow::Result<()> {
     let mut listen: SocketAddr = "127.0.0.1:44772".parse()?;
     let mut framing = Framing::Standard;
+    let mut token = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -31,10 +33,15 @@ async fn main() -> anyhow::Result<()> {
                 framing = Framing::parse(&given)
                     .ok_or_else(|| anyhow::anyhow!("unknown framing {given:?}"))?;
             }
+            "--access-token" => token = Some(value()?),
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
-    let host = Host::builder().framing(framing).build().await?;
+    let mut builder = Host::builder().framing(framing);
+    if let Some(token) = token {
+        builder = builder.access_token(token);
+    }
+    let host = builder.build().await?;
     // The embedder's own route first; everything else is the host's.
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -10,7 +10,10 @@ use crate::harness::{Host, try_request};
 
 /// The example's binary beside this test binary's profile directory
 /// (`cargo test` builds examples), built here when missing (a focused
-/// `cargo test --test e2e` builds none).
+/// `cargo test --test e2e` builds none). Not rebuilt when present: a
+/// nested `cargo build` here rebuilds the host crate every time, so a
+/// focused run after editing the example needs `cargo build --release
+/// -p execd-host --example embed` first.
 fn example() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     let profile_dir = exe
