@@ -18,6 +18,12 @@ pub struct Status {
     /// The host's error text, e.g. `exit status 2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it ended (`exit`, `signal`, `timeout`, ...), from hosts that say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The signal that ended it, from hosts that say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
     /// When it started (RFC 3339).
     #[serde(default)]
     pub started_at: String,

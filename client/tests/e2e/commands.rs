@@ -311,6 +311,91 @@ async fn logs_follow_prints_until_the_command_ends() {
     assert_eq!(out.code(), 0);
     let expect: String = (1..=10).map(|i| format!("{i}\n")).collect();
     assert_eq!(out.stdout, expect);
+    // It exits with the command's status, as `run` does.
+    let id = host
+        .client()
+        .spawn(Run::shell("echo last; sleep 0.2; exit 5"))
+        .await
+        .expect("spawn");
+    let out = on(&host, &["logs", &id, "--follow"]).await;
+    assert_eq!((out.code(), out.stdout.as_str()), (5, "last\n"), "{out:?}");
+}
+
+/// What a first user types: no `--` before the command, a short id, and a
+/// line that says a ping or a kill worked.
+#[tokio::test]
+async fn run_without_dashes_short_ids_and_one_line_answers() {
+    let host = Host::start(&[]).await;
+    let out = on(&host, &["run", "echo", "hi", "-n"]).await;
+    assert_eq!((out.code(), out.stdout.as_str()), (0, "hi -n\n"), "{out:?}");
+    let out = on(&host, &["run", "--cwd", "/tmp", "pwd"]).await;
+    assert_eq!((out.code(), out.stdout.as_str()), (0, "/tmp\n"), "{out:?}");
+
+    let out = on(&host, &["ping"]).await;
+    assert_eq!(out.code(), 0);
+    assert_eq!(out.stdout_lines().len(), 1, "{out:?}");
+    assert!(out.stdout.contains("is up"), "{out:?}");
+
+    let id = host
+        .client()
+        .spawn(Run::shell("sleep 30"))
+        .await
+        .expect("spawn");
+    // The shortest prefix that names only this command among those listed.
+    let others: Vec<String> = host
+        .client()
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.status.id)
+        .filter(|other| *other != id)
+        .collect();
+    let short = (1..=id.len())
+        .map(|n| &id[..n])
+        .find(|p| !others.iter().any(|o| o.starts_with(p)))
+        .expect("a unique prefix");
+    let out = on(&host, &["status", short]).await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.contains(&id), "{out:?}");
+    let out = on(&host, &["kill", short]).await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout_lines().len(), 1, "{out:?}");
+    assert!(
+        out.stdout.starts_with(&format!("interrupted {id}")),
+        "{out:?}"
+    );
+    wait_finished(&host, &id).await;
+
+    // A prefix of several ids is refused, naming them: among 17 ids two
+    // share their first hex digit.
+    let mut spawned = Vec::new();
+    for _ in 0..17 {
+        spawned.push(
+            host.client()
+                .spawn(Run::shell("true"))
+                .await
+                .expect("spawn"),
+        );
+    }
+    let (a, b) = spawned
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| {
+            spawned[i + 1..]
+                .iter()
+                .find(|b| b[..1] == a[..1])
+                .map(|b| (a, b))
+        })
+        .expect("two of 17 ids share a first digit");
+    let out = on(&host, &["status", &a[..1]]).await;
+    assert_eq!(out.code(), 240, "{out:?}");
+    assert!(
+        out.stderr.contains(a.as_str()) && out.stderr.contains(b.as_str()),
+        "{out:?}"
+    );
+    let out = on(&host, &["status", ""]).await;
+    assert_ne!(out.code(), 0, "{out:?}");
 }
 
 #[tokio::test]

@@ -52,12 +52,12 @@ pub enum Command {
     Attach(AttachArgs),
     /// Show a command's status.
     Status {
-        /// The command's id.
+        /// The command's id, or a prefix of it that names one command.
         id: String,
     },
     /// Print a background command's raw output.
     Logs {
-        /// The command's id.
+        /// The command's id, or a prefix of it that names one command.
         id: String,
         /// Start at this byte offset of the combined output.
         #[arg(long, default_value_t = 0)]
@@ -68,7 +68,7 @@ pub enum Command {
     },
     /// Interrupt a command: SIGTERM to its process group, SIGKILL 3 s later.
     Kill {
-        /// The command's id.
+        /// The command's id, or a prefix of it that names one command.
         id: String,
     },
     /// List the commands the host knows: running, and finished but retained.
@@ -131,14 +131,21 @@ pub struct RunArgs {
     pub shell: bool,
     #[command(flatten)]
     pub interrupt: InterruptArgs,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The command and its arguments: everything after the options (a
+    /// `--` before them is optional; it is needed only for a command whose
+    /// name starts with `-`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CMD"
+    )]
     pub argv: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct AttachArgs {
-    /// The command's id.
+    /// The command's id, or a prefix of it that names one command.
     pub id: String,
     /// Start after this event id (0: everything the host retains).
     #[arg(long, value_name = "EID", default_value_t = 0)]

@@ -69,6 +69,21 @@ pub fn of_error(error: &Error) -> u8 {
     }
 }
 
+/// The status for a finished command's status report, as [`of_exit`]
+/// gives it for its terminal event.
+pub fn of_status(status: &execd_client::Status) -> u8 {
+    if status.reason.as_deref() == Some("timeout") {
+        return TIMED_OUT;
+    }
+    if let Some(signal) = status.signal {
+        return (128 + signal).clamp(0, 255) as u8;
+    }
+    match status.exit_code {
+        Some(code @ 0..=255) => code as u8,
+        _ => NO_CODE,
+    }
+}
+
 /// The line execdctl writes on stderr for an ending that is not the
 /// command's own plain exit, so that a person learns why; none for an exit.
 pub fn note(exit: &Exit) -> Option<String> {

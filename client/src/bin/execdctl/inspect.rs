@@ -123,7 +123,8 @@ fn row(command: &CommandInfo) -> [String; 5] {
 
 /// `execdctl logs ID [--cursor B] [--follow]`. A cut connection or a
 /// host briefly away is tried again from the same cursor, for at most
-/// `retry_for` in one streak, as the event streams do.
+/// `retry_for` in one streak, as the event streams do. Returns the exit
+/// status: with `--follow`, the command's (as `run` gives it); else 0.
 pub async fn logs(
     client: &Client,
     id: &str,
@@ -131,11 +132,16 @@ pub async fn logs(
     follow: bool,
     json: bool,
     retry_for: Duration,
-) -> Result<(), Error> {
+) -> Result<u8, Error> {
     loop {
         // Whether it still runs is read before the output, so the fetch
         // after it has ended is the last one needed.
-        let running = follow && riding_cuts(retry_for, || client.status(id)).await?.running;
+        let status = if follow {
+            Some(riding_cuts(retry_for, || client.status(id)).await?)
+        } else {
+            None
+        };
+        let running = status.as_ref().is_some_and(|s| s.running);
         let logs = riding_cuts(retry_for, || client.logs(id, cursor)).await?;
         if logs.from > cursor {
             eprintln!(
@@ -158,7 +164,7 @@ pub async fn logs(
                 .is_ok()
         };
         if !written {
-            return Ok(());
+            return Ok(crate::exit::STDOUT_CLOSED);
         }
         cursor = logs.tail;
         if logs.cut {
@@ -166,7 +172,7 @@ pub async fn logs(
             continue;
         }
         if !running {
-            return Ok(());
+            return Ok(status.as_ref().map_or(0, crate::exit::of_status));
         }
         tokio::time::sleep(FOLLOW_POLL).await;
     }

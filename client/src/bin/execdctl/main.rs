@@ -5,6 +5,7 @@ mod args;
 mod exit;
 mod explain;
 mod follow;
+mod ids;
 mod inspect;
 
 use std::process::ExitCode;
@@ -46,6 +47,20 @@ fn main() -> ExitCode {
 /// The failure and the URL it happened against, for the message.
 type Failure = (Error, String);
 
+/// The id an argument names (see `ids`), or the dispatch's ending.
+macro_rules! resolved {
+    ($client:expr, $id:expr, $url:expr) => {
+        match ids::resolve(&$client, &$id).await {
+            Ok(id) => id,
+            Err(ids::Unresolved::Ambiguous(message)) => {
+                eprintln!("execdctl: {message}");
+                return Ending::Status(exit::USAGE);
+            }
+            Err(ids::Unresolved::Failed(error)) => return Ending::Failed((error, $url.clone())),
+        }
+    };
+}
+
 async fn dispatch(global: Global, command: Command) -> Ending<Failure> {
     let url = global.url.clone();
     let client = match client(&global) {
@@ -61,6 +76,25 @@ async fn dispatch(global: Global, command: Command) -> Ending<Failure> {
         follow::Ending::Status(status) => Ending::Status(status),
         follow::Ending::Failed(error) => Ending::Failed((error, url.clone())),
     };
+    // Ids may be given as a prefix of one command's.
+    let command = match command {
+        Command::Status { id } => Command::Status {
+            id: resolved!(client, id, url),
+        },
+        Command::Logs { id, cursor, follow } => Command::Logs {
+            id: resolved!(client, id, url),
+            cursor,
+            follow,
+        },
+        Command::Kill { id } => Command::Kill {
+            id: resolved!(client, id, url),
+        },
+        Command::Attach(mut attach) => {
+            attach.id = resolved!(client, attach.id, url);
+            Command::Attach(attach)
+        }
+        other => other,
+    };
     match command {
         Command::Run(run) => streamed(run_command(&client, run.session.clone(), run, json).await),
         Command::Session(SessionCommand::Run { id, run }) => {
@@ -72,11 +106,22 @@ async fn dispatch(global: Global, command: Command) -> Ending<Failure> {
         }),
         Command::Status { id } => done(inspect::status(&client, &id, json).await),
         Command::Logs { id, cursor, follow } => {
-            done(inspect::logs(&client, &id, cursor, follow, json, global.retry_for).await)
+            match inspect::logs(&client, &id, cursor, follow, json, global.retry_for).await {
+                Ok(status) => Ending::Status(status),
+                Err(error) => Ending::Failed((error, url)),
+            }
         }
-        Command::Kill { id } => done(client.interrupt(&id).await),
+        Command::Kill { id } => done(client.interrupt(&id).await.map(|()| {
+            say(json, serde_json::json!({ "interrupted": id }), || {
+                format!("interrupted {id} (SIGTERM to its process group, SIGKILL in 3 s)")
+            })
+        })),
         Command::Ps => done(inspect::ps(&client, json).await),
-        Command::Ping => done(client.ping().await),
+        Command::Ping => done(client.ping().await.map(|()| {
+            say(json, serde_json::json!({ "up": url }), || {
+                format!("{url} is up and accepts this client")
+            })
+        })),
         Command::Session(SessionCommand::New { cwd }) => done(
             async {
                 let id = client.session_new(cwd.as_deref()).await?;
@@ -90,6 +135,16 @@ async fn dispatch(global: Global, command: Command) -> Ending<Failure> {
             .await,
         ),
         Command::Session(SessionCommand::Rm { id }) => done(client.session_delete(&id).await),
+    }
+}
+
+/// The one line a command that succeeded prints: `json` as JSON, or the
+/// sentence.
+fn say(json: bool, value: serde_json::Value, sentence: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", sentence());
     }
 }
 
