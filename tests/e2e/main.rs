@@ -32,5 +32,6 @@ mod props;
 mod restart;
 mod security;
 mod sessions;
+mod spec;
 mod telemetry;
 mod upstream;
