@@ -78,6 +78,8 @@ eval "$__execd_cmd"
 /// Every session the host knows.
 pub struct Sessions {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// The next session's place in the listing.
+    next_seq: std::sync::atomic::AtomicU64,
     /// `<state dir>/sessions`, holding one directory per session.
     root: PathBuf,
     /// bash, if there is one: sessions need it.
@@ -85,6 +87,9 @@ pub struct Sessions {
 }
 
 struct Session {
+    /// The order sessions are listed in (ids are random).
+    seq: u64,
+    created_at: std::time::SystemTime,
     dir: PathBuf,
     /// Where its first run starts.
     cwd: Option<PathBuf>,
@@ -102,6 +107,21 @@ enum Run {
     Running(Arc<Command>),
     /// Deleted: nothing may start.
     Deleted,
+}
+
+/// One entry of `GET /session`.
+#[derive(serde::Serialize)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// The id of the run going on now, if one is.
+    pub running: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +186,7 @@ impl Sessions {
         let bash = Some(exec::shell()).filter(|s| s.ends_with("bash"));
         Sessions {
             sessions: Mutex::default(),
+            next_seq: std::sync::atomic::AtomicU64::new(0),
             root,
             bash,
         }
@@ -222,6 +243,10 @@ impl Sessions {
         sessions.insert(
             id.clone(),
             Arc::new(Session {
+                seq: self
+                    .next_seq
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                created_at: std::time::SystemTime::now(),
                 dir,
                 cwd,
                 uid: body.uid,
@@ -230,6 +255,33 @@ impl Sessions {
             }),
         );
         Ok(id)
+    }
+
+    /// `GET /session`: every session, oldest first.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let mut sessions: Vec<(String, Arc<Session>)> = self
+            .map()
+            .iter()
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect();
+        sessions.sort_by_key(|(_, s)| s.seq);
+        sessions
+            .into_iter()
+            .map(|(session_id, s)| {
+                let running = match &*s.lock() {
+                    Run::Running(command) if command.status().running => Some(command.id.clone()),
+                    _ => None,
+                };
+                SessionInfo {
+                    session_id,
+                    created_at: crate::time::rfc3339(s.created_at),
+                    cwd: s.cwd.as_ref().map(|c| c.display().to_string()),
+                    uid: s.uid,
+                    gid: s.gid,
+                    running,
+                }
+            })
+            .collect()
     }
 
     /// `DELETE /session/{id}`: ends its running run (SIGTERM, then SIGKILL,

@@ -292,7 +292,7 @@ async fn session_errors() {
             .assert_error(404, "SESSION_NOT_FOUND");
     }
     for (method, path) in [
-        ("GET", "/session".to_string()),
+        ("PUT", "/session".to_string()),
         ("DELETE", "/session".to_string()),
         ("GET", format!("/session/{session}")),
         ("GET", path.clone()),
@@ -310,6 +310,56 @@ async fn session_errors() {
     host.call("DELETE", &format!("/session/{session}"), "")
         .await
         .assert_error(404, "SESSION_NOT_FOUND");
+}
+
+fn listed(response: &Response) -> Vec<serde_json::Value> {
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()["sessions"]
+        .as_array()
+        .expect("a sessions array")
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_oldest_first_with_their_running_run() {
+    let host = Host::start(&[]).await;
+    assert!(listed(&host.call("GET", "/session", "").await).is_empty());
+    // Enough sessions that random ids would not come back in creation
+    // order by chance.
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(create(&host, r#"{"cwd":"/tmp"}"#).await);
+    }
+    let (run_id, _stream) = start_run(&host, &ids[3], json!({"command": "sleep 30"})).await;
+
+    let sessions = listed(&host.call("GET", "/session", "").await);
+    let order: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["session_id"].as_str().expect("session_id"))
+        .collect();
+    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    for (i, session) in sessions.iter().enumerate() {
+        assert_eq!(session["cwd"], "/tmp");
+        assert!(
+            session["created_at"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
+        let running = if i == 3 { json!(run_id) } else { json!(null) };
+        assert_eq!(session["running"], running, "{session}");
+    }
+
+    // A deleted session is gone from the list, and its run with it.
+    assert_eq!(
+        host.call("DELETE", &format!("/session/{}", ids[3]), "")
+            .await
+            .status,
+        200
+    );
+    let after = listed(&host.call("GET", "/session", "").await);
+    assert_eq!(after.len(), 7);
+    assert!(after.iter().all(|s| s["session_id"] != ids[3].as_str()));
+    assert!(after.iter().all(|s| s["running"].is_null()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

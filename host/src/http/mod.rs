@@ -194,6 +194,9 @@ async fn route(
         (["command", id, "resume"], &Method::GET) => resume(app, id, &req).await,
         (["command", id, "logs"], &Method::GET) => logs(app, id, &req),
         (["session"], &Method::POST) => sessions::create(app, req).await,
+        (["session"], &Method::GET) => json_response(&SessionList {
+            sessions: app.sessions.list(),
+        }),
         (["session", id], &Method::DELETE) => sessions::delete(app, id),
         (["session", id, "run"], &Method::POST) => sessions::run(app, id, req).await,
         (["metrics"], &Method::GET) => metrics::get(app).await,
@@ -459,6 +462,11 @@ fn list(app: &App) -> Result<Response<ResponseBody>, ApiError> {
         })
         .collect();
     json_response(&CommandList { commands: entries })
+}
+
+#[derive(serde::Serialize)]
+struct SessionList {
+    sessions: Vec<crate::session::SessionInfo>,
 }
 
 #[derive(serde::Serialize)]
