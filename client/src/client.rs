@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::framing::Framing;
 use crate::run::Run;
-use crate::status::{CommandInfo, CommandList, Logs, Status};
+use crate::status::{CommandInfo, CommandList, Logs, SessionInfo, SessionList, Status};
 use crate::stream::{self, EventStream, Opened, Reconnect, Start};
 use crate::transport::{Subject, Transport, encode};
 
@@ -555,6 +555,23 @@ impl Client {
             self.framing_query('?')
         );
         self.start(&path, run.session_body(), Some(session)).await
+    }
+
+    /// `GET /session`: every session the host has, oldest first.
+    ///
+    /// ```no_run
+    /// # async fn example(client: execd_client::Client) -> Result<(), execd_client::Error> {
+    /// for session in client.sessions().await? {
+    ///     println!("{} running {:?}", session.session_id, session.running);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        let (_, body) = self
+            .transport()
+            .call(Method::GET, "/session", None, Subject::None)
+            .await?;
+        Ok(json::<SessionList>(&body)?.sessions)
     }
 
     /// `DELETE /session/{id}`: ends the session and its running run.

@@ -48,5 +48,5 @@ pub use error::{Error, Result};
 pub use event::{Event, Exit, ExitError, Gap, Line};
 pub use framing::Framing;
 pub use run::{Run, shell_quote};
-pub use status::{CommandInfo, Logs, Status};
+pub use status::{CommandInfo, Logs, SessionInfo, Status};
 pub use stream::{EventStream, Reconnect};

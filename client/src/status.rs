@@ -1,4 +1,5 @@
-//! What the host says about commands: status, the command list, logs.
+//! What the host says about commands: status, the command list, logs;
+//! and the session list.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,33 @@ pub struct CommandInfo {
 #[derive(Deserialize)]
 pub(crate) struct CommandList {
     pub(crate) commands: Vec<CommandInfo>,
+}
+
+/// One entry of `GET /session`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub session_id: String,
+    /// When it was created (RFC 3339).
+    #[serde(default)]
+    pub created_at: String,
+    /// The directory its first run starts in, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// The user its runs run as, if not the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The group its runs run as, if not the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// The command id of the run going on in it, if one is.
+    #[serde(default)]
+    pub running: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SessionList {
+    pub(crate) sessions: Vec<SessionInfo>,
 }
 
 /// A piece of a background command's raw output, `GET /command/{id}/logs`.

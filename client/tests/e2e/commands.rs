@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use execd_client::{Error, Run};
 
-use crate::harness::{self, Host, ctl, eventually, execdctl, first_line, rest};
+use crate::harness::{self, Host, ctl, eventually, execdctl, finish, first_line, rest};
 
 /// Runs execdctl against `host` with these arguments.
 async fn on(host: &Host, args: &[&str]) -> harness::Output {
@@ -442,11 +442,7 @@ async fn ping_and_the_token() {
 
 #[tokio::test]
 async fn no_host_and_unknown_ids_get_plain_errors() {
-    // A port nothing listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let out = ctl(&["--url", &url, "run", "--", "true"]).await;
     assert_eq!(out.code(), 241, "{out:?}");
@@ -486,6 +482,55 @@ async fn no_host_and_unknown_ids_get_plain_errors() {
             ..
         })
     ));
+}
+
+/// A loopback port nothing listens on: bound, then freed.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+#[tokio::test]
+async fn retry_for_waits_for_a_host_that_is_starting_and_says_so() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = execdctl(&["--url", &url, "--retry-for", "30s", "run", "echo", "up"])
+        .spawn()
+        .expect("spawn execdctl");
+    // It says it waits before the host exists; then the host comes up.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut stderr = tokio::io::BufReader::new(stderr);
+    let mut said = String::new();
+    tokio::time::timeout(
+        harness::PATIENCE,
+        tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut said),
+    )
+    .await
+    .expect("execdctl says it waits")
+    .expect("read stderr");
+    assert_eq!(
+        said,
+        format!("execdctl: the host at {url} is not up; trying again for up to 30s\n")
+    );
+    let _host = Host::start_at(&format!("127.0.0.1:{port}"), &[]).await;
+    let out = finish(child).await;
+    assert_eq!((out.code(), out.stdout.as_str()), (0, "up\n"), "{out:?}");
+
+    // Bounded: a host that never comes gets the plain unreachable error.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = ctl(&["--url", &url, "--retry-for", "1s", "ps"]).await;
+    assert_eq!(out.code(), 241, "{out:?}");
+    let notes: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(notes.len(), 3, "{}", out.stderr);
+    assert!(
+        notes[1].starts_with("execdctl: still not up after 1s ("),
+        "{}",
+        out.stderr
+    );
+    assert!(notes[2].contains("cannot reach the host"), "{}", out.stderr);
 }
 
 #[tokio::test]
@@ -572,6 +617,39 @@ async fn sessions_new_run_rm() {
     )
     .await;
     assert_eq!((out.code(), out.stdout.as_str()), (5, "1\n/\n"), "{out:?}");
+    // Listed, oldest first, as a table and as JSON.
+    let second = on(&host, &["session", "new"])
+        .await
+        .stdout
+        .trim()
+        .to_string();
+    let out = on(&host, &["session", "ls"]).await;
+    assert_eq!(out.code(), 0, "{out:?}");
+    let rows: Vec<Vec<&str>> = out
+        .stdout_lines()
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", out.stdout);
+    assert_eq!(rows[0], ["ID", "RUNNING", "CREATED", "CWD"]);
+    assert_eq!(
+        (rows[1][0], rows[1][1], rows[1][3]),
+        (session.as_str(), "idle", "/tmp")
+    );
+    assert_eq!(
+        (rows[2][0], rows[2][1], rows[2].len()),
+        (second.as_str(), "idle", 3)
+    );
+    let out = on(&host, &["--json", "session", "ls"]).await;
+    let listed: Vec<serde_json::Value> = out
+        .stdout_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(listed.len(), 2, "{}", out.stdout);
+    assert_eq!(listed[0]["session_id"], session.as_str());
+    assert_eq!(listed[0]["cwd"], "/tmp");
+    assert_eq!(listed[1]["session_id"], second.as_str());
     assert_eq!(on(&host, &["session", "rm", &session]).await.code(), 0);
     let out = on(&host, &["session", "rm", &session]).await;
     assert_eq!(out.code(), 243, "{out:?}");

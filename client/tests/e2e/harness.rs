@@ -54,8 +54,13 @@ impl Drop for Host {
 impl Host {
     /// Starts a host with these extra flags and waits for its address.
     pub async fn start(args: &[&str]) -> Host {
+        Host::start_at("127.0.0.1:0", args).await
+    }
+
+    /// Starts a host listening on `listen`, with these extra flags.
+    pub async fn start_at(listen: &str, args: &[&str]) -> Host {
         let mut child = Command::new(host_binary())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env_remove("EXECD_ACCESS_TOKEN")
             .env("EXECD_LOG", "error")

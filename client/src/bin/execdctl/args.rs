@@ -39,9 +39,22 @@ pub struct Global {
     /// Ask the host for this stream framing (both are read either way).
     #[arg(long, global = true, value_parser = parse_framing)]
     pub framing: Option<Framing>,
-    /// How long to keep reconnecting after a cut before giving up.
-    #[arg(long, env = "EXECD_RETRY_FOR", default_value = "60s", value_parser = parse_duration, global = true)]
-    pub retry_for: Duration,
+    /// How long to keep reconnecting after a cut before giving up (default
+    /// 60s). Given explicitly, it is also how long to wait for a host that
+    /// is not up yet.
+    #[arg(long, env = "EXECD_RETRY_FOR", value_parser = parse_duration, global = true)]
+    pub retry_for: Option<Duration>,
+}
+
+/// How long a streak of failed reconnections may last without
+/// `--retry-for`.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(60);
+
+impl Global {
+    /// The bound on a streak of reconnections.
+    pub fn retry_for(&self) -> Duration {
+        self.retry_for.unwrap_or(DEFAULT_RETRY_FOR)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +108,8 @@ pub enum SessionCommand {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// List the host's sessions, oldest first, with the run going on in each.
+    Ls,
     /// End a session and its running command.
     Rm {
         /// The session's id.

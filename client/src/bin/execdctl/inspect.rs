@@ -52,29 +52,101 @@ pub async fn ps(client: &Client, json: bool) -> Result<(), Error> {
         return Ok(());
     }
     let rows: Vec<[String; 5]> = commands.iter().map(row).collect();
-    let header = ["ID", "STATE", "EVENTS", "STARTED", "COMMAND"].map(String::from);
-    let mut widths = [0; 4];
-    for r in std::iter::once(&header).chain(&rows) {
+    table(["ID", "STATE", "EVENTS", "STARTED", "COMMAND"], &rows, &[2]);
+    Ok(())
+}
+
+/// `execdctl session ls`: the host's sessions, oldest first.
+pub async fn sessions(client: &Client, json: bool) -> Result<(), Error> {
+    let sessions = client.sessions().await?;
+    if json {
+        let mut out = std::io::stdout().lock();
+        for session in &sessions {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(session).unwrap_or_default()
+            );
+        }
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = sessions
+        .iter()
+        .map(|s| {
+            [
+                s.session_id.clone(),
+                s.running.clone().unwrap_or_else(|| "idle".into()),
+                s.created_at.clone(),
+                s.cwd.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(["ID", "RUNNING", "CREATED", "CWD"], &rows, &[]);
+    Ok(())
+}
+
+/// Prints `rows` under `header` in columns two spaces apart, the columns
+/// in `right` aligned right, the last one unpadded.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]], right: &[usize]) {
+    let header = header.map(String::from);
+    let mut widths = [0; N];
+    for r in std::iter::once(&header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    for r in std::iter::once(&header).chain(&rows) {
-        let _ = writeln!(
-            out,
-            "{:w0$}  {:w1$}  {:>w2$}  {:w3$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        );
+    let mut out = std::io::stdout().lock();
+    for r in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else if right.contains(&i) {
+                line.push_str(&format!("{cell:>w$}  ", w = widths[i]));
+            } else {
+                line.push_str(&format!("{cell:w$}  ", w = widths[i]));
+            }
+        }
+        let _ = writeln!(out, "{line}");
     }
-    Ok(())
+}
+
+/// Waits until the host answers `/ping`, for at most `bound`, saying so
+/// on stderr once if it does not answer at first. Any answer but an
+/// unreachable host ends the wait: the command itself then meets it.
+pub async fn until_up(client: &Client, url: &str, bound: Duration) -> Result<(), Error> {
+    match client.ping().await {
+        Err(Error::Unreachable { .. }) => {}
+        _ => return Ok(()),
+    }
+    eprintln!(
+        "execdctl: the host at {url} is not up; trying again for up to {}",
+        humantime::format_duration(bound)
+    );
+    let waited = riding_cuts(bound, || async {
+        match client.ping().await {
+            Err(error @ Error::Unreachable { .. }) => Err(error),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    match waited {
+        // Told as what it is (exit 241, the host is unreachable), after
+        // how long was tried; the first ping counts as an attempt.
+        Err(Error::GaveUp {
+            attempts,
+            elapsed,
+            last,
+        }) => {
+            eprintln!(
+                "execdctl: still not up after {} ({} attempts)",
+                humantime::format_duration(Duration::from_secs(elapsed.as_secs().max(1))),
+                attempts + 1
+            );
+            Err(*last)
+        }
+        other => other,
+    }
 }
 
 /// Runs `call` again after a transient failure, waiting as the streams

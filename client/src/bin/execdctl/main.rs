@@ -67,6 +67,14 @@ async fn dispatch(global: Global, command: Command) -> Ending<Failure> {
         Ok(client) => client,
         Err(error) => return Ending::Failed((error, url)),
     };
+    // Asked to, wait for a host that is starting (a script that launches
+    // the daemon and runs a command at once); by default an unreachable
+    // host fails at once, so a wrong --url says so without a minute's wait.
+    if let Some(bound) = global.retry_for
+        && let Err(error) = inspect::until_up(&client, &url, bound).await
+    {
+        return Ending::Failed((error, url));
+    }
     let json = global.json;
     let done = |result: Result<(), Error>| match result {
         Ok(()) => Ending::Status(0),
@@ -106,7 +114,7 @@ async fn dispatch(global: Global, command: Command) -> Ending<Failure> {
         }),
         Command::Status { id } => done(inspect::status(&client, &id, json).await),
         Command::Logs { id, cursor, follow } => {
-            match inspect::logs(&client, &id, cursor, follow, json, global.retry_for).await {
+            match inspect::logs(&client, &id, cursor, follow, json, global.retry_for()).await {
                 Ok(status) => Ending::Status(status),
                 Err(error) => Ending::Failed((error, url)),
             }
@@ -134,6 +142,7 @@ async fn dispatch(global: Global, command: Command) -> Ending<Failure> {
             }
             .await,
         ),
+        Command::Session(SessionCommand::Ls) => done(inspect::sessions(&client, json).await),
         Command::Session(SessionCommand::Rm { id }) => done(client.session_delete(&id).await),
     }
 }
@@ -203,7 +212,7 @@ async fn run_command(
 
 fn client(global: &Global) -> Result<Client, Error> {
     let mut builder = Client::builder(global.url.clone())
-        .backoff(Backoff::default().max_elapsed(global.retry_for));
+        .backoff(Backoff::default().max_elapsed(global.retry_for()));
     if let Some(token) = &global.token {
         builder = builder.token(token.clone());
     }
