@@ -76,6 +76,7 @@ pub struct HostBuilder {
     upstream: Option<String>,
     cors_origins: Vec<String>,
     trim_heap: bool,
+    cgroups: bool,
     drain_timeout: Duration,
 }
 
@@ -102,6 +103,7 @@ impl Default for HostBuilder {
             upstream: None,
             cors_origins: Vec::new(),
             trim_heap: false,
+            cgroups: true,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
@@ -123,6 +125,7 @@ pub(crate) struct Settings {
     pub upstream: Option<Upstream>,
     pub cors: Option<Cors>,
     pub trim_heap: bool,
+    pub cgroups: bool,
     pub drain_timeout: Duration,
     max_commands: usize,
     max_line_bytes: usize,
@@ -232,6 +235,18 @@ impl HostBuilder {
     /// [`DEFAULT_MAX_READERS`].
     pub fn max_readers(mut self, max: usize) -> Self {
         self.max_readers = max;
+        self
+    }
+
+    /// Whether each command runs in a cgroup (v2) of its own, where the
+    /// host may create one under its own: then DELETE, a timeout and
+    /// shutdown reach what a command moved out of its process group with
+    /// `setsid`. It costs each start a cgroup migration (see the README's
+    /// Security section for what that measured). Default: true; where the
+    /// host may not, commands run in process groups only, and the log says
+    /// why.
+    pub fn cgroups(mut self, on: bool) -> Self {
+        self.cgroups = on;
         self
     }
 
@@ -386,6 +401,7 @@ impl HostBuilder {
             upstream,
             cors,
             trim_heap: self.trim_heap,
+            cgroups: self.cgroups,
             drain_timeout: self.drain_timeout,
             max_commands: self.max_commands,
             max_line_bytes: self.max_line_bytes,

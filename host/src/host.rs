@@ -90,7 +90,10 @@ impl Host {
             state_dir.path().to_path_buf(),
             state_dir.kept(),
             bounds,
-            settings.trim_heap,
+            crate::registry::Options {
+                trim_heap: settings.trim_heap,
+                cgroups: settings.cgroups,
+            },
             tasks.clone(),
             metrics,
         );

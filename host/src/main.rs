@@ -91,6 +91,13 @@ struct Config {
     #[arg(long, env = "EXECD_MAX_READERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_readers: u32,
 
+    /// Each command in a cgroup (v2) of its own, where the host may create
+    /// one: `auto` (the default) or `off`. `setsid` cannot leave a cgroup,
+    /// so DELETE, timeouts and shutdown reach all a command started; each
+    /// start costs a cgroup migration.
+    #[arg(long, env = "EXECD_CGROUPS", value_enum, default_value_t = Cgroups::Auto)]
+    cgroups: Cgroups,
+
     /// Most connections open at once; more are closed as soon as they are
     /// accepted (logged at most once a minute).
     #[arg(long, env = "EXECD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
@@ -248,6 +255,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--cgroups`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Cgroups {
+    /// A cgroup per command where the host may create one.
+    Auto,
+    /// Process groups only.
+    Off,
+}
+
 /// The flags, as builder settings.
 fn builder(config: Config) -> HostBuilder {
     let mut builder = Host::builder()
@@ -260,6 +276,7 @@ fn builder(config: Config) -> HostBuilder {
         .max_commands(config.max_commands)
         .max_readers(config.max_readers as usize)
         .max_connections(config.max_connections as usize)
+        .cgroups(config.cgroups == Cgroups::Auto)
         .max_line_bytes(config.max_line_bytes as usize)
         .command_disk_budget(config.command_disk_budget)
         // A daemon that runs thousands of commands would otherwise keep

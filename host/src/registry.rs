@@ -13,6 +13,7 @@ use crate::budget::{DiskUsage, Share};
 use crate::command::{Command, Files};
 use crate::error::RunError;
 use crate::exec;
+use crate::exec::cgroup::Cgroups;
 use crate::exec::group::{self, Leader, ProcessGroup};
 use crate::exec::output::OutputFile;
 use crate::http::request::RunRequest;
@@ -30,6 +31,15 @@ use crate::telemetry::{Metrics, Snapshot};
 const TOMBSTONES: usize = 100_000;
 /// Retention when the policy cannot say (it failed).
 const FALLBACK_RETENTION: Duration = Duration::from_secs(300);
+
+/// How the registry runs its commands and itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Trim the process's heap after logs expire.
+    pub trim_heap: bool,
+    /// Put each command in a cgroup of its own where the host may.
+    pub cgroups: bool,
+}
 
 /// Bounds on what requests may start.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +71,8 @@ pub struct Registry {
     pub keys: Keys,
     /// Process groups of commands, until they are released (see `group`).
     groups: Mutex<Vec<Arc<ProcessGroup>>>,
+    /// Where commands get a cgroup each, if the host may make them.
+    cgroups: Option<Cgroups>,
     /// A command's pump ended: its group may be empty now.
     group_ended: Arc<tokio::sync::Notify>,
     /// What all commands store on disk, against `--disk-budget`.
@@ -94,13 +106,13 @@ pub enum Lookup {
 impl Registry {
     /// A registry; call from within the runtime (it starts its tasks on
     /// `tasks`). `kept`: the state directory outlives this host (see
-    /// `recovery`). `trim_heap`: trim the process's heap after logs expire.
+    /// `recovery`).
     pub fn new(
         policy: PolicyEngine,
         state_dir: PathBuf,
         kept: bool,
         bounds: Bounds,
-        trim_heap: bool,
+        options: Options,
         tasks: Tasks,
         metrics: Arc<Metrics>,
     ) -> Arc<Registry> {
@@ -113,6 +125,14 @@ impl Registry {
             tombstones: Mutex::default(),
             keys: Keys::default(),
             groups: Mutex::default(),
+            cgroups: if options.cgroups {
+                open_cgroups(&state_dir)
+            } else {
+                tracing::info!(
+                    "commands run in process groups only (cgroups off): a process that calls setsid leaves its command's group"
+                );
+                None
+            },
             group_ended: Arc::default(),
             disk: DiskUsage::new(bounds.disk_budget),
             policy,
@@ -122,7 +142,7 @@ impl Registry {
             tasks: tasks.clone(),
             metrics,
         });
-        if trim_heap {
+        if options.trim_heap {
             tasks.spawn(until_end(
                 self::trim_heap(Arc::downgrade(&registry)),
                 tasks.ended(),
@@ -230,11 +250,18 @@ impl Registry {
         } else {
             None
         };
-        let mut child = exec::spawn(&self.shell, &request)
-            .await
-            .map_err(spawn_error)?;
+        let cgroup = self.cgroups.as_ref().and_then(|c| c.create(&id));
+        let mut child = match exec::spawn(&self.shell, &request, cgroup.as_ref()).await {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(cgroup) = &cgroup {
+                    cgroup.remove();
+                }
+                return Err(spawn_error(e));
+            }
+        };
         let pipes = (child.stdout.take(), child.stderr.take());
-        let group = ProcessGroup::new(child)
+        let group = ProcessGroup::new(child, cgroup)
             .map(Arc::new)
             .ok_or(RunError::NoProcessId)?;
         let started_at = std::time::SystemTime::now();
@@ -508,6 +535,19 @@ impl Registry {
                 group.release();
             }
         }
+        // The kernel empties a killed cgroup on its own time.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !self
+            .groups()
+            .iter()
+            .all(|g| g.remove_cgroup(Duration::ZERO))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.close();
+        }
     }
 
     /// The process groups not yet released.
@@ -744,6 +784,24 @@ async fn reap_groups(registry: std::sync::Weak<Registry>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|g| !g.released());
+    }
+}
+
+/// The commands' cgroups under the host's own, or `None`, said once.
+fn open_cgroups(state_dir: &std::path::Path) -> Option<Cgroups> {
+    match Cgroups::open(state_dir) {
+        Ok(cgroups) => {
+            tracing::info!(
+                "each command runs in a cgroup of its own: setsid cannot escape DELETE, timeouts or shutdown"
+            );
+            Some(cgroups)
+        }
+        Err(why) => {
+            tracing::info!(
+                "commands run in process groups only ({why}): a process that calls setsid leaves its command's group"
+            );
+            None
+        }
     }
 }
 

@@ -85,7 +85,11 @@ async fn round(
 /// ran policy calls keep freed pages), and fds where they started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_commands_leave_no_leak() {
-    let host = Arc::new(Host::start(&["--policy-config", "retention-secs=1"]).await);
+    // Without cgroups: moving a process into one costs each start about
+    // 10 ms of the kernel's time, which would be most of what this
+    // measures; what cgroups leave behind is in cgroups.rs.
+    let host =
+        Arc::new(Host::start(&["--policy-config", "retention-secs=1", "--cgroups", "off"]).await);
     let concurrency = 8;
 
     // Warm-up: allocator arenas, runtime threads, the policy's instance pool.

@@ -12,6 +12,7 @@ mod startup;
 
 mod bounds;
 mod budgets;
+mod cgroups;
 mod chaos;
 mod cors;
 mod dropin;

@@ -10,6 +10,11 @@
 //! scan of `/proc`), or at host shutdown after the group was killed. Every
 //! signal is sent under the same lock as the release, so no signal can
 //! follow it.
+//!
+//! Where the host may create cgroups, a group also has the command's
+//! cgroup (see `cgroup`): SIGKILL reaches what left the group with
+//! `setsid` through it, and the group is not done until the cgroup is
+//! empty.
 
 use std::collections::HashSet;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -23,6 +28,8 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 
+use super::cgroup::Cgroup;
+
 /// How often the exit of a leader is polled for where `pidfd_open` is not
 /// available (Linux before 5.3, or a seccomp filter that refuses it).
 const EXIT_POLL: Duration = Duration::from_millis(10);
@@ -34,17 +41,21 @@ pub struct ProcessGroup {
     leader: Mutex<Option<Child>>,
     /// The leader has exited (and is a zombie until released).
     leader_exited: AtomicBool,
+    /// The command's cgroup, if it has one; `None` once removed.
+    cgroup: Mutex<Option<Cgroup>>,
 }
 
 impl ProcessGroup {
-    /// Takes charge of a child spawned as the leader of its own group.
-    /// `None` if the child has no pid (it was already reaped).
-    pub fn new(leader: Child) -> Option<ProcessGroup> {
+    /// Takes charge of a child spawned as the leader of its own group, in
+    /// `cgroup` if it has one. `None` if the child has no pid (it was
+    /// already reaped).
+    pub fn new(leader: Child, cgroup: Option<Cgroup>) -> Option<ProcessGroup> {
         let pgid = i32::try_from(leader.id()?).ok()?;
         Some(ProcessGroup {
             pgid,
             leader: Mutex::new(Some(leader)),
             leader_exited: AtomicBool::new(false),
+            cgroup: Mutex::new(cgroup),
         })
     }
 
@@ -54,15 +65,43 @@ impl ProcessGroup {
 
     /// Sends `signal` to every process of the group; false if the group was
     /// released (nothing of it is left to signal).
+    /// With a cgroup, its processes get the signal too (SIGKILL through
+    /// `cgroup.kill`), also after the group itself was released.
     pub fn signal(&self, signal: i32) -> bool {
         let leader = self.leader.lock().unwrap_or_else(|p| p.into_inner());
-        if leader.is_none() {
-            return false;
-        }
         // SAFETY: kill(2) with a negative pid signals a process group; it
         // has no memory-safety preconditions. The group id cannot have been
         // reused: its leader is unreaped (see the module docs).
-        unsafe { libc::kill(-self.pgid, signal) == 0 }
+        let to_group = leader.is_some() && unsafe { libc::kill(-self.pgid, signal) == 0 };
+        let to_cgroup = self.cgroup().as_ref().is_some_and(|cgroup| {
+            if signal == libc::SIGKILL {
+                cgroup.kill()
+            } else {
+                cgroup.signal_each(signal)
+            }
+        });
+        to_group || to_cgroup
+    }
+
+    fn cgroup(&self) -> std::sync::MutexGuard<'_, Option<Cgroup>> {
+        self.cgroup.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes the cgroup if it is empty; true if there is none left.
+    /// `wait`: how long to wait for a killed one to empty.
+    pub fn remove_cgroup(&self, wait: Duration) -> bool {
+        let mut cgroup = self.cgroup();
+        let removed = cgroup.as_ref().is_none_or(|c| {
+            if wait.is_zero() {
+                c.remove()
+            } else {
+                c.remove_when_empty(wait)
+            }
+        });
+        if removed {
+            *cgroup = None;
+        }
+        removed
     }
 
     /// Waits for the leader to exit, and returns its status, without
@@ -89,17 +128,22 @@ impl ProcessGroup {
         self.leader_exited.load(Ordering::Acquire)
     }
 
-    /// Whether the group has been released.
+    /// Whether the group has been released and its cgroup (if any)
+    /// removed: nothing of the command is left to signal.
     pub fn released(&self) -> bool {
         self.leader
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_none()
+            && self.cgroup().is_none()
     }
 
     /// Reaps the leader: from now on the group is never signalled again.
     /// Only for a leader that has exited.
+    /// The cgroup goes too if it is empty; one that still holds a process
+    /// keeps the group listed (see `released`) until it empties.
     pub fn release(&self) {
+        self.remove_cgroup(Duration::ZERO);
         let mut leader = self.leader.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(mut child) = leader.take()
             && !matches!(child.try_wait(), Ok(Some(_)))

@@ -1,6 +1,7 @@
-//! Running a command: spawning it in its own process group, and the pump
+//! Running a command: spawning it in its own process group (and cgroup), and the pump
 //! that reads both pipes, splits lines and appends them to the log.
 
+pub mod cgroup;
 pub mod envfile;
 pub mod group;
 pub mod lines;

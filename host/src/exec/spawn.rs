@@ -2,12 +2,14 @@
 //! `/dev/null`, its program found on its own `PATH`, from a thread that
 //! keeps the umask the host was started with.
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::OnceLock;
 
 use tokio::process::Child;
 
+use super::cgroup::{self, Cgroup};
 use crate::http::request::RunRequest;
 
 /// The shell commands run under: `bash -c`, or `sh -c` where there is no bash.
@@ -97,8 +99,14 @@ pub fn private_thread_umask() {
 }
 
 /// Starts the command in a new process group, stdin from `/dev/null`:
-/// its `argv` as it is, or else its `command` under `shell -c`.
-pub async fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Child> {
+/// its `argv` as it is, or else its `command` under `shell -c`. With a
+/// `cgroup`, the child joins it before its exec; that costs a `fork`
+/// where the spawn could otherwise use `posix_spawn`.
+pub async fn spawn(
+    shell: &PathBuf,
+    request: &RunRequest,
+    cgroup: Option<&Cgroup>,
+) -> std::io::Result<Child> {
     let mut cmd = match &request.argv {
         Some(argv) => {
             let (first, rest) = argv
@@ -133,6 +141,16 @@ pub async fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Chi
         cmd.uid(uid);
         cmd.gid(run_gid(uid, request.gid));
     }
+    // Open until the spawn has returned (it moves with the spawn job,
+    // should this future be dropped): the child writes to it.
+    let entry = cgroup.map(Cgroup::entry).transpose()?;
+    if let Some(fd) = entry.as_ref().map(AsRawFd::as_raw_fd) {
+        // SAFETY: the hook calls only write(2) (async-signal-safe), on a
+        // descriptor that stays open until the spawn has returned.
+        unsafe {
+            cmd.pre_exec(move || cgroup::join(fd));
+        }
+    }
     let Some(spawner) = SPAWNER.get() else {
         return cmd.spawn();
     };
@@ -142,6 +160,7 @@ pub async fn spawn(shell: &PathBuf, request: &RunRequest) -> std::io::Result<Chi
         // Tokio registers the child with the runtime's process driver.
         let _runtime = runtime.enter();
         let _ = done.send(cmd.spawn());
+        drop(entry);
     });
     let gone = || std::io::Error::other("the command spawner thread is gone");
     spawner.send(job).map_err(|_| gone())?;
