@@ -150,6 +150,21 @@ impl FileHeader {
         out
     }
 
+    /// The header `old` (a file header of any version this crate reads)
+    /// would be with this one's eid and text offset: same magic and
+    /// version, so that the file's records, copied as they are, keep
+    /// matching the checksum their version uses.
+    pub fn encode_like(&self, old: &[u8]) -> Result<[u8; FILE_HEADER_LEN], FormatError> {
+        let (_, checksum) = FileHeader::decode_versioned(old)?;
+        let mut out = [0; FILE_HEADER_LEN];
+        out[..12].copy_from_slice(&old[..12]);
+        out[16..24].copy_from_slice(&self.first_eid.to_le_bytes());
+        out[24..32].copy_from_slice(&self.text_offset.to_le_bytes());
+        let sum = checksum.of(&out[16..]);
+        out[12..16].copy_from_slice(&sum.to_le_bytes());
+        Ok(out)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<FileHeader, FormatError> {
         FileHeader::decode_versioned(bytes).map(|(header, _)| header)
     }

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use crate::events::BUDGET;
 use crate::segment::Segment;
+use crate::trim::{self, Start};
 
 /// What holds a span's lines.
 #[derive(Debug)]
@@ -186,6 +187,57 @@ impl Index {
             self.merge_around(i);
         }
         Some(segment)
+    }
+
+    /// The oldest segment still held.
+    pub fn oldest_segment(&self) -> Option<&Segment> {
+        self.spans.iter().find_map(|s| match &s.place {
+            Place::Stored(segment) => Some(segment),
+            Place::Missing(_) => None,
+        })
+    }
+
+    /// Drops at least `goal` bytes of the oldest segment's oldest records
+    /// (see [`crate::trim`]): their lines become a `budget` gap, the rest
+    /// stay where they are. Returns the segment's sequence number, or
+    /// `None` when no record could be kept (the segment is to be dropped
+    /// whole); on an error nothing changed.
+    pub fn trim_oldest(&mut self, goal: u64) -> std::io::Result<Option<u64>> {
+        let Some(i) = self
+            .spans
+            .iter()
+            .position(|s| matches!(s.place, Place::Stored(_)))
+        else {
+            return Ok(None);
+        };
+        let span = &mut self.spans[i];
+        let Place::Stored(segment) = &mut span.place else {
+            return Ok(None);
+        };
+        let start = Start {
+            eid: span.first_eid,
+            text_offset: span.text_start,
+        };
+        let before = segment.file_bytes;
+        let Some(cut) = trim::trim(segment, start, goal)? else {
+            return Ok(None);
+        };
+        let seq = segment.seq;
+        self.disk_bytes = self.disk_bytes - before + segment.file_bytes;
+        let dropped = Span {
+            first_eid: span.first_eid,
+            end_eid: cut.eid,
+            text_start: span.text_start,
+            text_end: cut.text_offset,
+            place: Place::Missing(BUDGET),
+        };
+        span.first_eid = cut.eid;
+        span.text_start = cut.text_offset;
+        if dropped.first_eid < dropped.end_eid {
+            self.spans.insert(i, dropped);
+            self.merge_around(i);
+        }
+        Ok(Some(seq))
     }
 
     /// Counts bytes on disk that no span holds: a file that could not be

@@ -5,8 +5,10 @@
 //! command's directory (`/log`); the newest `memory-bytes` of it also stay
 //! in memory for readers that keep up. Readers that lag read the files
 //! sequentially. Nothing is lost while the output stays within the disk
-//! budget the host sets; beyond it the oldest segments are dropped and
-//! reported as a `gap` with reason `budget`; output that could not be
+//! budget the host sets; beyond it the oldest output is dropped (whole
+//! segments, or the oldest records of a segment larger than the budget
+//! now allows one to be, see [`mod@format`]) and reported as one `gap`
+//! with reason `budget`; output that could not be
 //! written (a full disk) is reported with reason `io` once it leaves
 //! memory. The terminal event is never dropped. Any number of readers.
 //!
@@ -40,6 +42,7 @@ mod recovery;
 mod replay;
 mod segment;
 mod tail;
+mod trim;
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;

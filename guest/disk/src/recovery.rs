@@ -17,7 +17,10 @@
 //!   failed), unless something damaged lies between: then `damaged`;
 //! - when the log has no ending, the last file is cut after its last
 //!   whole record (a torn last write) and opened for the ending to follow;
-//!   a last file too short for its header (torn as it was made) is removed.
+//!   a last file too short for its header (torn as it was made) is removed;
+//! - a segment's file left under a trim's temporary name (the host died
+//!   in the middle of a trim, the segment's own file still whole) is
+//!   removed.
 //!
 //! What was cut or skipped is said in words, for the host's log.
 
@@ -59,6 +62,22 @@ pub fn recover(dir: &Path) -> Result<Recovered, String> {
     let mut damage = Damage::default();
     let mut unindexed = 0;
     for other in &listing.others {
+        if other.regular && is_trim_leftover(&other.name) {
+            // A trim the dead host did not finish: its segment is whole
+            // under the segment's own name.
+            match fs::remove_file(dir.join(&other.name)) {
+                Ok(()) => {
+                    damage.report(format!("{}: an unfinished trim: removed", other.name));
+                    continue;
+                }
+                Err(e) => damage.report(format!(
+                    "{}: an unfinished trim, cannot be removed: {e}",
+                    other.name
+                )),
+            }
+            unindexed += other.bytes;
+            continue;
+        }
         let what = if other.regular {
             "not named like a segment"
         } else {
@@ -198,6 +217,13 @@ fn sequence_number(name: &str) -> Option<u64> {
     }
     let seq = digits.parse::<u64>().ok()?;
     (seq <= MAX_NUMBER && Segment::file_name(seq) == name).then_some(seq)
+}
+
+/// Whether `name` is the temporary name a trim writes a segment under.
+fn is_trim_leftover(name: &str) -> bool {
+    name.strip_suffix(".trim")
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .is_some_and(|seq| seq <= MAX_NUMBER && Segment::trim_name(seq) == name)
 }
 
 /// What the log is made of, oldest first.

@@ -94,10 +94,17 @@ impl Replay {
         self.marks.iter().find(|m| m.eid == eid).copied()
     }
 
-    /// Closes the files of segment `seq` (it is being deleted: an open
-    /// handle would keep its bytes on disk).
+    /// Closes the files of segment `seq` (it is being deleted or trimmed:
+    /// an open handle would keep its bytes on disk) and forgets where
+    /// records were in it (a trim moves them); where reads stopped, by
+    /// eid and text offset, stays true.
     pub fn forget(&mut self, seq: u64) {
         self.blocks.retain(|b| b.seq != seq);
+        for mark in &mut self.marks {
+            if mark.record.is_some_and(|r| r.seq == seq) {
+                mark.record = None;
+            }
+        }
     }
 
     /// Frees every block (readers caught up with the memory tail).

@@ -47,6 +47,13 @@ impl Segment {
         TextSpan::file_name(seq)
     }
 
+    /// The name a trim writes the segment's new file under before it
+    /// takes the segment's name (see [`crate::trim`]); a reopen removes
+    /// one it finds, left by a host that died in the middle of a trim.
+    pub fn trim_name(seq: u64) -> String {
+        format!("{seq:010}.trim")
+    }
+
     /// Creates the file and writes its header.
     pub fn create(dir: &Path, seq: u64, header: FileHeader) -> io::Result<Segment> {
         let path = dir.join(Segment::file_name(seq));
@@ -149,6 +156,36 @@ impl Segment {
         }
         self.data_end += len;
         self.file_bytes = self.file_bytes.max(self.data_end);
+    }
+
+    /// The record boundaries kept, one per [`CHECKPOINT_EVERY`] bytes.
+    pub fn checkpoints(&self) -> &[Checkpoint] {
+        &self.checkpoints
+    }
+
+    /// Counts the segment's file as replaced by one (under the same name)
+    /// that holds its records from `cut` on, `cut` now at the first
+    /// record after the file header; `lines` says whether that record is
+    /// a lines record. The new file is sealed: records that follow go to
+    /// a new segment.
+    pub fn replaced_from(&mut self, cut: Checkpoint, lines: bool) {
+        let dropped = cut.offset - FILE_HEADER_LEN as u64;
+        self.data_end -= dropped;
+        self.file_bytes = self.data_end;
+        self.checkpoints.retain(|c| c.offset >= cut.offset);
+        for c in &mut self.checkpoints {
+            c.offset -= dropped;
+        }
+        if lines && self.checkpoints.first().is_none_or(|c| c.eid != cut.eid) {
+            self.checkpoints.insert(
+                0,
+                Checkpoint {
+                    offset: FILE_HEADER_LEN as u64,
+                    ..cut
+                },
+            );
+        }
+        self.writer = None;
     }
 
     /// Closes it for writing: later records go to a new segment.
