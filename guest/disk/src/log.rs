@@ -488,7 +488,9 @@ impl Log {
                     return ReadResult::Gap(Gap {
                         from_eid: want,
                         to_eid: to,
-                        dropped_bytes: from_text.and_then(|from| end_text.checked_sub(from)),
+                        dropped_bytes: from_text
+                            .and_then(|from| end_text.checked_sub(from))
+                            .filter(|_| span.bytes_known),
                         reason,
                     });
                 }

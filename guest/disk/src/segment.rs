@@ -28,6 +28,9 @@ pub struct Segment {
     /// Its sequence number, which names the file.
     pub seq: u64,
     pub path: PathBuf,
+    /// Offset of its first record: the file header's end, but in a part
+    /// of a file after a damaged stretch (see [`Segment::split_at`]).
+    pub records_from: u64,
     /// Offset after the last whole record written: reads stop here.
     pub data_end: u64,
     /// Bytes the file takes on disk (beyond `data_end` only when a failed
@@ -38,6 +41,10 @@ pub struct Segment {
     checkpoints: Vec<Checkpoint>,
     /// Open while records may still be appended.
     writer: Option<SegmentFile>,
+    /// Whether dropping it deletes the file: false for each part of a
+    /// file that damaged stretches split (see [`Segment::split_at`]) but
+    /// the last, which counts the file's bytes.
+    owns_file: bool,
 }
 
 impl Segment {
@@ -67,10 +74,12 @@ impl Segment {
         Ok(Segment {
             seq,
             path,
+            records_from: FILE_HEADER_LEN as u64,
             data_end: FILE_HEADER_LEN as u64,
             file_bytes: FILE_HEADER_LEN as u64,
             checkpoints: Vec::new(),
             writer: Some(file),
+            owns_file: true,
         })
     }
 
@@ -81,11 +90,34 @@ impl Segment {
         Segment {
             seq,
             path,
+            records_from: FILE_HEADER_LEN as u64,
             data_end: FILE_HEADER_LEN as u64,
             file_bytes,
             checkpoints: Vec::new(),
             writer: None,
+            owns_file: true,
         }
+    }
+
+    /// Splits a file a reopen is counting at `offset`, where its records
+    /// go on after a damaged stretch: the part returned counts the
+    /// records from there (and the file's bytes, and deletes it when
+    /// dropped), this one keeps those before, which reads never walk
+    /// past.
+    pub fn split_at(&mut self, offset: u64) -> Segment {
+        let rest = Segment {
+            seq: self.seq,
+            path: self.path.clone(),
+            records_from: offset,
+            data_end: offset,
+            file_bytes: self.file_bytes,
+            checkpoints: Vec::new(),
+            writer: None,
+            owns_file: true,
+        };
+        self.file_bytes = 0;
+        self.owns_file = false;
+        rest
     }
 
     /// Counts the next whole record a reopen found in the file, as
@@ -113,7 +145,7 @@ impl Segment {
 
     /// Whether it holds no record yet.
     pub fn is_empty(&self) -> bool {
-        self.data_end == FILE_HEADER_LEN as u64
+        self.data_end == self.records_from
     }
 
     /// Appends one whole record in one write. `line` is the eid and text
@@ -170,6 +202,7 @@ impl Segment {
     /// a new segment.
     pub fn replaced_from(&mut self, cut: Checkpoint, lines: bool) {
         let dropped = cut.offset - FILE_HEADER_LEN as u64;
+        self.records_from = FILE_HEADER_LEN as u64;
         self.data_end -= dropped;
         self.file_bytes = self.data_end;
         self.checkpoints.retain(|c| c.offset >= cut.offset);
@@ -208,9 +241,12 @@ impl Segment {
         self.writer = None;
     }
 
-    /// Deletes the file.
+    /// Deletes the file (unless a later part of it is still kept).
     pub fn remove(mut self) -> io::Result<()> {
         self.writer = None;
+        if !self.owns_file {
+            return Ok(());
+        }
         fs::remove_file(&self.path)
     }
 }

@@ -74,17 +74,19 @@ fn boundary_from(
     start: Start,
     from: u64,
 ) -> io::Result<Option<(Checkpoint, Kind)>> {
+    let first = Checkpoint {
+        eid: start.eid,
+        offset: segment.records_from,
+        text_offset: start.text_offset,
+    };
     let mut at = segment
         .checkpoints()
         .iter()
         .rev()
         .find(|c| c.offset <= from)
         .copied()
-        .unwrap_or(Checkpoint {
-            eid: start.eid,
-            offset: FILE_HEADER_LEN as u64,
-            text_offset: start.text_offset,
-        });
+        .filter(|c| c.offset >= first.offset)
+        .unwrap_or(first);
     let mut bytes = [0; RECORD_HEADER_LEN];
     loop {
         if at.offset + RECORD_HEADER_LEN as u64 > segment.data_end {

@@ -10,4 +10,5 @@ mod reopen;
 mod reopen_budget;
 mod reopen_damage;
 mod reopen_properties;
+mod reopen_resync;
 mod support;

@@ -143,21 +143,20 @@ fn a_damaged_ending_leaves_the_log_unfinished() {
 }
 
 #[test]
-fn a_damaged_record_mid_file_becomes_a_damaged_gap_up_to_the_next_file() {
+fn a_damaged_record_mid_file_becomes_a_damaged_gap_of_its_own_eids() {
     let dir = tempfile::tempdir().unwrap();
     let model = left_behind(dir.path(), true);
     let first = segment(dir.path(), 0);
-    let next = format::scan(std::fs::File::open(segment(dir.path(), 1)).unwrap()).unwrap();
     let len = std::fs::metadata(&first).unwrap().len();
     let mut damaged = None;
     edit(&first, |bytes| {
         let records = records(bytes);
         let (at, header) = records[records.len() / 2];
-        damaged = Some(header.first_eid);
+        damaged = Some(header);
         bytes[at] ^= 0xff; // its checksum
     });
-    let from = damaged.unwrap();
-    let to = next.header.first_eid - 1;
+    let damaged = damaged.unwrap();
+    let (from, to) = (damaged.first_eid, damaged.end_eid() - 1);
     let (mut log, reopened) = reopen(dir.path());
     assert_eq!(reopened.ending, Some(ending()));
     assert!(
@@ -177,6 +176,7 @@ fn a_damaged_record_mid_file_becomes_a_damaged_gap_up_to_the_next_file() {
         assert_eq!(seen.gaps.len(), 1);
         let gap = seen.gaps[0];
         assert_eq!((gap.from_eid, gap.to_eid, gap.reason), (from, to, DAMAGED));
+        // Its header still says how much text it held.
         assert_eq!(gap.dropped_bytes, Some(model.bytes(from, to)));
         assert_eq!(missed, (from..=to).collect::<Vec<_>>());
         assert_eq!(seen.ending, Some((3_001, ending())));
