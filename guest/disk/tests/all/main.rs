@@ -7,6 +7,7 @@ mod io_errors;
 mod properties;
 mod reads;
 mod reopen;
+mod reopen_any_damage;
 mod reopen_budget;
 mod reopen_damage;
 mod reopen_properties;
