@@ -11,8 +11,8 @@
 //! eids in between are the damaged stretch (none, when the bad bytes held
 //! no record of the log). A scan is bounded: it reads the file in pieces
 //! of at most 512 KiB ([`WINDOW`]; a record of any size costs no more),
-//! reads at most 4 times the file's bytes ([`READ_LIMIT_TIMES`]) however
-//! the file looks, and skips at most 32 damaged stretches in a file
+//! reads and checks at most 4 times the file's bytes
+//! ([`WORK_LIMIT_TIMES`]) however the file looks, and skips at most 32 damaged stretches in a file
 //! ([`MAX_STRETCHES`]), after which the rest of the file is not used.
 
 use std::io::{self, Read};
@@ -34,10 +34,10 @@ const MAX_ENDING_BODY: u32 = 64 << 10;
 /// Damaged stretches a scan skips over in one file; after as many, the
 /// rest of the file is not used (each costs the index two entries).
 pub const MAX_STRETCHES: usize = 32;
-/// A scan reads at most this many times the file's bytes (plus a few
-/// windows), whatever the file holds: what looks like a record header in
-/// damaged bytes costs a read of the record it claims.
-pub const READ_LIMIT_TIMES: u64 = 4;
+/// A scan reads, and checks, at most this many times the file's bytes
+/// (plus a few windows), whatever the file holds: what looks like a
+/// record header in damaged bytes costs a check of the record it claims.
+pub const WORK_LIMIT_TIMES: u64 = 4;
 
 /// A file read by offset.
 pub trait ReadAt {
@@ -113,7 +113,8 @@ pub struct Found {
 
 /// Reads a segment file from its start to its end and says what it holds
 /// and where its whole records end (see the module docs). Fails only when
-/// the file header itself is unreadable or bad.
+/// the file header itself is unreadable or bad. The file is read into
+/// memory first (for tools and tests; a reopen uses [`scan_records`]).
 pub fn scan(mut file: impl Read) -> io::Result<Scan> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
@@ -312,6 +313,8 @@ fn check_at<F: ReadAt + ?Sized>(
     if rh.kind == Kind::Ending && rh.body_len > MAX_ENDING_BODY {
         return Ok(Checked::Bad(FormatError::Invalid("ending record too long")));
     }
+    // Counted whether or not its bytes are in the window already.
+    w.checked += rh.record_len();
     let mut crc = checksum.hasher();
     crc.update(&head[4..]);
     let body_at = at + RECORD_HEADER_LEN as u64;
@@ -415,8 +418,10 @@ struct Window<'a, F: ReadAt + ?Sized> {
     data: Vec<u8>,
     /// Bytes read at once: no more than the file, for a small one.
     size: usize,
-    /// Bytes read so far, and the most a scan may read.
+    /// Bytes read so far, and bytes of records checked: each at most
+    /// `limit`.
     read: u64,
+    checked: u64,
     limit: u64,
 }
 
@@ -430,15 +435,16 @@ impl<'a, F: ReadAt + ?Sized> Window<'a, F> {
             data: Vec::new(),
             size,
             read: 0,
+            checked: 0,
             limit: len
-                .saturating_mul(READ_LIMIT_TIMES)
+                .saturating_mul(WORK_LIMIT_TIMES)
                 .saturating_add(4 * WINDOW as u64),
         }
     }
 
-    /// Whether the scan has read as much as it may.
+    /// Whether the scan has read, or checked, as much as it may.
     fn spent(&self) -> bool {
-        self.read > self.limit
+        self.read > self.limit || self.checked > self.limit
     }
 
     /// The `n` bytes at `offset` (`n` at most a window or a piece);

@@ -191,44 +191,47 @@ fn a_whole_record_out_of_place_is_never_served_and_costs_only_what_it_covers() {
 
 #[test]
 fn bytes_that_keep_looking_like_records_cost_a_bounded_scan() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = small(4096, 64 << 20);
-    let model = left_behind(dir.path(), config.clone(), true);
-    let path = dir.path().join(&segment_files(dir.path())[0]);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let all = records(&bytes);
-    let (mid, next) = all[all.len() / 2];
-    // 4 MiB of record headers that decode, claim eids that could follow
-    // and a body of 1 MiB each (within the file), every 32 bytes: with no
-    // bound each would cost a read of 1 MiB.
-    let mut fake = Vec::new();
-    format::encode_lines(
-        &mut fake,
-        next.first_eid + 1,
-        &[1 << 20],
-        &[execd_policy_disk::Run {
+    // Record headers every 32 bytes that decode, claim eids that could
+    // follow and a body within the file: with no bound each would cost a
+    // check of that body, read (1 MiB) or already in memory (200 KiB).
+    for claimed in [1 << 20, 200 << 10] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small(4096, 64 << 20);
+        let model = left_behind(dir.path(), config.clone(), true);
+        let path = dir.path().join(&segment_files(dir.path())[0]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let all = records(&bytes);
+        let (mid, next) = all[all.len() / 2];
+        let mut fake = Vec::new();
+        let run = execd_policy_disk::Run {
             channel: execd_policy_disk::Channel::Stdout,
             timestamp_ms: 1,
             lines: 1,
             partial: false,
-        }],
-        &vec![b'x'; 1 << 20],
-    );
-    let header = &fake[..32];
-    let mut garbage = Vec::new();
-    while garbage.len() < 4 << 20 {
-        garbage.extend_from_slice(header);
+        };
+        let text = vec![b'x'; claimed];
+        format::encode_lines(
+            &mut fake,
+            next.first_eid + 1,
+            &[claimed as u32],
+            &[run],
+            &text,
+        );
+        let mut garbage = Vec::new();
+        while garbage.len() < 4 << 20 {
+            garbage.extend_from_slice(&fake[..32]);
+        }
+        bytes.splice(mid..mid, garbage);
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut log, reopened) = reopen(config, dir.path());
+        assert!(!reopened.damage.is_empty());
+        // Whatever it kept (here the scan gives up on the rest of the
+        // file), every line served is one logged, with its eid, and those
+        // before the garbage are all there.
+        let seen = read_to_end(&mut log, 0, 1024, 1 << 20);
+        for (eid, line) in &seen.lines {
+            assert_eq!(line, &model.lines[*eid as usize - 1], "eid {eid}");
+        }
+        assert!(seen.lines.len() as u64 >= next.first_eid - 1);
     }
-    bytes.splice(mid..mid, garbage);
-    std::fs::write(&path, &bytes).unwrap();
-    let (mut log, reopened) = reopen(config, dir.path());
-    assert!(!reopened.damage.is_empty());
-    // Whatever it kept (here the scan gives up on the rest of the file),
-    // every line served is one logged, with its eid, and those before
-    // the garbage are all there.
-    let seen = read_to_end(&mut log, 0, 1024, 1 << 20);
-    for (eid, line) in &seen.lines {
-        assert_eq!(line, &model.lines[*eid as usize - 1], "eid {eid}");
-    }
-    assert!(seen.lines.len() as u64 >= next.first_eid - 1);
 }
