@@ -1,7 +1,8 @@
 //! Where every line older than the write frontier is: a list of spans of
 //! consecutive eids, each either held by a segment file or missing (with
-//! the reason). One entry per segment or per stretch of missing lines,
-//! never one per line or per batch.
+//! the reason). One entry per segment (or part of one that a damaged
+//! stretch split, see `recovery`) or per stretch of missing lines, never
+//! one per line or per batch.
 
 use std::collections::VecDeque;
 
