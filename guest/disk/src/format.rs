@@ -6,7 +6,7 @@ use crate::events::{Channel, Ending, Outcome, Reason, Run};
 
 mod scan;
 
-pub use scan::{Found, ReadAt, Scan, Stretch, scan, scan_records};
+pub use scan::{Found, ReadAt, Scan, Stretch, scan, scan_following, scan_records};
 
 /// The first bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"EXECDSEG";

@@ -14,9 +14,13 @@
 //! - a file's whole records are kept up to a bad one that nothing trusted
 //!   follows; the rest of it is not used, and the eids up to the next
 //!   file's first are a gap with reason `damaged`;
-//! - a file with a bad header, or whose eids go back over the log's, is
-//!   skipped (left as it is, counted on disk); so is anything after the
-//!   ending, and any file not named like a segment;
+//! - a file whose header is damaged is used when its records follow on
+//!   from the files before (see `format::scan_following`), and sealed:
+//!   the ending goes to a new file;
+//! - a file with a bad header whose records do not follow on, or whose
+//!   eids go back over the log's, is skipped (left as it is, counted on
+//!   disk); so is anything after the ending, and any file not named like
+//!   a segment;
 //! - eids missing before the first file are a `budget` gap (the budget
 //!   dropped those segments), between files an `io` one (their writes
 //!   failed), unless something damaged lies between: then `damaged`;
@@ -297,7 +301,7 @@ impl Walk {
             ));
             return Err(file.bytes);
         }
-        let (parts, scan) = match scan_file(&file) {
+        let (parts, scan) = match scan_file(&file, self.frontier) {
             Ok(scanned) => scanned,
             Err(e) => return Err(self.skip(&file, format!("unreadable ({e})"), damage)),
         };
@@ -343,6 +347,15 @@ impl Walk {
         }
         self.damaged = false;
         self.text_floor = false;
+        if let Some(why) = &scan.header_damage {
+            damage.report(format!(
+                "{}: its header is damaged ({why}); its records follow on from eid {first_eid}: used",
+                file.name
+            ));
+        }
+        // A file whose header is damaged takes no more records: the
+        // ending goes to a new file.
+        let current = scan.checksum == Checksum::WRITTEN && scan.header_damage.is_none();
         let count = parts.len();
         for (i, part) in parts.into_iter().enumerate() {
             if let Some(stretch) = part.after.as_ref().filter(|s| s.first_eid == s.end_eid) {
@@ -374,7 +387,7 @@ impl Walk {
                 end_eid: part.end.0,
                 text_end: part.end.1,
                 newest: i + 1 == count,
-                current: scan.checksum == Checksum::WRITTEN,
+                current,
                 name: file.name.clone(),
             });
         }
@@ -456,7 +469,7 @@ struct FilePart {
 /// Scans a segment file: what it holds, and its whole records counted
 /// in one segment per stretch of them between damaged ones; only the
 /// last counts the file's bytes.
-fn scan_file(file: &SegmentName) -> io::Result<(Vec<FilePart>, Scan)> {
+fn scan_file(file: &SegmentName, follows: (u64, u64)) -> io::Result<(Vec<FilePart>, Scan)> {
     let opened = SegmentFile::open(&file.path)?;
     let len = opened.len()?;
     let mut parts = vec![FilePart {
@@ -466,7 +479,7 @@ fn scan_file(file: &SegmentName) -> io::Result<(Vec<FilePart>, Scan)> {
         end: (0, 0),
     }];
     let mut records = 0usize;
-    let scan = format::scan_records(&opened, len, |found| {
+    let scan = format::scan_following(&opened, len, Some(follows), |found| {
         if let (Some(stretch), Some(last)) = (&found.after, parts.last_mut()) {
             let rest = last.segment.split_at(found.offset);
             parts.push(FilePart {

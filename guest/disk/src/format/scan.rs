@@ -75,6 +75,10 @@ pub struct Scan {
     pub ending: Option<(u64, Ending)>,
     /// The damaged stretches skipped over, in order.
     pub stretches: Vec<Stretch>,
+    /// Why the file header could not be used, when its records were
+    /// taken to follow on from the files before instead (see
+    /// [`scan_following`]): `header` is then where those end.
+    pub header_damage: Option<FormatError>,
     /// Why the file goes on past `valid_len`, if it does: a torn last
     /// write, damage no whole record follows, or anything after the
     /// ending.
@@ -126,28 +130,89 @@ pub fn scan(mut file: impl Read) -> io::Result<Scan> {
 pub fn scan_records<F: ReadAt + ?Sized>(
     file: &F,
     file_len: u64,
+    found: impl FnMut(&Found),
+) -> io::Result<Scan> {
+    scan_following(file, file_len, None, found)
+}
+
+/// [`scan_records`] of a file that should follow on from `follows`: the
+/// eid and text offset where the files before it end. A file header is
+/// not a record, and damage to it need not cost the file: when it does
+/// not decode, the records are taken if they follow on from there (the
+/// first at eid `follows`, or after damaged records whose own headers
+/// still chain from that eid to the next good record), with whichever
+/// checksum they hold with, and the scan says so in
+/// [`Scan::header_damage`].
+pub fn scan_following<F: ReadAt + ?Sized>(
+    file: &F,
+    file_len: u64,
+    follows: Option<(u64, u64)>,
     mut found: impl FnMut(&Found),
 ) -> io::Result<Scan> {
     let mut w = Window::new(file, file_len);
-    let head = w
-        .get(0, FILE_HEADER_LEN)?
-        .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-    let (header, checksum) = FileHeader::decode_versioned(head)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let mut scan = Scan {
-        header,
-        checksum,
-        valid_len: FILE_HEADER_LEN as u64,
-        end_eid: header.first_eid,
-        text_end: header.text_offset,
-        ending: None,
-        stretches: Vec::new(),
-        cut: None,
+    let mut head = [0; FILE_HEADER_LEN];
+    head.copy_from_slice(
+        w.get(0, FILE_HEADER_LEN)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?,
+    );
+    let damage = match FileHeader::decode_versioned(&head) {
+        Ok((header, checksum)) => {
+            return walk_records(&mut w, Scan::start(header, checksum, None), &mut found);
+        }
+        Err(e) => e,
     };
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, damage.clone());
+    let (first_eid, text_offset) = follows.ok_or_else(bad)?;
+    let header = FileHeader {
+        first_eid,
+        text_offset,
+    };
+    // The version may be what was damaged: the checksum it names first.
+    let kinds = match Checksum::of_version(u32_at(&head, 8)) {
+        Some(Checksum::Crc32) => [Checksum::Crc32, Checksum::Xxh3Low32],
+        _ => [Checksum::Xxh3Low32, Checksum::Crc32],
+    };
+    for checksum in kinds {
+        w.read = 0;
+        w.checked = 0;
+        let scan = Scan::start(header, checksum, Some(damage.clone()));
+        // No record found, so `found` was not called: try the next.
+        let scan = walk_records(&mut w, scan, &mut found)?;
+        if scan.valid_len > FILE_HEADER_LEN as u64 {
+            return Ok(scan);
+        }
+    }
+    Err(bad())
+}
+
+impl Scan {
+    fn start(header: FileHeader, checksum: Checksum, header_damage: Option<FormatError>) -> Scan {
+        Scan {
+            header,
+            checksum,
+            valid_len: FILE_HEADER_LEN as u64,
+            end_eid: header.first_eid,
+            text_end: header.text_offset,
+            ending: None,
+            stretches: Vec::new(),
+            header_damage,
+            cut: None,
+        }
+    }
+}
+
+/// Takes the records after the file header, resynchronising after damage.
+fn walk_records<F: ReadAt + ?Sized>(
+    w: &mut Window<F>,
+    mut scan: Scan,
+    found: &mut impl FnMut(&Found),
+) -> io::Result<Scan> {
+    let checksum = scan.checksum;
+    let file_len = w.len;
     let mut at = FILE_HEADER_LEN as u64;
     let mut after = None;
     while at < file_len {
-        let why = match check_at(&mut w, at, checksum)? {
+        let why = match check_at(w, at, checksum)? {
             Checked::Good(_, _) if scan.ending.is_some() => {
                 FormatError::Invalid("a record after the ending")
             }
@@ -182,7 +247,7 @@ pub fn scan_records<F: ReadAt + ?Sized>(
         if scan.ending.is_some() || scan.stretches.len() >= MAX_STRETCHES {
             return Ok(cut(scan, why));
         }
-        let Some((next, rh)) = resync(&mut w, at, scan.end_eid, checksum)? else {
+        let Some((next, rh)) = resync(w, at, scan.end_eid, checksum)? else {
             return Ok(cut(scan, why));
         };
         let text_end = if rh.first_eid == scan.end_eid {
@@ -190,8 +255,15 @@ pub fn scan_records<F: ReadAt + ?Sized>(
             // put in): nothing is lost but them.
             Some(scan.text_end)
         } else {
-            chained_text(&mut w, at, next, scan.end_eid, scan.text_end, rh.first_eid)?
+            chained_text(w, at, next, scan.end_eid, scan.text_end, rh.first_eid)?
         };
+        let first = scan.valid_len == FILE_HEADER_LEN as u64;
+        if text_end.is_none() && scan.header_damage.is_some() && first {
+            // Before the first record of a file whose header is damaged,
+            // only the damaged records' own headers can say that they
+            // follow on: eids missing there may never have been in it.
+            return Ok(cut(scan, why));
+        }
         let stretch = Stretch {
             offset: at,
             end_offset: next,

@@ -61,11 +61,12 @@ struct Corruption {
 /// What the corruption hit, by what the file held before it.
 #[derive(Debug, Default)]
 struct Hit {
-    /// Eids of the lines in the records it fell in (all of the file's,
-    /// when it fell in the file header: the file cannot be trusted).
+    /// Eids of the lines in the records it fell in. A file header is no
+    /// record: damage to it alone costs nothing; damage to it and to the
+    /// first record's header leaves nothing to place the file by, which
+    /// may cost all of it.
     eids: Vec<u64>,
-    /// Whether it fell in the ending record (or in the header of the
-    /// file that holds it).
+    /// Whether it fell in the ending record (or may cost its file).
     ending: bool,
 }
 
@@ -79,7 +80,8 @@ fn corrupt(dir: &Path, c: &Corruption) -> Hit {
     let mut hit = Hit::default();
     for (at, record) in records(&bytes) {
         let end = at + record.record_len() as usize;
-        if from < FILE_HEADER_LEN || (at < to && end > from) {
+        let unplaced = from < FILE_HEADER_LEN && to > FILE_HEADER_LEN;
+        if unplaced || (at < to && end > from) {
             match record.kind {
                 Kind::Lines => hit.eids.extend(record.first_eid..record.end_eid()),
                 Kind::Ending => hit.ending = true,
@@ -142,7 +144,7 @@ proptest! {
 
         let mut log = Log::new(config, dir.path());
         let Ok(reopened) = log.reopen() else {
-            // Refused: only when no file could be used, its header hit.
+            // Refused: only when no file could be used, all it held hit.
             prop_assert_eq!(segment_files(dir.path()).len(), 1);
             prop_assert_eq!(hit.eids.len() as u64, lines_end);
             return Ok(());
