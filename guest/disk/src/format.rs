@@ -143,29 +143,25 @@ pub struct FileHeader {
 
 impl FileHeader {
     pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
-        let mut out = [0; FILE_HEADER_LEN];
-        out[..8].copy_from_slice(&MAGIC);
-        out[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        out[16..24].copy_from_slice(&self.first_eid.to_le_bytes());
-        out[24..32].copy_from_slice(&self.text_offset.to_le_bytes());
-        let sum = Checksum::WRITTEN.of(&out[16..]);
-        out[12..16].copy_from_slice(&sum.to_le_bytes());
-        out
+        self.encode_for(Checksum::WRITTEN)
     }
 
-    /// The header `old` (a file header of any version this crate reads)
-    /// would be with this one's eid and text offset: same magic and
-    /// version, so that the file's records, copied as they are, keep
-    /// matching the checksum their version uses.
-    pub fn encode_like(&self, old: &[u8]) -> Result<[u8; FILE_HEADER_LEN], FormatError> {
-        let (_, checksum) = FileHeader::decode_versioned(old)?;
+    /// The header of a file whose records carry `checksum`: of the
+    /// version written, or version 1 for CRC-32 (a trim copies records
+    /// as they are, under a new header).
+    pub fn encode_for(&self, checksum: Checksum) -> [u8; FILE_HEADER_LEN] {
+        let version = match checksum {
+            Checksum::Crc32 => 1,
+            Checksum::Xxh3Low32 => VERSION,
+        };
         let mut out = [0; FILE_HEADER_LEN];
-        out[..12].copy_from_slice(&old[..12]);
+        out[..8].copy_from_slice(&MAGIC);
+        out[8..12].copy_from_slice(&version.to_le_bytes());
         out[16..24].copy_from_slice(&self.first_eid.to_le_bytes());
         out[24..32].copy_from_slice(&self.text_offset.to_le_bytes());
         let sum = checksum.of(&out[16..]);
         out[12..16].copy_from_slice(&sum.to_le_bytes());
-        Ok(out)
+        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<FileHeader, FormatError> {

@@ -503,6 +503,9 @@ fn scan_file(file: &SegmentName, follows: (u64, u64)) -> io::Result<(Vec<FilePar
             records += 1;
         }
     })?;
+    for part in &mut parts {
+        part.segment.checksum = scan.checksum;
+    }
     let first = &mut parts[0];
     first.text_start = scan.header.text_offset;
     if records == 0 {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::events::TextSpan;
 use crate::file::SegmentFile;
-use crate::format::{FILE_HEADER_LEN, FileHeader};
+use crate::format::{Checksum, FILE_HEADER_LEN, FileHeader};
 
 /// Most bytes of records between two checkpoints: a read from a point
 /// between them walks at most this many bytes of record headers.
@@ -41,6 +41,8 @@ pub struct Segment {
     checkpoints: Vec<Checkpoint>,
     /// Open while records may still be appended.
     writer: Option<SegmentFile>,
+    /// The checksum its records carry (by the file's version).
+    pub checksum: Checksum,
     /// Whether dropping it deletes the file: false for each part of a
     /// file that damaged stretches split (see [`Segment::split_at`]) but
     /// the last, which counts the file's bytes.
@@ -79,13 +81,14 @@ impl Segment {
             file_bytes: FILE_HEADER_LEN as u64,
             checkpoints: Vec::new(),
             writer: Some(file),
+            checksum: Checksum::WRITTEN,
             owns_file: true,
         })
     }
 
     /// A file a previous log left, of `file_bytes` bytes, sealed and
     /// with no record counted yet: a reopen counts the whole records it
-    /// finds with [`Segment::found`], in order.
+    /// finds with [`Segment::found`], in order, and says their checksum.
     pub fn recovered(seq: u64, path: PathBuf, file_bytes: u64) -> Segment {
         Segment {
             seq,
@@ -95,6 +98,7 @@ impl Segment {
             file_bytes,
             checkpoints: Vec::new(),
             writer: None,
+            checksum: Checksum::WRITTEN,
             owns_file: true,
         }
     }
@@ -113,6 +117,7 @@ impl Segment {
             file_bytes: self.file_bytes,
             checkpoints: Vec::new(),
             writer: None,
+            checksum: self.checksum,
             owns_file: true,
         };
         self.file_bytes = 0;

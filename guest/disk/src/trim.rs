@@ -6,7 +6,7 @@
 //!
 //! The records kept, from a record boundary on, are copied as they are
 //! (they carry their eids) to a new file with a header naming the first
-//! of them, written under [`Segment::trim_name`] and renamed over the
+//! of them (of a version whose checksum they carry), written under [`Segment::trim_name`] and renamed over the
 //! segment's file, so the segment keeps its sequence number and its
 //! place among the files: a reopen sees a file whose first eid is past
 //! the log's start, which is the `budget` gap. A host that dies before the
@@ -43,14 +43,11 @@ pub fn trim(segment: &mut Segment, start: Start, goal: u64) -> io::Result<Option
     let Some((cut, kind)) = boundary_from(&file, segment, start, cut_from)? else {
         return Ok(None);
     };
-    let mut old = [0; FILE_HEADER_LEN];
-    file.read_exact_at(&mut old, 0)?;
     let header = FileHeader {
         first_eid: cut.eid,
         text_offset: cut.text_offset,
     }
-    .encode_like(&old)
-    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    .encode_for(segment.checksum);
     let temporary = segment.path.with_file_name(Segment::trim_name(segment.seq));
     let copied = copy_from(&file, &header, cut.offset, segment.data_end, &temporary)
         .and_then(|()| fs::rename(&temporary, &segment.path));

@@ -231,3 +231,39 @@ fn a_trim_the_host_did_not_finish_is_removed_at_reopen() {
     assert!(check_seen(&model, 0, &seen).is_empty());
     assert_eq!(seen.ending, Some((3_001, ending())));
 }
+
+#[test]
+fn a_file_whose_header_is_damaged_can_be_trimmed_and_gets_a_good_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small(4096, 64 << 20);
+    let mut old = Log::new(config.clone(), dir.path());
+    let mut model = Model::default();
+    fill(&mut old, &mut model, 0, 20_000, 50);
+    old.finish(ending()).unwrap();
+    drop(old);
+    let path = dir.path().join(&segment_files(dir.path())[0]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 8; // its first eid
+    std::fs::write(&path, &bytes).unwrap();
+    let mut log = Log::new(config.clone(), dir.path());
+    let reopened = log.reopen().unwrap();
+    assert!(
+        reopened
+            .damage
+            .iter()
+            .any(|d| d.contains("header is damaged")),
+        "{:?}",
+        reopened.damage
+    );
+    let budget = reopened.disk_bytes / 2;
+    assert!(log.set_disk_budget(budget) <= budget);
+    let kept = oldest_gone(&mut log, &model, 20_001);
+    assert!(kept > 5_000 && kept < 15_000, "kept from {kept}");
+    let mut again = Log::new(config, dir.path());
+    let reopened = again.reopen().unwrap();
+    assert!(reopened.damage.is_empty(), "{:?}", reopened.damage);
+    assert_eq!(
+        read_to_end(&mut again, 0, 1024, 1 << 20),
+        read_to_end(&mut log, 0, 1024, 1 << 20)
+    );
+}
