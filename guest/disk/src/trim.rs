@@ -6,12 +6,13 @@
 //!
 //! The records kept, from a record boundary on, are copied as they are
 //! (they carry their eids) to a new file with a header naming the first
-//! of them (of a version whose checksum they carry), written under [`Segment::trim_name`] and renamed over the
-//! segment's file, so the segment keeps its sequence number and its
-//! place among the files: a reopen sees a file whose first eid is past
-//! the log's start, which is the `budget` gap. A host that dies before the
-//! rename leaves the old file whole and the new one under its temporary
-//! name, which a reopen removes.
+//! of them (of a version whose checksum they carry), written under
+//! [`Segment::trim_name`] and renamed over the segment's file, so the
+//! segment keeps its sequence number and its place among the files: a
+//! reopen sees a file whose first eid is past the log's start, which is
+//! the `budget` gap. A host that dies before the rename leaves the old
+//! file whole and the new one under its temporary name, which a reopen
+//! removes.
 
 use std::fs;
 use std::io;
