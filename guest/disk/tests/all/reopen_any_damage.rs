@@ -123,7 +123,7 @@ proptest! {
         batches in prop::collection::vec(batch(), 1..40),
         segment_bytes in prop_oneof![Just(64u64 << 20), 300u64..20_000],
         finished in any::<bool>(),
-        corruption in (any::<Index>(), any::<Index>(), 1usize..64, 1u8..=255)
+        corruption in (any::<Index>(), any::<Index>(), prop_oneof![1usize..64, 64usize..4096], 1u8..=255)
             .prop_map(|(file, at, len, xor)| Corruption { file, at, len, xor }),
         shrink in prop::option::of(0u64..=1000),
         cursors in prop::collection::vec(any::<Index>(), 3),
