@@ -116,7 +116,7 @@ fn view(seen: &Seen) -> BTreeMap<u64, Result<Line, &'static str>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn what_was_logged_stays_true_through_damage_and_a_smaller_budget(
