@@ -19,9 +19,11 @@
 //! A host restarted on the same state directory reopens the log
 //! ([`Log::reopen`]): the files are scanned with every checksum checked
 //! and the index rebuilt from them, so reads serve what survives with its
-//! eids and gaps; a torn last write is cut, what was damaged is reported
-//! as a `gap` with reason `damaged`, files that cannot be trusted are
-//! skipped, and the ending the host then gives a log that had none
+//! eids and gaps; a torn last write is cut, damage costs the damaged
+//! records and no more (the scan resynchronises on the next record it can
+//! trust) and is reported as a `gap` with reason `damaged`, files that
+//! cannot be trusted are skipped, and the ending the host then gives a log
+//! that had none
 //! (outcome `HostRestarted`) is written after the last whole record. See
 //! "How the policy reopens a directory" in [`mod@format`].
 //!
