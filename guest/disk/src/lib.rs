@@ -23,8 +23,8 @@
 //! records and no more (the scan resynchronises on the next record it can
 //! trust) and is reported as a `gap` with reason `damaged`, files that
 //! cannot be trusted are skipped, and the ending the host then gives a log
-//! that had none
-//! (outcome `HostRestarted`) is written after the last whole record. See
+//! that had none (outcome `HostRestarted`) is written after the last whole
+//! record. See
 //! "How the policy reopens a directory" in [`mod@format`].
 //!
 //! The logic is plain Rust ([`Log`]) that builds and is tested natively;
