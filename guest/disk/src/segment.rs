@@ -88,7 +88,8 @@ impl Segment {
 
     /// A file a previous log left, of `file_bytes` bytes, sealed and
     /// with no record counted yet: a reopen counts the whole records it
-    /// finds with [`Segment::found`], in order, and says their checksum.
+    /// finds with [`Segment::found`], in order, and sets `checksum` to
+    /// the one they carry.
     pub fn recovered(seq: u64, path: PathBuf, file_bytes: u64) -> Segment {
         Segment {
             seq,
