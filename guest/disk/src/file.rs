@@ -1,5 +1,5 @@
 //! Segment files as the log reads and writes them: whole buffers at an
-//! offset (and, for the scan of a reopen, a stream from the start).
+//! offset (the scan of a reopen reads them so too, see `format::ReadAt`).
 //!
 //! Natively this is `std::fs`. In the component, std's files go through
 //! the WASI preview 1 adapter, which cuts a write into 4 KiB stream writes
@@ -26,23 +26,9 @@ impl std::fmt::Debug for SegmentFile {
     }
 }
 
-/// A segment file read from its start, as a stream (for a scan).
-pub struct SegmentReader<'a> {
-    file: &'a SegmentFile,
-    offset: u64,
-}
-
-impl<'a> SegmentReader<'a> {
-    pub fn new(file: &'a SegmentFile) -> SegmentReader<'a> {
-        SegmentReader { file, offset: 0 }
-    }
-}
-
-impl io::Read for SegmentReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.offset)?;
-        self.offset += n as u64;
-        Ok(n)
+impl crate::format::ReadAt for SegmentFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        SegmentFile::read_at(self, buf, offset)
     }
 }
 

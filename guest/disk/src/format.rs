@@ -1,9 +1,12 @@
 #![doc = include_str!("../FORMAT.md")]
 
 use std::fmt;
-use std::io::{self, Read};
 
 use crate::events::{Channel, Ending, Outcome, Reason, Run};
+
+mod scan;
+
+pub use scan::{Found, ReadAt, Scan, Stretch, scan, scan_following, scan_records};
 
 /// The first bytes of every segment file.
 pub const MAGIC: [u8; 8] = *b"EXECDSEG";
@@ -140,12 +143,23 @@ pub struct FileHeader {
 
 impl FileHeader {
     pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
+        self.encode_for(Checksum::WRITTEN)
+    }
+
+    /// The header of a file whose records carry `checksum`: of the
+    /// version written, or version 1 for CRC-32 (a trim copies records
+    /// as they are, under a new header).
+    pub fn encode_for(&self, checksum: Checksum) -> [u8; FILE_HEADER_LEN] {
+        let version = match checksum {
+            Checksum::Crc32 => 1,
+            Checksum::Xxh3Low32 => VERSION,
+        };
         let mut out = [0; FILE_HEADER_LEN];
         out[..8].copy_from_slice(&MAGIC);
-        out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&version.to_le_bytes());
         out[16..24].copy_from_slice(&self.first_eid.to_le_bytes());
         out[24..32].copy_from_slice(&self.text_offset.to_le_bytes());
-        let sum = Checksum::WRITTEN.of(&out[16..]);
+        let sum = checksum.of(&out[16..]);
         out[12..16].copy_from_slice(&sum.to_le_bytes());
         out
     }
@@ -487,249 +501,4 @@ pub fn decode_ending(header: &RecordHeader, record: &[u8]) -> Result<Ending, For
         execution_ms: u64_at(body, 8),
         timestamp_ms: u64_at(body, 16),
     })
-}
-
-/// What a scan of a whole segment file found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scan {
-    pub header: FileHeader,
-    /// The checksum its records carry (by its version).
-    pub checksum: Checksum,
-    /// Bytes from the start of the file to the end of its last whole,
-    /// checked record: where a recovery cuts the file.
-    pub valid_len: u64,
-    /// Eid after the last line of the whole records.
-    pub end_eid: u64,
-    /// Text offset after the last line of the whole records.
-    pub text_end: u64,
-    /// The terminal event, when an ending record is among them.
-    pub ending: Option<(u64, Ending)>,
-    /// Why the file goes on past `valid_len`, if it does: a torn last
-    /// write, or a damaged record.
-    pub cut: Option<FormatError>,
-}
-
-/// A whole, checked record that a scan found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Found {
-    /// File offset of its header.
-    pub offset: u64,
-    pub header: RecordHeader,
-    /// Text offset of its first line (for an ending: after the last line).
-    pub text_offset: u64,
-}
-
-/// Bytes of a lines record a scan reads and checks at once, so that a
-/// record of any size costs it this much memory. A multiple of the sizes
-/// of a length and of a run, so that every piece holds whole ones.
-const SCAN_PIECE: usize = 64 << 10;
-
-/// Reads a segment file from its start to its end (or to its first bad
-/// record) and says what it holds and where its whole records end. Fails
-/// only when the file header itself is unreadable or bad.
-pub fn scan(file: impl Read) -> io::Result<Scan> {
-    scan_records(file, u64::MAX, |_| {})
-}
-
-/// [`scan`] of a file of `file_len` bytes, calling `found` with each
-/// whole, checked record in order. Every record's checksum is verified,
-/// and its columns checked against each other; a record whose header
-/// claims more bytes than the file has left is cut without reading them,
-/// so a damaged length field costs no memory.
-pub fn scan_records(
-    mut file: impl Read,
-    file_len: u64,
-    mut found: impl FnMut(&Found),
-) -> io::Result<Scan> {
-    let mut head = [0; FILE_HEADER_LEN];
-    file.read_exact(&mut head)?;
-    let (header, checksum) = FileHeader::decode_versioned(&head)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let mut scan = Scan {
-        header,
-        checksum,
-        valid_len: FILE_HEADER_LEN as u64,
-        end_eid: header.first_eid,
-        text_end: header.text_offset,
-        ending: None,
-        cut: None,
-    };
-    let mut piece = Vec::new();
-    loop {
-        let mut head = [0; RECORD_HEADER_LEN];
-        match read_full(&mut file, &mut head)? {
-            0 => return Ok(scan),
-            n if n < RECORD_HEADER_LEN => return Ok(cut(scan, FormatError::Short)),
-            _ => {}
-        }
-        let rh = match RecordHeader::decode(&head) {
-            Ok(rh) => rh,
-            Err(e) => return Ok(cut(scan, e)),
-        };
-        if rh.record_len() > file_len.saturating_sub(scan.valid_len) {
-            return Ok(cut(scan, FormatError::Short));
-        }
-        let Some(body) = read_body(&mut file, &rh, &head, checksum, &mut piece)? else {
-            return Ok(cut(scan, FormatError::Short));
-        };
-        if !body.checksum {
-            return Ok(cut(scan, FormatError::Checksum));
-        }
-        if scan.ending.is_some() {
-            return Ok(cut(scan, FormatError::Invalid("a record after the ending")));
-        }
-        if rh.first_eid != scan.end_eid {
-            return Ok(cut(scan, FormatError::Invalid("eids do not follow on")));
-        }
-        let ending = match body.content {
-            Ok(ending) => ending,
-            Err(e) => return Ok(cut(scan, e)),
-        };
-        let ends = (
-            scan.end_eid.checked_add(u64::from(rh.lines)),
-            scan.text_end.checked_add(u64::from(rh.text_len)),
-        );
-        let (Some(end_eid), Some(text_end)) = ends else {
-            return Ok(cut(
-                scan,
-                FormatError::Invalid("eids past the largest number"),
-            ));
-        };
-        found(&Found {
-            offset: scan.valid_len,
-            header: rh,
-            text_offset: scan.text_end,
-        });
-        if let Some(ending) = ending {
-            scan.ending = Some((rh.first_eid, ending));
-        }
-        scan.end_eid = end_eid;
-        scan.text_end = text_end;
-        scan.valid_len += rh.record_len();
-    }
-}
-
-fn cut(scan: Scan, why: FormatError) -> Scan {
-    Scan {
-        cut: Some(why),
-        ..scan
-    }
-}
-
-/// What reading a record's body found, before its place is checked.
-struct Body {
-    /// Whether the record's checksum matches.
-    checksum: bool,
-    /// The terminal event of an ending record (`None` for lines), or why
-    /// the body does not describe what its header says.
-    content: Result<Option<Ending>, FormatError>,
-}
-
-/// Reads the body of the record whose header is `head` (decoded: `rh`),
-/// a lines record piece by piece; `None` when the file ends first.
-fn read_body(
-    file: &mut impl Read,
-    rh: &RecordHeader,
-    head: &[u8; RECORD_HEADER_LEN],
-    checksum: Checksum,
-    piece: &mut Vec<u8>,
-) -> io::Result<Option<Body>> {
-    let mut crc = checksum.hasher();
-    crc.update(&head[4..]);
-    let content = match rh.kind {
-        Kind::Ending => {
-            // Small (a few numbers and a message): read whole, though only
-            // as far as the file goes, whatever the header claims.
-            piece.clear();
-            piece.extend_from_slice(head);
-            if read_up_to(file, piece, rh.body_len as usize)? < rh.body_len as usize {
-                return Ok(None);
-            }
-            crc.update(&piece[RECORD_HEADER_LEN..]);
-            decode_ending(rh, piece).map(Some)
-        }
-        Kind::Lines => {
-            let mut text = 0u64;
-            let mut covered = 0u64;
-            let mut bad_run = false;
-            let columns = [
-                (4 * u64::from(rh.lines), Column::Lens),
-                (RUN_LEN as u64 * u64::from(rh.runs), Column::Runs),
-                (u64::from(rh.text_len), Column::Text),
-            ];
-            for (len, column) in columns {
-                let mut left = len;
-                while left > 0 {
-                    let n = left.min(SCAN_PIECE as u64) as usize;
-                    piece.resize(n, 0);
-                    if read_full(file, piece)? < n {
-                        return Ok(None);
-                    }
-                    crc.update(piece);
-                    match column {
-                        Column::Lens => {
-                            text += piece
-                                .chunks_exact(4)
-                                .map(|l| u64::from(u32_at(l, 0)))
-                                .sum::<u64>();
-                        }
-                        Column::Runs => {
-                            for run in piece.chunks_exact(RUN_LEN) {
-                                bad_run |= run[12] > 1 || u32_at(run, 8) == 0;
-                                covered += u64::from(u32_at(run, 8));
-                            }
-                        }
-                        Column::Text => {}
-                    }
-                    left -= n as u64;
-                }
-            }
-            if bad_run {
-                Err(FormatError::Invalid("bad run"))
-            } else if covered != u64::from(rh.lines) {
-                Err(FormatError::Invalid("runs do not cover the lines"))
-            } else if text != u64::from(rh.text_len) {
-                Err(FormatError::Invalid(
-                    "line lengths do not add up to the text",
-                ))
-            } else {
-                Ok(None)
-            }
-        }
-    };
-    if piece.capacity() > 2 * SCAN_PIECE {
-        *piece = Vec::new();
-    }
-    Ok(Some(Body {
-        checksum: crc.finish() == rh.crc,
-        content,
-    }))
-}
-
-/// The columns of a lines record's body, in order.
-#[derive(Clone, Copy)]
-enum Column {
-    Lens,
-    Runs,
-    Text,
-}
-
-/// Fills `buf` from `file` as far as it goes; fewer bytes only at its end.
-fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut at = 0;
-    while at < buf.len() {
-        match file.read(&mut buf[at..]) {
-            Ok(0) => break,
-            Ok(n) => at += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(at)
-}
-
-/// Appends up to `n` bytes from `file` to `out`; fewer only at its end.
-fn read_up_to(file: &mut impl Read, out: &mut Vec<u8>, n: usize) -> io::Result<usize> {
-    let got = file.take(n as u64).read_to_end(out)?;
-    Ok(got)
 }

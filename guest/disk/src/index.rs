@@ -1,12 +1,14 @@
 //! Where every line older than the write frontier is: a list of spans of
 //! consecutive eids, each either held by a segment file or missing (with
-//! the reason). One entry per segment or per stretch of missing lines,
-//! never one per line or per batch.
+//! the reason). One entry per segment (or part of one that a damaged
+//! stretch split, see `recovery`) or per stretch of missing lines, never
+//! one per line or per batch.
 
 use std::collections::VecDeque;
 
 use crate::events::BUDGET;
 use crate::segment::Segment;
+use crate::trim::{self, Start};
 
 /// What holds a span's lines.
 #[derive(Debug)]
@@ -25,6 +27,10 @@ pub struct Span {
     pub end_eid: u64,
     pub text_start: u64,
     pub text_end: u64,
+    /// Whether `text_end - text_start` is the bytes of its lines: not
+    /// for a damaged stretch whose text a reopen could not tell, nor for
+    /// spans merged across one.
+    pub bytes_known: bool,
     pub place: Place,
 }
 
@@ -73,23 +79,24 @@ impl Index {
 
     /// Covers `end_eid()..end_eid` (texts up to `text_end`) as missing.
     pub fn push_missing(&mut self, end_eid: u64, text_end: u64, reason: &'static str) {
+        self.push_lost(end_eid, text_end, reason, true);
+    }
+
+    /// [`Index::push_missing`], saying whether `text_end` is known to be
+    /// where the lost lines' text ends (a reopen cannot always tell).
+    pub fn push_lost(&mut self, end_eid: u64, text_end: u64, reason: &'static str, known: bool) {
         let (first_eid, text_start) = (self.end_eid, self.end_text);
         self.end_eid = end_eid;
         self.end_text = text_end;
-        if let Some(last) = self.spans.back_mut()
-            && matches!(last.place, Place::Missing(r) if r == reason)
-        {
-            last.end_eid = end_eid;
-            last.text_end = text_end;
-            return;
-        }
         self.spans.push_back(Span {
             first_eid,
             end_eid,
             text_start,
             text_end,
+            bytes_known: known,
             place: Place::Missing(reason),
         });
+        self.merge_around(self.spans.len() - 1);
     }
 
     /// Adds a new, empty segment at the frontier; it becomes the one
@@ -101,15 +108,20 @@ impl Index {
             end_eid: self.end_eid,
             text_start: self.end_text,
             text_end: self.end_text,
+            bytes_known: true,
             place: Place::Stored(segment),
         });
     }
 
-    /// Adds a segment a reopen found at the frontier, holding lines up to
-    /// `end_eid` (texts up to `text_end`); the frontier moves there.
-    pub fn push_recovered(&mut self, segment: Segment, end_eid: u64, text_end: u64) {
+    /// Adds a segment a reopen found at the frontier, holding lines from
+    /// text offset `text_start` (the frontier's, unless a damaged stretch
+    /// of unknown text came before) up to `end_eid` (texts up to
+    /// `text_end`); the frontier moves there.
+    pub fn push_recovered(&mut self, segment: Segment, text_start: u64, end: (u64, u64)) {
+        let (end_eid, text_end) = end;
         self.push_segment(segment);
         if let Some(span) = self.spans.back_mut() {
+            span.text_start = text_start;
             span.end_eid = end_eid;
             span.text_end = text_end;
         }
@@ -188,6 +200,58 @@ impl Index {
         Some(segment)
     }
 
+    /// The oldest segment still held.
+    pub fn oldest_segment(&self) -> Option<&Segment> {
+        self.spans.iter().find_map(|s| match &s.place {
+            Place::Stored(segment) => Some(segment),
+            Place::Missing(_) => None,
+        })
+    }
+
+    /// Drops at least `goal` bytes of the oldest segment's oldest records
+    /// (see [`crate::trim`]): their lines become a `budget` gap, the rest
+    /// stay where they are. Returns the segment's sequence number, or
+    /// `None` when no record could be kept (the segment is to be dropped
+    /// whole); on an error nothing changed.
+    pub fn trim_oldest(&mut self, goal: u64) -> std::io::Result<Option<u64>> {
+        let Some(i) = self
+            .spans
+            .iter()
+            .position(|s| matches!(s.place, Place::Stored(_)))
+        else {
+            return Ok(None);
+        };
+        let span = &mut self.spans[i];
+        let Place::Stored(segment) = &mut span.place else {
+            return Ok(None);
+        };
+        let start = Start {
+            eid: span.first_eid,
+            text_offset: span.text_start,
+        };
+        let before = segment.file_bytes;
+        let Some(cut) = trim::trim(segment, start, goal)? else {
+            return Ok(None);
+        };
+        let seq = segment.seq;
+        self.disk_bytes = self.disk_bytes - before + segment.file_bytes;
+        let dropped = Span {
+            first_eid: span.first_eid,
+            end_eid: cut.eid,
+            text_start: span.text_start,
+            text_end: cut.text_offset,
+            bytes_known: true,
+            place: Place::Missing(BUDGET),
+        };
+        span.first_eid = cut.eid;
+        span.text_start = cut.text_offset;
+        if dropped.first_eid < dropped.end_eid {
+            self.spans.insert(i, dropped);
+            self.merge_around(i);
+        }
+        Ok(Some(seq))
+    }
+
     /// Counts bytes on disk that no span holds: a file that could not be
     /// deleted, or one a reopen found and did not trust.
     pub fn count_unindexed(&mut self, bytes: u64) {
@@ -214,6 +278,7 @@ impl Index {
             end_eid: span.end_eid,
             text_start: text_offset,
             text_end: span.text_end,
+            bytes_known: true,
             place: Place::Missing(reason),
         };
         span.end_eid = eid;
@@ -226,25 +291,33 @@ impl Index {
 
     /// Merges the missing span at `i` with equal neighbours.
     fn merge_around(&mut self, i: usize) {
-        let same = |a: &Span, b: &Span| match (&a.place, &b.place) {
+        let mut i = i;
+        if i > 0 && self.merge_pair(i - 1) {
+            i -= 1;
+        }
+        if i + 1 < self.spans.len() {
+            self.merge_pair(i);
+        }
+    }
+
+    /// Merges spans `i` and `i + 1` when both are missing for the same
+    /// reason; their bytes stay known only if both were and their texts
+    /// meet.
+    fn merge_pair(&mut self, i: usize) -> bool {
+        let same = match (&self.spans[i].place, &self.spans[i + 1].place) {
             (Place::Missing(x), Place::Missing(y)) => x == y,
             _ => false,
         };
-        let mut i = i;
-        if i > 0 && same(&self.spans[i - 1], &self.spans[i]) {
-            let Some(span) = self.spans.remove(i) else {
-                return;
-            };
-            i -= 1;
-            self.spans[i].end_eid = span.end_eid;
-            self.spans[i].text_end = span.text_end;
+        if !same {
+            return false;
         }
-        if i + 1 < self.spans.len() && same(&self.spans[i], &self.spans[i + 1]) {
-            let Some(span) = self.spans.remove(i + 1) else {
-                return;
-            };
-            self.spans[i].end_eid = span.end_eid;
-            self.spans[i].text_end = span.text_end;
-        }
+        let Some(later) = self.spans.remove(i + 1) else {
+            return false;
+        };
+        let span = &mut self.spans[i];
+        span.bytes_known &= later.bytes_known && span.text_end == later.text_start;
+        span.end_eid = later.end_eid;
+        span.text_end = later.text_end;
+        true
     }
 }

@@ -5,8 +5,10 @@
 //! command's directory (`/log`); the newest `memory-bytes` of it also stay
 //! in memory for readers that keep up. Readers that lag read the files
 //! sequentially. Nothing is lost while the output stays within the disk
-//! budget the host sets; beyond it the oldest segments are dropped and
-//! reported as a `gap` with reason `budget`; output that could not be
+//! budget the host sets; beyond it the oldest output is dropped (whole
+//! segments, or the oldest records of a segment larger than the budget
+//! now allows one to be, see [`mod@format`]) and reported as one `gap`
+//! with reason `budget`; output that could not be
 //! written (a full disk) is reported with reason `io` once it leaves
 //! memory. The terminal event is never dropped. Any number of readers.
 //!
@@ -17,10 +19,12 @@
 //! A host restarted on the same state directory reopens the log
 //! ([`Log::reopen`]): the files are scanned with every checksum checked
 //! and the index rebuilt from them, so reads serve what survives with its
-//! eids and gaps; a torn last write is cut, what was damaged is reported
-//! as a `gap` with reason `damaged`, files that cannot be trusted are
-//! skipped, and the ending the host then gives a log that had none
-//! (outcome `HostRestarted`) is written after the last whole record. See
+//! eids and gaps; a torn last write is cut, damage costs the damaged
+//! records and no more (the scan resynchronises on the next record it can
+//! trust) and is reported as a `gap` with reason `damaged`, files that
+//! cannot be trusted are skipped, and the ending the host then gives a log
+//! that had none (outcome `HostRestarted`) is written after the last whole
+//! record. See
 //! "How the policy reopens a directory" in [`mod@format`].
 //!
 //! The logic is plain Rust ([`Log`]) that builds and is tested natively;
@@ -40,6 +44,7 @@ mod recovery;
 mod replay;
 mod segment;
 mod tail;
+mod trim;
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;

@@ -177,12 +177,18 @@ impl Log {
     }
 
     /// Bounds the bytes the files take from now on, dropping the oldest
-    /// segments now if they take more. Segments are made at most an eighth
-    /// of it, so a drop frees a small share. Returns the bytes on disk.
+    /// output now if they take more. Segments are made at most an eighth
+    /// of it, so a drop frees a small share; a segment larger than that
+    /// (one a reopen found, or one open when the budget shrank) loses its
+    /// oldest records instead of all of them (see `drop_oldest`). Returns
+    /// the bytes on disk.
     pub fn set_disk_budget(&mut self, bytes: u64) -> u64 {
         self.budget = bytes;
         self.segment_bytes = self.config.segment_bytes.min((bytes / 8).max(1));
-        while self.index.disk_bytes() > self.budget && self.drop_oldest() {}
+        while let Some(excess) = self.index.disk_bytes().checked_sub(self.budget)
+            && excess > 0
+            && self.drop_oldest(excess)
+        {}
         self.disk_bytes()
     }
 
@@ -282,10 +288,11 @@ impl Log {
                 .open_segment()
                 .is_some_and(|s| s.is_empty() || s.data_end + need <= self.segment_bytes);
             let total = need + if fits_open { 0 } else { FILE_HEADER_LEN as u64 };
-            if self.index.disk_bytes().saturating_add(total) <= self.budget {
+            let excess = self.index.disk_bytes().saturating_add(total);
+            let Some(excess) = excess.checked_sub(self.budget).filter(|&e| e > 0) else {
                 break fits_open;
-            }
-            if !self.drop_oldest() {
+            };
+            if !self.drop_oldest(excess) {
                 return Write::OverBudget;
             }
         };
@@ -308,8 +315,28 @@ impl Log {
         }
     }
 
-    /// Drops the oldest segment, deleting its file; false if none is left.
-    fn drop_oldest(&mut self) -> bool {
+    /// Drops the oldest output, `excess` bytes of it or more; false if no
+    /// segment is left. That is the oldest segment, its file deleted, or,
+    /// when that segment is larger than segments are now made, only its
+    /// oldest records: at least the excess and a segment's worth (so
+    /// that the trims a segment takes before it is small enough to drop
+    /// whole are few, each copying at most the budget), or all of them
+    /// when that leaves none.
+    fn drop_oldest(&mut self, excess: u64) -> bool {
+        let oversized = self
+            .index
+            .oldest_segment()
+            .is_some_and(|s| s.file_bytes > self.segment_bytes);
+        if oversized {
+            match self.index.trim_oldest(excess.max(self.segment_bytes)) {
+                Ok(Some(seq)) => {
+                    self.replay.forget(seq);
+                    return true;
+                }
+                Ok(None) => {}
+                Err(e) => self.warn(format!("cannot drop the oldest records alone: {e}")),
+            }
+        }
         let Some(segment) = self.index.drop_oldest() else {
             return false;
         };
@@ -461,7 +488,9 @@ impl Log {
                     return ReadResult::Gap(Gap {
                         from_eid: want,
                         to_eid: to,
-                        dropped_bytes: from_text.and_then(|from| end_text.checked_sub(from)),
+                        dropped_bytes: from_text
+                            .and_then(|from| end_text.checked_sub(from))
+                            .filter(|_| span.bytes_known),
                         reason,
                     });
                 }

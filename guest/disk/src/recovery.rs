@@ -6,33 +6,43 @@
 //! sequence order, each scanned from its start with every checksum
 //! verified (in pieces: a record of any size costs a bounded buffer), and
 //! used only while their eids follow on:
-//! - a file's whole records are kept up to its first bad one; the rest of
-//!   it is not read, and the eids up to the next file's first are a gap
-//!   with reason `damaged`;
-//! - a file with a bad header, or whose eids go back over the log's, is
-//!   skipped (left as it is, counted on disk); so is anything after the
-//!   ending, and any file not named like a segment;
+//! - a bad record costs the damaged records and no more: the scan
+//!   resynchronises on the next whole record that can be trusted (see
+//!   `format::scan`), the eids in between are a gap with reason
+//!   `damaged`, and the file is split there into two parts of the index,
+//!   so that reads never walk over the damage;
+//! - a file's whole records are kept up to a bad one that nothing trusted
+//!   follows; the rest of it is not used, and the eids up to the next
+//!   file's first are a gap with reason `damaged`;
+//! - a file whose header is damaged is used when its records follow on
+//!   from the files before (see `format::scan_following`), and sealed:
+//!   the ending goes to a new file;
+//! - a file with a bad header whose records do not follow on, or whose
+//!   eids go back over the log's, is skipped (left as it is, counted on
+//!   disk); so is anything after the ending, and any file not named like
+//!   a segment;
 //! - eids missing before the first file are a `budget` gap (the budget
 //!   dropped those segments), between files an `io` one (their writes
 //!   failed), unless something damaged lies between: then `damaged`;
 //! - when the log has no ending, the last file is cut after its last
 //!   whole record (a torn last write) and opened for the ending to follow;
-//!   a last file too short for its header (torn as it was made) is removed.
+//!   a last file too short for its header (torn as it was made) is removed;
+//! - a segment's file left under a trim's temporary name (the host died
+//!   in the middle of a trim, the segment's own file still whole) is
+//!   removed.
 //!
 //! What was cut or skipped is said in words, for the host's log.
 
 use std::fs;
-use std::io::{self, BufReader};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::events::{BUDGET, DAMAGED, Ending, IO};
-use crate::file::{SegmentFile, SegmentReader};
-use crate::format::{self, Checksum, FILE_HEADER_LEN, FileHeader, Kind, Scan};
+use crate::file::SegmentFile;
+use crate::format::{self, Checksum, FILE_HEADER_LEN, FileHeader, Kind, Scan, Stretch};
 use crate::index::Index;
 use crate::segment::Segment;
 
-/// Bytes a scan reads from a file at once.
-const SCAN_BUFFER: usize = 512 << 10;
 /// Largest eid, text offset and sequence number a file may claim: far
 /// beyond any real log, and far enough below `u64::MAX` that no sum of
 /// them overflows.
@@ -59,6 +69,22 @@ pub fn recover(dir: &Path) -> Result<Recovered, String> {
     let mut damage = Damage::default();
     let mut unindexed = 0;
     for other in &listing.others {
+        if other.regular && is_trim_leftover(&other.name) {
+            // A trim the dead host did not finish: its segment is whole
+            // under the segment's own name.
+            match fs::remove_file(dir.join(&other.name)) {
+                Ok(()) => {
+                    damage.report(format!("{}: an unfinished trim: removed", other.name));
+                    continue;
+                }
+                Err(e) => damage.report(format!(
+                    "{}: an unfinished trim, cannot be removed: {e}",
+                    other.name
+                )),
+            }
+            unindexed += other.bytes;
+            continue;
+        }
         let what = if other.regular {
             "not named like a segment"
         } else {
@@ -200,6 +226,13 @@ fn sequence_number(name: &str) -> Option<u64> {
     (seq <= MAX_NUMBER && Segment::file_name(seq) == name).then_some(seq)
 }
 
+/// Whether `name` is the temporary name a trim writes a segment under.
+fn is_trim_leftover(name: &str) -> bool {
+    name.strip_suffix(".trim")
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .is_some_and(|seq| seq <= MAX_NUMBER && Segment::trim_name(seq) == name)
+}
+
 /// What the log is made of, oldest first.
 enum Part {
     /// Eids from the previous part's end up to `end_eid`, lost.
@@ -207,10 +240,14 @@ enum Part {
         end_eid: u64,
         text_end: u64,
         reason: &'static str,
+        /// Whether `text_end` is known to be where their text ends.
+        known: bool,
     },
-    /// A file's whole records.
+    /// A file's whole records, or those of a part of it that damaged
+    /// stretches split.
     Stored {
         segment: Segment,
+        text_start: u64,
         end_eid: u64,
         text_end: u64,
         /// Whether it is the newest segment file in the directory.
@@ -231,6 +268,10 @@ struct Walk {
     /// Whether something lies between the frontier and the next file
     /// that was damaged (the rest of a cut file, a skipped file).
     damaged: bool,
+    /// Whether the frontier's text offset is only a floor: a damaged
+    /// stretch of unknown text came before it in its file (the next
+    /// file's header says where the text really is).
+    text_floor: bool,
     used: usize,
     skipped: usize,
 }
@@ -242,6 +283,7 @@ impl Default for Walk {
             frontier: (1, 0),
             ending: None,
             damaged: false,
+            text_floor: false,
             used: 0,
             skipped: 0,
         }
@@ -259,7 +301,7 @@ impl Walk {
             ));
             return Err(file.bytes);
         }
-        let (segment, scan) = match scan_file(&file) {
+        let (parts, scan) = match scan_file(&file, self.frontier) {
             Ok(scanned) => scanned,
             Err(e) => return Err(self.skip(&file, format!("unreadable ({e})"), damage)),
         };
@@ -272,10 +314,10 @@ impl Walk {
             && text_offset <= MAX_NUMBER
             && scan.end_eid <= MAX_NUMBER
             && scan.text_end <= MAX_NUMBER
-            && if first_eid == end_eid {
+            && if first_eid == end_eid && !self.text_floor {
                 text_offset == end_text
             } else {
-                first_eid > end_eid && text_offset >= end_text
+                first_eid >= end_eid && text_offset >= end_text
             };
         if !follows {
             let why = format!(
@@ -300,27 +342,65 @@ impl Walk {
                 end_eid: first_eid,
                 text_end: text_offset,
                 reason,
+                known: !self.text_floor,
             });
         }
         self.damaged = false;
+        self.text_floor = false;
+        if let Some(why) = &scan.header_damage {
+            damage.report(format!(
+                "{}: its header is damaged ({why}); its records follow on from eid {first_eid}: used",
+                file.name
+            ));
+        }
+        // A file whose header is damaged takes no more records: the
+        // ending goes to a new file.
+        let current = scan.checksum == Checksum::WRITTEN && scan.header_damage.is_none();
+        let count = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            if let Some(stretch) = part.after.as_ref().filter(|s| s.first_eid == s.end_eid) {
+                damage.report(format!(
+                    "{}: bytes {} to {} are damaged ({}): they held no eid",
+                    file.name, stretch.offset, stretch.end_offset, stretch.why
+                ));
+            } else if let Some(stretch) = &part.after {
+                damage.report(format!(
+                    "{}: bytes {} to {} are damaged ({}): eids {} to {} are a gap with reason `{DAMAGED}`",
+                    file.name,
+                    stretch.offset,
+                    stretch.end_offset,
+                    stretch.why,
+                    stretch.first_eid,
+                    stretch.end_eid - 1
+                ));
+                self.text_floor |= stretch.text_end.is_none();
+                self.kept.push(Part::Missing {
+                    end_eid: stretch.end_eid,
+                    text_end: part.text_start,
+                    reason: DAMAGED,
+                    known: stretch.text_end.is_some(),
+                });
+            }
+            self.kept.push(Part::Stored {
+                segment: part.segment,
+                text_start: part.text_start,
+                end_eid: part.end.0,
+                text_end: part.end.1,
+                newest: i + 1 == count,
+                current,
+                name: file.name.clone(),
+            });
+        }
         if let Some(why) = &scan.cut {
             self.damaged = true;
             damage.report(format!(
                 "{}: whole records end at byte {} of {} ({why}): the rest is not used",
-                file.name, scan.valid_len, segment.file_bytes
+                file.name, scan.valid_len, file.bytes
             ));
         }
         self.used += 1;
         self.frontier = (scan.end_eid, scan.text_end);
         self.ending = scan.ending;
-        self.kept.push(Part::Stored {
-            segment,
-            end_eid: scan.end_eid,
-            text_end: scan.text_end,
-            newest: true,
-            current: scan.checksum == Checksum::WRITTEN,
-            name: file.name,
-        });
         Ok(())
     }
 
@@ -335,9 +415,11 @@ impl Walk {
                     end_eid,
                     text_end,
                     reason,
-                } => index.push_missing(end_eid, text_end, reason),
+                    known,
+                } => index.push_lost(end_eid, text_end, reason, known),
                 Part::Stored {
                     mut segment,
+                    text_start,
                     end_eid,
                     text_end,
                     newest,
@@ -351,7 +433,7 @@ impl Walk {
                             segment.seal();
                         }
                     }
-                    index.push_recovered(segment, end_eid, text_end);
+                    index.push_recovered(segment, text_start, (end_eid, text_end));
                 }
             }
         }
@@ -372,22 +454,68 @@ impl Walk {
     }
 }
 
+/// A file's whole records from its start or from the end of a damaged
+/// stretch up to the next, counted in a segment (with its checkpoints).
+struct FilePart {
+    segment: Segment,
+    /// The damaged stretch before it, if any.
+    after: Option<Stretch>,
+    /// Text offset of its first line.
+    text_start: u64,
+    /// Eid and text offset after its last line.
+    end: (u64, u64),
+}
+
 /// Scans a segment file: what it holds, and its whole records counted
-/// in a segment (with their checkpoints).
-fn scan_file(file: &SegmentName) -> io::Result<(Segment, Scan)> {
+/// in one segment per stretch of them between damaged ones; only the
+/// last counts the file's bytes.
+fn scan_file(file: &SegmentName, follows: (u64, u64)) -> io::Result<(Vec<FilePart>, Scan)> {
     let opened = SegmentFile::open(&file.path)?;
     let len = opened.len()?;
-    let mut segment = Segment::recovered(file.seq, file.path.clone(), len);
-    // No bigger than the file: a small log must not grow the instance's
-    // memory, which a finished log keeps for its whole retention.
-    let buffer = usize::try_from(len).map_or(SCAN_BUFFER, |len| len.clamp(4096, SCAN_BUFFER));
-    let reader = BufReader::with_capacity(buffer, SegmentReader::new(&opened));
-    let scan = format::scan_records(reader, len, |found| {
-        let line = (found.header.kind == Kind::Lines)
-            .then_some((found.header.first_eid, found.text_offset));
-        segment.found(found.header.record_len(), line);
+    let mut parts = vec![FilePart {
+        segment: Segment::recovered(file.seq, file.path.clone(), len),
+        after: None,
+        text_start: 0,
+        end: (0, 0),
+    }];
+    let mut records = 0usize;
+    let scan = format::scan_following(&opened, len, Some(follows), |found| {
+        if let (Some(stretch), Some(last)) = (&found.after, parts.last_mut()) {
+            let rest = last.segment.split_at(found.offset);
+            parts.push(FilePart {
+                segment: rest,
+                after: Some(stretch.clone()),
+                text_start: found.text_offset,
+                end: (stretch.end_eid, found.text_offset),
+            });
+        }
+        let Some(part) = parts.last_mut() else {
+            return;
+        };
+        let rh = &found.header;
+        let line = (rh.kind == Kind::Lines).then_some((rh.first_eid, found.text_offset));
+        part.segment.found(rh.record_len(), line);
+        part.end = (
+            rh.first_eid + u64::from(rh.lines),
+            found.text_offset + u64::from(rh.text_len),
+        );
+        if parts.len() == 1 {
+            records += 1;
+        }
     })?;
-    Ok((segment, scan))
+    for part in &mut parts {
+        part.segment.checksum = scan.checksum;
+    }
+    let first = &mut parts[0];
+    first.text_start = scan.header.text_offset;
+    if records == 0 {
+        first.end = (scan.header.first_eid, scan.header.text_offset);
+        if parts.len() > 1 {
+            // Damaged from its first record: nothing before the damage.
+            parts.remove(0);
+        }
+    }
+    Ok((parts, scan))
 }
 
 /// The reports of a reopen, a bounded number of them.

@@ -10,7 +10,7 @@ use crate::file::SegmentFile;
 use std::io;
 
 use crate::events::{Batch, Budget, TextSpan};
-use crate::format::{FILE_HEADER_LEN, Kind, LinesBody, RECORD_HEADER_LEN, RecordHeader};
+use crate::format::{Kind, LinesBody, RECORD_HEADER_LEN, RecordHeader};
 use crate::index::Span;
 use crate::segment::Segment;
 
@@ -94,10 +94,17 @@ impl Replay {
         self.marks.iter().find(|m| m.eid == eid).copied()
     }
 
-    /// Closes the files of segment `seq` (it is being deleted: an open
-    /// handle would keep its bytes on disk).
+    /// Closes the files of segment `seq` (it is being deleted or trimmed:
+    /// an open handle would keep its bytes on disk) and forgets where
+    /// records were in it (a trim moves them); where reads stopped, by
+    /// eid and text offset, stays true.
     pub fn forget(&mut self, seq: u64) {
         self.blocks.retain(|b| b.seq != seq);
+        for mark in &mut self.marks {
+            if mark.record.is_some_and(|r| r.seq == seq) {
+                mark.record = None;
+            }
+        }
     }
 
     /// Frees every block (readers caught up with the memory tail).
@@ -127,7 +134,13 @@ impl Replay {
         let mut want_text = mark.map(|m| m.text_offset);
         let mut at = mark
             .and_then(|m| m.record)
-            .filter(|r| r.seq == segment.seq && r.offset < segment.data_end && r.first_eid <= want)
+            .filter(|r| {
+                // The same file may hold parts that damage split: a mark
+                // at the end of one is not in the next.
+                r.seq == segment.seq
+                    && (segment.records_from..segment.data_end).contains(&r.offset)
+                    && r.first_eid <= want
+            })
             .or_else(|| {
                 segment.checkpoint_for(want).map(|c| RecordAt {
                     seq: segment.seq,
@@ -138,7 +151,7 @@ impl Replay {
             })
             .unwrap_or(RecordAt {
                 seq: segment.seq,
-                offset: FILE_HEADER_LEN as u64,
+                offset: segment.records_from,
                 first_eid: span.first_eid,
                 text_offset: span.text_start,
             });

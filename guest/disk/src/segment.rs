@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::events::TextSpan;
 use crate::file::SegmentFile;
-use crate::format::{FILE_HEADER_LEN, FileHeader};
+use crate::format::{Checksum, FILE_HEADER_LEN, FileHeader};
 
 /// Most bytes of records between two checkpoints: a read from a point
 /// between them walks at most this many bytes of record headers.
@@ -28,6 +28,9 @@ pub struct Segment {
     /// Its sequence number, which names the file.
     pub seq: u64,
     pub path: PathBuf,
+    /// Offset of its first record: the file header's end, but in a part
+    /// of a file after a damaged stretch (see [`Segment::split_at`]).
+    pub records_from: u64,
     /// Offset after the last whole record written: reads stop here.
     pub data_end: u64,
     /// Bytes the file takes on disk (beyond `data_end` only when a failed
@@ -38,6 +41,12 @@ pub struct Segment {
     checkpoints: Vec<Checkpoint>,
     /// Open while records may still be appended.
     writer: Option<SegmentFile>,
+    /// The checksum its records carry (by the file's version).
+    pub checksum: Checksum,
+    /// Whether dropping it deletes the file: false for each part of a
+    /// file that damaged stretches split (see [`Segment::split_at`]) but
+    /// the last, which counts the file's bytes.
+    owns_file: bool,
 }
 
 impl Segment {
@@ -45,6 +54,13 @@ impl Segment {
     /// is the name the host gives a text span's file number (`seq`).
     pub fn file_name(seq: u64) -> String {
         TextSpan::file_name(seq)
+    }
+
+    /// The name a trim writes the segment's new file under before it
+    /// takes the segment's name (see [`crate::trim`]); a reopen removes
+    /// one it finds, left by a host that died in the middle of a trim.
+    pub fn trim_name(seq: u64) -> String {
+        format!("{seq:010}.trim")
     }
 
     /// Creates the file and writes its header.
@@ -60,25 +76,54 @@ impl Segment {
         Ok(Segment {
             seq,
             path,
+            records_from: FILE_HEADER_LEN as u64,
             data_end: FILE_HEADER_LEN as u64,
             file_bytes: FILE_HEADER_LEN as u64,
             checkpoints: Vec::new(),
             writer: Some(file),
+            checksum: Checksum::WRITTEN,
+            owns_file: true,
         })
     }
 
     /// A file a previous log left, of `file_bytes` bytes, sealed and
     /// with no record counted yet: a reopen counts the whole records it
-    /// finds with [`Segment::found`], in order.
+    /// finds with [`Segment::found`], in order, and sets `checksum` to
+    /// the one they carry.
     pub fn recovered(seq: u64, path: PathBuf, file_bytes: u64) -> Segment {
         Segment {
             seq,
             path,
+            records_from: FILE_HEADER_LEN as u64,
             data_end: FILE_HEADER_LEN as u64,
             file_bytes,
             checkpoints: Vec::new(),
             writer: None,
+            checksum: Checksum::WRITTEN,
+            owns_file: true,
         }
+    }
+
+    /// Splits a file a reopen is counting at `offset`, where its records
+    /// go on after a damaged stretch: the part returned counts the
+    /// records from there (and the file's bytes, and deletes it when
+    /// dropped), this one keeps those before, which reads never walk
+    /// past.
+    pub fn split_at(&mut self, offset: u64) -> Segment {
+        let rest = Segment {
+            seq: self.seq,
+            path: self.path.clone(),
+            records_from: offset,
+            data_end: offset,
+            file_bytes: self.file_bytes,
+            checkpoints: Vec::new(),
+            writer: None,
+            checksum: self.checksum,
+            owns_file: true,
+        };
+        self.file_bytes = 0;
+        self.owns_file = false;
+        rest
     }
 
     /// Counts the next whole record a reopen found in the file, as
@@ -106,7 +151,7 @@ impl Segment {
 
     /// Whether it holds no record yet.
     pub fn is_empty(&self) -> bool {
-        self.data_end == FILE_HEADER_LEN as u64
+        self.data_end == self.records_from
     }
 
     /// Appends one whole record in one write. `line` is the eid and text
@@ -151,6 +196,37 @@ impl Segment {
         self.file_bytes = self.file_bytes.max(self.data_end);
     }
 
+    /// The record boundaries kept, one per [`CHECKPOINT_EVERY`] bytes.
+    pub fn checkpoints(&self) -> &[Checkpoint] {
+        &self.checkpoints
+    }
+
+    /// Counts the segment's file as replaced by one (under the same name)
+    /// that holds its records from `cut` on, `cut` now at the first
+    /// record after the file header; `lines` says whether that record is
+    /// a lines record. The new file is sealed: records that follow go to
+    /// a new segment.
+    pub fn replaced_from(&mut self, cut: Checkpoint, lines: bool) {
+        let dropped = cut.offset - FILE_HEADER_LEN as u64;
+        self.records_from = FILE_HEADER_LEN as u64;
+        self.data_end -= dropped;
+        self.file_bytes = self.data_end;
+        self.checkpoints.retain(|c| c.offset >= cut.offset);
+        for c in &mut self.checkpoints {
+            c.offset -= dropped;
+        }
+        if lines && self.checkpoints.first().is_none_or(|c| c.eid != cut.eid) {
+            self.checkpoints.insert(
+                0,
+                Checkpoint {
+                    offset: FILE_HEADER_LEN as u64,
+                    ..cut
+                },
+            );
+        }
+        self.writer = None;
+    }
+
     /// Closes it for writing: later records go to a new segment.
     pub fn seal(&mut self) {
         self.writer = None;
@@ -171,9 +247,12 @@ impl Segment {
         self.writer = None;
     }
 
-    /// Deletes the file.
+    /// Deletes the file (unless a later part of it is still kept).
     pub fn remove(mut self) -> io::Result<()> {
         self.writer = None;
+        if !self.owns_file {
+            return Ok(());
+        }
         fs::remove_file(&self.path)
     }
 }

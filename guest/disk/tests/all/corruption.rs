@@ -130,8 +130,19 @@ fn a_scan_detects_a_flipped_bit() {
         let mut damaged = bytes.clone();
         damaged[at] ^= 1;
         let scan = format::scan(Cursor::new(&damaged)).unwrap();
-        assert!(scan.cut.is_some(), "flip at {at}");
-        assert!(scan.valid_len <= at as u64 && scan.valid_len < whole.valid_len);
+        // Either the scan resynchronised after the damaged record, or
+        // (in the last record, which nothing follows) it cut there.
+        let at = at as u64;
+        let skipped = scan
+            .stretches
+            .iter()
+            .any(|s| s.offset <= at && at < s.end_offset);
+        assert!(skipped || scan.cut.is_some(), "flip at {at}");
+        if scan.cut.is_some() {
+            assert!(scan.valid_len <= at && scan.valid_len < whole.valid_len);
+        } else {
+            assert_eq!(scan.ending, whole.ending, "flip at {at}");
+        }
     }
     let mut bad_header = bytes.clone();
     bad_header[20] ^= 1;

@@ -178,6 +178,36 @@ fn a_log_of_version_1_files_reopens_and_its_ending_goes_to_a_new_file() {
 }
 
 #[test]
+fn a_version_1_file_trimmed_by_a_smaller_budget_stays_version_1_and_reopens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small(4096, 64 << 20);
+    let mut old = Log::new(config.clone(), dir.path());
+    let mut model = Model::default();
+    fill(&mut old, &mut model, 0, 20_000, 50);
+    old.finish(ending()).unwrap();
+    drop(old);
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 1);
+    let path = dir.path().join(&files[0]);
+    as_version_1(&path);
+    let (mut new, reopened) = reopen(config.clone(), dir.path());
+    let budget = reopened.disk_bytes / 2;
+    assert!(new.set_disk_budget(budget) <= budget);
+    // Copied as they are, the records keep their CRC-32s: the header
+    // says version 1 still.
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes[8..12], 1u32.to_le_bytes());
+    let seen = read_to_end(&mut new, 0, 1024, 1 << 20);
+    let gap = one_budget_gap_over_the_oldest(&model, &seen);
+    assert!(gap.to_eid > 5_000 && gap.to_eid < 15_000, "{gap:?}");
+    assert_eq!(seen.ending, Some((20_001, ending())));
+    let (mut again, reopened) = reopen(config, dir.path());
+    assert!(reopened.damage.is_empty(), "{:?}", reopened.damage);
+    assert_eq!(reopened.ending, Some(ending()));
+    same_reads(&mut new, &mut again, (0..=20_001).step_by(997));
+}
+
+#[test]
 fn an_ending_that_does_not_fit_the_last_segment_goes_to_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let config = small(4096, 4 << 10);

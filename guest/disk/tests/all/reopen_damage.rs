@@ -143,21 +143,20 @@ fn a_damaged_ending_leaves_the_log_unfinished() {
 }
 
 #[test]
-fn a_damaged_record_mid_file_becomes_a_damaged_gap_up_to_the_next_file() {
+fn a_damaged_record_mid_file_becomes_a_damaged_gap_of_its_own_eids() {
     let dir = tempfile::tempdir().unwrap();
     let model = left_behind(dir.path(), true);
     let first = segment(dir.path(), 0);
-    let next = format::scan(std::fs::File::open(segment(dir.path(), 1)).unwrap()).unwrap();
     let len = std::fs::metadata(&first).unwrap().len();
     let mut damaged = None;
     edit(&first, |bytes| {
         let records = records(bytes);
         let (at, header) = records[records.len() / 2];
-        damaged = Some(header.first_eid);
+        damaged = Some(header);
         bytes[at] ^= 0xff; // its checksum
     });
-    let from = damaged.unwrap();
-    let to = next.header.first_eid - 1;
+    let damaged = damaged.unwrap();
+    let (from, to) = (damaged.first_eid, damaged.end_eid() - 1);
     let (mut log, reopened) = reopen(dir.path());
     assert_eq!(reopened.ending, Some(ending()));
     assert!(
@@ -177,6 +176,7 @@ fn a_damaged_record_mid_file_becomes_a_damaged_gap_up_to_the_next_file() {
         assert_eq!(seen.gaps.len(), 1);
         let gap = seen.gaps[0];
         assert_eq!((gap.from_eid, gap.to_eid, gap.reason), (from, to, DAMAGED));
+        // Its header still says how much text it held.
         assert_eq!(gap.dropped_bytes, Some(model.bytes(from, to)));
         assert_eq!(missed, (from..=to).collect::<Vec<_>>());
         assert_eq!(seen.ending, Some((3_001, ending())));
@@ -184,11 +184,35 @@ fn a_damaged_record_mid_file_becomes_a_damaged_gap_up_to_the_next_file() {
 }
 
 #[test]
-fn a_file_with_a_bad_header_is_skipped_and_its_eids_are_a_damaged_gap() {
+fn a_file_with_a_damaged_header_whose_records_follow_on_costs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = left_behind(dir.path(), true);
+    let files = segment_files(dir.path());
+    // The second file's first eid, the last's magic, and the first's
+    // version (to one whose checksum its records do not hold with).
+    edit(&segment(dir.path(), 1), |bytes| bytes[20] ^= 4);
+    edit(&segment(dir.path(), -1), |bytes| bytes[0] = b'X');
+    edit(&segment(dir.path(), 0), |bytes| bytes[8] ^= 2);
+    let (mut log, reopened) = reopen(dir.path());
+    for name in [&files[0], &files[1], files.last().unwrap()] {
+        let said = format!("{name}: its header is damaged");
+        assert!(mentions(&reopened, &said), "{:?}", reopened.damage);
+    }
+    assert_eq!(reopened.ending, Some(ending()));
+    let seen = read_to_end(&mut log, 0, 1024, 1 << 20);
+    assert!(check_seen(&model, 0, &seen).is_empty(), "{:?}", seen.gaps);
+    assert_eq!(seen.ending, Some((3_001, ending())));
+}
+
+#[test]
+fn a_file_with_a_bad_header_whose_records_do_not_follow_on_is_skipped_and_its_eids_are_a_damaged_gap()
+ {
     let dir = tempfile::tempdir().unwrap();
     let model = left_behind(dir.path(), true);
     let scan = |i| format::scan(std::fs::File::open(segment(dir.path(), i)).unwrap()).unwrap();
     let (second, third) = (scan(1), scan(2));
+    // The second file holds the first's records, under a bad header.
+    std::fs::copy(segment(dir.path(), 0), segment(dir.path(), 1)).unwrap();
     edit(&segment(dir.path(), 1), |bytes| bytes[20] ^= 4);
     let (mut log, reopened) = reopen(dir.path());
     assert!(
@@ -312,9 +336,12 @@ fn nothing_usable_is_an_error_and_a_file_torn_as_it_was_made_is_nothing() {
     std::fs::write(dir.path().join("0000000001.seg"), [7u8; 100]).unwrap();
     let error = Log::new(CONFIG(), dir.path()).reopen().unwrap_err();
     assert!(error.contains("0000000001.seg"), "{error}");
-    // Every header of a real log damaged.
+    // Every header of a real log damaged, whose records do not follow on
+    // from eid 1 (the budget had dropped its first files).
     let dir = tempfile::tempdir().unwrap();
     left_behind(dir.path(), true);
+    std::fs::remove_file(segment(dir.path(), 0)).unwrap();
+    std::fs::remove_file(segment(dir.path(), 0)).unwrap();
     for name in segment_files(dir.path()) {
         edit(&dir.path().join(name), |bytes| bytes[0] = b'X');
     }
