@@ -48,6 +48,21 @@ pub fn reason_word(reason: Reason) -> &'static str {
     }
 }
 
+/// The reason a wire word names, as [`reason_word`] writes it.
+pub fn reason_from_word(word: &str) -> Option<Reason> {
+    [
+        Reason::Exit,
+        Reason::Signal,
+        Reason::Timeout,
+        Reason::Interrupted,
+        Reason::HostShutdown,
+        Reason::HostRestarted,
+        Reason::SpawnFailed,
+    ]
+    .into_iter()
+    .find(|&reason| reason_word(reason) == word)
+}
+
 /// Go's names for signals, as execd reports them.
 fn signal_name(signal: i32) -> String {
     match signal {

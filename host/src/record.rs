@@ -3,9 +3,14 @@
 //! same directory can serve the log again and end what this one left
 //! running: `<id>.json`.
 //!
-//! How the command ended is not here: that is the log's terminal event,
-//! which the policy stores. A record is written once, when the command has
-//! been spawned, by a rename, so a reader sees the whole of it or nothing.
+//! A record is written once, when the command has been spawned, by a
+//! rename, so a reader sees the whole of it or nothing. How the command
+//! ended, and the eid of that terminal event, go beside it in
+//! `<id>.end` when it ends ([`RecordFile::set_ending`]): the policy stores
+//! the terminal event too, but a policy's files can be damaged, cut by a
+//! full disk or shrunk by a smaller budget, and an ending, once logged,
+//! never changes. The slot is allocated with the record, so that writing
+//! the ending into it needs no new space on a disk that has since filled.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::exec::group::Leader;
+use crate::policy::wit::{Ending, Failure, Outcome};
 
 /// The version of the record's shape; a record of another is not read.
 const VERSION: u32 = 1;
@@ -23,6 +29,11 @@ const VERSION: u32 = 1;
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// How a record's file name ends.
 pub const SUFFIX: &str = ".json";
+/// How the file name of a command's ending slot ends.
+pub const ENDING_SUFFIX: &str = ".end";
+/// The size of the ending slot: room for any ending the host logs (the
+/// message of a failure is a short text of the host's own, cut to fit).
+const ENDING_SLOT_BYTES: usize = 512;
 
 /// One command, as a later host needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +82,15 @@ impl CommandRecord {
     /// file's.
     pub fn read(path: &Path, id: &str) -> Result<CommandRecord, String> {
         use std::io::Read;
-        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        // Never through a link, nor blocking on a FIFO put there.
+        let file = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| e.to_string())?;
+        if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+            return Err("not a regular file".into());
+        }
         let mut bytes = Vec::new();
         file.take(MAX_RECORD_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -98,6 +117,8 @@ impl CommandRecord {
 /// is stopping and keeps its state directory for the next one.
 pub struct RecordFile {
     path: PathBuf,
+    /// `<id>.end`, the ending slot.
+    ending: PathBuf,
     keep: AtomicBool,
 }
 
@@ -115,16 +136,35 @@ impl RecordFile {
             .open(&partial)?;
         file.write_all(&bytes)?;
         drop(file);
-        std::fs::rename(&partial, &path)?;
-        Ok(RecordFile::existing(path))
+        let file = RecordFile::existing(path);
+        // Zeros, written: the blocks are the slot's from now on.
+        std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file.ending)?
+            .write_all(&[0; ENDING_SLOT_BYTES])?;
+        std::fs::rename(&partial, &file.path)?;
+        Ok(file)
     }
 
     /// The record a previous host wrote, now this host's to remove.
     pub fn existing(path: PathBuf) -> RecordFile {
+        let ending = ending_path(&path);
         RecordFile {
             path,
+            ending,
             keep: AtomicBool::new(false),
         }
+    }
+
+    /// Writes down the command's terminal event and its eid, in place in
+    /// the slot allocated with the record (created if a host that had none
+    /// wrote the record). A failure is logged: the policy's terminal event
+    /// is then all a restarted host has.
+    pub fn set_ending(&self, eid: u64, ending: &Ending) {
+        write_ending(&self.path, eid, ending);
     }
 
     /// Leave the file when this value is dropped (the host is stopping).
@@ -138,11 +178,165 @@ impl Drop for RecordFile {
         if self.keep.load(Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = std::fs::remove_file(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.path.display(), "cannot remove a command record: {e}");
+        for path in [&self.path, &self.ending] {
+            if let Err(e) = std::fs::remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), "cannot remove a command record: {e}");
+            }
         }
+    }
+}
+
+/// Writes the terminal event of the command whose record is at `record`
+/// into its ending slot (see [`RecordFile::set_ending`]).
+pub fn write_ending(record: &Path, eid: u64, ending: &Ending) {
+    let path = ending_path(record);
+    let mut bytes = LoggedEnding::new(eid, ending).to_slot();
+    bytes.resize(ENDING_SLOT_BYTES, 0);
+    let written = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .and_then(|mut file| {
+            if file.metadata()?.is_file() {
+                file.write_all(&bytes)
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
+        });
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), "cannot write down how the command ended: {e}");
+    }
+}
+
+/// `<id>.end` beside `<id>.json`.
+fn ending_path(record: &Path) -> PathBuf {
+    record.with_extension(ENDING_SUFFIX.trim_start_matches('.'))
+}
+
+/// A terminal event as the ending slot holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedEnding {
+    /// Its eid.
+    pub eid: u64,
+    /// `completed`, `failed`, `host-shutdown` or `host-restarted`.
+    pub outcome: String,
+    /// A failure's exit code and message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The wire's reason word.
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<u8>,
+    pub execution_ms: u64,
+    pub timestamp_ms: u64,
+}
+
+/// The longest failure message the slot keeps.
+const MAX_MESSAGE: usize = 256;
+
+impl LoggedEnding {
+    pub fn new(eid: u64, ending: &Ending) -> LoggedEnding {
+        let (outcome, exit_code, message) = match &ending.outcome {
+            Outcome::Completed => ("completed", None, None),
+            Outcome::Failed(f) => {
+                let mut message = f.message.clone();
+                if message.len() > MAX_MESSAGE {
+                    let mut end = MAX_MESSAGE;
+                    while !message.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    message.truncate(end);
+                }
+                ("failed", Some(f.exit_code), Some(message))
+            }
+            Outcome::HostShutdown => ("host-shutdown", None, None),
+            Outcome::HostRestarted => ("host-restarted", None, None),
+        };
+        LoggedEnding {
+            eid,
+            outcome: outcome.to_string(),
+            exit_code,
+            message,
+            reason: crate::ending::reason_word(ending.reason).to_string(),
+            signal: ending.signal,
+            execution_ms: ending.execution_ms,
+            timestamp_ms: ending.timestamp_ms,
+        }
+    }
+
+    /// The eid and the terminal event, if what was read back is one.
+    pub fn ending(&self) -> Result<(u64, Ending), String> {
+        let outcome = match (self.outcome.as_str(), self.exit_code, &self.message) {
+            ("completed", None, None) => Outcome::Completed,
+            ("failed", Some(exit_code), Some(message)) => Outcome::Failed(Failure {
+                exit_code,
+                message: message.clone(),
+            }),
+            ("host-shutdown", None, None) => Outcome::HostShutdown,
+            ("host-restarted", None, None) => Outcome::HostRestarted,
+            (other, ..) => return Err(format!("no outcome {other:?} of that shape")),
+        };
+        let reason = crate::ending::reason_from_word(&self.reason)
+            .ok_or_else(|| format!("no reason {:?}", self.reason))?;
+        if self.eid == 0 {
+            return Err("eid 0 names no event".into());
+        }
+        Ok((
+            self.eid,
+            Ending {
+                outcome,
+                reason,
+                signal: self.signal,
+                execution_ms: self.execution_ms,
+                timestamp_ms: self.timestamp_ms,
+            },
+        ))
+    }
+
+    fn to_slot(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads the ending slot of the record at `record`: `Ok(None)` when the
+    /// command had not ended (the slot is zeros, or there is none), `Err`
+    /// when the slot holds something this host never wrote. Never blocks
+    /// on a FIFO or follows a link put there, and reads at most the slot.
+    pub fn read(record: &Path) -> Result<Option<(u64, Ending)>, String> {
+        use std::io::Read;
+        let path = ending_path(record);
+        let file = match std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+            return Err("not a regular file".into());
+        }
+        let mut bytes = Vec::new();
+        file.take(ENDING_SLOT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        if bytes.len() > ENDING_SLOT_BYTES {
+            return Err(format!("larger than {ENDING_SLOT_BYTES} bytes"));
+        }
+        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        if end == 0 {
+            return Ok(None);
+        }
+        let logged: LoggedEnding =
+            serde_json::from_slice(&bytes[..end]).map_err(|e| format!("not an ending: {e}"))?;
+        logged.ending().map(Some)
     }
 }
 
@@ -179,6 +373,88 @@ mod tests {
         assert!(CommandRecord::read(&path, id).is_err());
         std::fs::write(&path, b"\xff\x00garbage").unwrap();
         assert!(CommandRecord::read(&path, id).is_err());
+        // A FIFO in its place is refused at once, not waited on.
+        std::fs::remove_file(&path).unwrap();
+        let fifo = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(CommandRecord::read(&path, id).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_ending_reads_back_as_written_and_a_hostile_slot_is_refused() {
+        use crate::policy::wit::Reason;
+        let dir = std::env::temp_dir().join(format!("execd-ending-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        let record = CommandRecord::new(id, "true", false, 1, None, "`disk` (embedded)");
+        let file = RecordFile::write(&dir, &record).unwrap();
+        let path = dir.join(format!("{id}.json"));
+        // Allocated with the record, and empty: the command runs.
+        assert_eq!(
+            std::fs::metadata(dir.join(format!("{id}.end")))
+                .unwrap()
+                .len(),
+            512
+        );
+        assert!(matches!(LoggedEnding::read(&path), Ok(None)));
+        let endings = [
+            (Outcome::Completed, Reason::Exit, None),
+            (
+                Outcome::Failed(Failure {
+                    exit_code: -1,
+                    message: "signal: killed".repeat(40),
+                }),
+                Reason::Timeout,
+                Some(9),
+            ),
+            (Outcome::HostShutdown, Reason::HostShutdown, Some(15)),
+            (Outcome::HostRestarted, Reason::HostRestarted, None),
+        ];
+        for (n, (outcome, reason, signal)) in endings.into_iter().enumerate() {
+            let ending = Ending {
+                outcome,
+                reason,
+                signal,
+                execution_ms: 7,
+                timestamp_ms: 8,
+            };
+            file.set_ending(100 + n as u64, &ending);
+            let (eid, read) = LoggedEnding::read(&path).unwrap().unwrap();
+            assert_eq!(eid, 100 + n as u64);
+            let want = match ending.outcome {
+                // Cut to fit the slot.
+                Outcome::Failed(ref f) => Outcome::Failed(Failure {
+                    exit_code: f.exit_code,
+                    message: f.message[..MAX_MESSAGE].to_string(),
+                }),
+                ref other => other.clone(),
+            };
+            assert_eq!(format!("{:?}", read.outcome), format!("{want:?}"));
+            assert_eq!(
+                (read.signal, read.execution_ms, read.timestamp_ms),
+                (signal, 7, 8)
+            );
+        }
+        let slot = dir.join(format!("{id}.end"));
+        std::fs::write(&slot, b"{\"eid\":0}").unwrap();
+        assert!(LoggedEnding::read(&path).is_err());
+        std::fs::write(&slot, vec![b' '; 4096]).unwrap();
+        assert!(LoggedEnding::read(&path).is_err(), "larger than the slot");
+        std::fs::remove_file(&slot).unwrap();
+        assert!(
+            matches!(LoggedEnding::read(&path), Ok(None)),
+            "a record with no slot"
+        );
+        // A FIFO put there is refused at once, not waited on.
+        let fifo = std::ffi::CString::new(slot.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(LoggedEnding::read(&path).is_err());
+        drop(file);
+        assert!(!slot.exists() && !path.exists(), "both go with the command");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,7 +26,7 @@ use crate::command::{Command, Files};
 use crate::exec::output::OutputFile;
 use crate::log::Log;
 use crate::policy::wit::{Ending, Outcome, Reason};
-use crate::record::{self, CommandRecord, RecordFile};
+use crate::record::{self, CommandRecord, LoggedEnding, RecordFile};
 use crate::registry::{Registry, is_id, split_budget};
 use crate::scratch::ScratchDir;
 use crate::time::now_ms;
@@ -158,6 +158,13 @@ async fn adopt(
     for damage in &reopened.damage {
         tracing::warn!(command = %record.id, "the log was damaged: {damage}; readers get a gap with reason damaged");
     }
+    let logged = match LoggedEnding::read(&paths.record) {
+        Ok(logged) => logged,
+        Err(why) => {
+            tracing::warn!(command = %record.id, "cannot read how the command ended ({why}), the policy's terminal event is all there is");
+            None
+        }
+    };
     let (log_budget, output_budget) =
         split_budget(registry.bounds().command_disk_budget, record.background);
     let log = Log::reopened(
@@ -166,20 +173,24 @@ async fn adopt(
         Share::new(registry.disk()),
         std::sync::Arc::clone(registry.metrics()),
         reopened,
+        logged,
     )
     .map_err(|e| e.to_string())?;
     log.set_disk_budget(log_budget).await;
     let interrupted = log.ending().await.is_none();
     if interrupted {
         let execution_ms = now_ms().saturating_sub(record.started_at_ms);
-        log.finish(Ending {
+        let ending = Ending {
             outcome: Outcome::HostRestarted,
             reason: Reason::HostRestarted,
             signal: None,
             execution_ms,
             timestamp_ms: now_ms(),
-        })
-        .await;
+        };
+        log.finish(ending.clone()).await;
+        if let Some(eid) = log.terminal().await {
+            record::write_ending(&paths.record, eid, &ending);
+        }
     }
     if let Some(failure) = log.failure().await {
         return Err(failure.to_string());
@@ -246,6 +257,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// Where one command's files are.
 struct Paths {
     record: PathBuf,
+    ending: PathBuf,
     log: PathBuf,
     output: PathBuf,
 }
@@ -254,6 +266,7 @@ impl Paths {
     fn new(dir: &Path, id: &str) -> Paths {
         Paths {
             record: dir.join(format!("{id}{}", record::SUFFIX)),
+            ending: dir.join(format!("{id}{}", record::ENDING_SUFFIX)),
             log: dir.join(format!("{id}.log")),
             output: dir.join(format!("{id}.out")),
         }
@@ -268,10 +281,12 @@ impl Paths {
                 tracing::warn!(path = %dir.display(), "cannot remove: {e}");
             }
         }
-        if let Err(e) = std::fs::remove_file(&self.record)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.record.display(), "cannot remove: {e}");
+        for file in [&self.record, &self.ending] {
+            if let Err(e) = std::fs::remove_file(file)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %file.display(), "cannot remove: {e}");
+            }
         }
     }
 }

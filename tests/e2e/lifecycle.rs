@@ -249,8 +249,10 @@ async fn sigterm_ends_streams_kills_groups_keeps_files_for_the_next_host_and_exi
         .unwrap_or_default();
     left.sort();
     let mut want = vec![
+        format!("{id}.end"),
         format!("{id}.json"),
         format!("{id}.log"),
+        format!("{stubborn}.end"),
         format!("{stubborn}.json"),
         format!("{stubborn}.log"),
         format!("{stubborn}.out"),

@@ -22,6 +22,7 @@ mod exact;
 mod faults;
 mod hardening;
 mod hardening2;
+mod history;
 mod idempotency;
 mod leaks;
 mod library;

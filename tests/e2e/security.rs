@@ -109,11 +109,13 @@ async fn ids_never_reach_the_filesystem() {
     let logs = host.call("GET", &format!("/command/{id}/logs"), "").await;
     assert_eq!(logs.text(), "SECRET-OUTPUT\n");
     // The default policy keeps its log in `<id>.log`, the host its record
-    // in `<id>.json` (see restart.rs) and its lock.
+    // in `<id>.json` and its ending in `<id>.end` (see restart.rs), and
+    // its lock.
     assert_eq!(
         entries(&state),
         sorted([
             format!("{id}.json"),
+            format!("{id}.end"),
             format!("{id}.log"),
             out,
             LOCK.into(),
@@ -146,9 +148,11 @@ async fn request_fields_other_than_cwd_create_no_files() {
             id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
             "ids are the host's own: {id}"
         );
-        // The default policy's directory, the record, and background output.
+        // The default policy's directory, the record and its ending slot,
+        // and background output.
         want.push(format!("{id}.log"));
         want.push(format!("{id}.json"));
+        want.push(format!("{id}.end"));
         if background {
             want.push(format!("{id}.out"));
         }
@@ -439,6 +443,7 @@ async fn spill_policy_directory_holds_only_its_files_and_goes_on_expiry() {
         entries(&state),
         sorted([
             format!("{id}.json"),
+            format!("{id}.end"),
             format!("{id}.log"),
             LOCK.into(),
             ENV_FILE.into()

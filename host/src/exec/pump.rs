@@ -199,7 +199,10 @@ pub async fn pump(
         execution_ms,
         timestamp_ms: unix_ms(finished_at),
     };
-    command.log.finish(ending).await;
+    command.log.finish(ending.clone()).await;
+    if let (Some(record), Some(eid)) = (&command.record, command.log.terminal().await) {
+        record.set_ending(eid, &ending);
+    }
     Leftover {
         out: out.reader,
         err: err.reader,

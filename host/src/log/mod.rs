@@ -9,6 +9,7 @@
 
 pub mod batch;
 mod fallback;
+mod restored;
 mod rules;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
 use crate::telemetry::{Call, Metrics};
 use fallback::Fallback;
+use restored::Restored;
 
 /// Where the log stands, as readers see it without taking the lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,6 +73,8 @@ struct State {
     /// The terminal event, kept by the host too for connected readers
     /// should the policy fail.
     ending: Option<wit::Ending>,
+    /// A reopened log whose end the host serves itself (see `restored`).
+    restored: Option<Restored>,
     readers: Vec<u64>,
     /// When the last reader went, for retention (see [`Log::unread_since`]).
     last_detached: Option<tokio::time::Instant>,
@@ -105,6 +109,7 @@ impl Log {
                 newest: 0,
                 terminal: None,
                 ending: None,
+                restored: None,
                 readers: Vec::new(),
                 last_detached: None,
                 io_gap_logged: false,
@@ -123,30 +128,39 @@ impl Log {
     /// The log a previous host left, which `policy` reopened and found to
     /// end at `newest` (with `ending` as its eid, when it has one). Checked
     /// to the rules of `wit/` first: a policy that says it holds a
-    /// terminal event but no eid for it is not believed.
+    /// terminal event but no eid for it is not believed. `logged` is the
+    /// terminal event the host wrote down, and its eid, if it did: where
+    /// the policy lost it, the host serves it (see `restored`).
     pub fn reopened(
         command: String,
         policy: PolicyInstance,
         disk: Share,
         metrics: Arc<Metrics>,
         reopened: wit::Reopened,
+        logged: Option<(u64, wit::Ending)>,
     ) -> Result<Arc<Log>, PolicyError> {
-        let newest = reopened.last_eid;
-        if reopened.ending.is_some() && newest == 0 {
+        if reopened.ending.is_some() && reopened.last_eid == 0 {
             return Err(PolicyError::Nonsense(
                 "it has a terminal event, yet no eid for it".into(),
                 "reopen",
             ));
         }
+        let restored = Restored::check(&reopened, logged.as_ref())
+            .map_err(|why| PolicyError::Nonsense(why, "reopen"))?;
         disk.set(reopened.disk_bytes);
-        let terminal = reopened.ending.as_ref().map(|_| newest);
+        let (newest, ending) = match (&restored, logged) {
+            (Some(_), Some((terminal, ending))) => (terminal, Some(ending)),
+            _ => (reopened.last_eid, reopened.ending),
+        };
+        let terminal = ending.as_ref().map(|_| newest);
         let log = Arc::new(Log {
             command,
             state: Mutex::new(State {
                 backend: Backend::Policy(policy),
                 newest,
                 terminal,
-                ending: reopened.ending,
+                ending,
+                restored,
                 readers: Vec::new(),
                 last_detached: None,
                 io_gap_logged: false,
@@ -287,13 +301,28 @@ impl Log {
     /// Events after `after`, checked against the log's rules.
     pub async fn read(&self, after: u64, max_events: u32, max_bytes: u32) -> ReadResult {
         let mut state = self.state.lock().await;
+        if let (Some(restored), Some(terminal), Some(ending)) =
+            (&state.restored, state.terminal, &state.ending)
+            && after >= restored.policy_newest
+        {
+            let result = restored.read(after, terminal, ending);
+            if let ReadResult::Gap(gap) = &result {
+                self.gap_sent(gap);
+            }
+            return result;
+        }
+        let restored = state.restored.is_some();
         if let Backend::Policy(policy) = &mut state.backend {
             let started = Instant::now();
-            let result = policy.read(after, max_events, max_bytes).await;
+            let mut result = policy.read(after, max_events, max_bytes).await;
             self.metrics.policy_call(Call::Read, started.elapsed());
+            if restored && let Ok(ReadResult::Events(events)) = &mut result {
+                // Its own terminal event is not the one logged.
+                events.ending = None;
+            }
             let has_directory = policy.has_directory();
             let checked = result.and_then(|r| {
-                rules::check_read(after, r, max_bytes, state.standing(), has_directory)
+                rules::check_read(after, r, max_bytes, state.policy_standing(), has_directory)
             });
             if let Ok(ReadResult::Gap(gap)) = &checked
                 && gap.reason == IO_REASON
@@ -464,6 +493,9 @@ struct Standing<'a> {
     newest: u64,
     terminal: Option<u64>,
     ending: Option<&'a wit::Ending>,
+    /// The policy must keep the newest event: false where the host serves
+    /// what follows it (see `restored`).
+    keeps_newest: bool,
 }
 
 impl State {
@@ -472,6 +504,21 @@ impl State {
             newest: self.newest,
             terminal: self.terminal,
             ending: self.ending.as_ref(),
+            keeps_newest: true,
+        }
+    }
+
+    /// Where the policy's own log stands: the whole log, unless the host
+    /// serves its end (see `restored`).
+    fn policy_standing(&self) -> Standing<'_> {
+        match &self.restored {
+            Some(restored) => Standing {
+                newest: restored.policy_newest,
+                terminal: None,
+                ending: None,
+                keeps_newest: false,
+            },
+            None => self.standing(),
         }
     }
 
@@ -529,7 +576,8 @@ impl State {
         let lines = events.batch.len() as u64;
         let to_eid = events.first_eid + lines.max(1) - 1;
         let error = unreadable.error;
-        if lines == 0 || to_eid >= self.newest {
+        let standing = self.policy_standing();
+        if lines == 0 || (to_eid >= standing.newest && standing.keeps_newest) {
             return Err(PolicyError::Nonsense(
                 format!("the text it left in files for the newest event cannot be read: {error}"),
                 "read",

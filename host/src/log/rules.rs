@@ -51,8 +51,11 @@ pub fn check_read(
             }
         }
         ReadResult::Gap(gap) => {
-            // The ring keeps the newest event, so a gap never reaches it.
-            if gap.from_eid != after + 1 || gap.to_eid < gap.from_eid || gap.to_eid >= log.newest {
+            // A policy keeps the newest event, so a gap never reaches it;
+            // unless the host serves the log's end itself (`restored`).
+            let past_newest =
+                gap.to_eid > log.newest || (gap.to_eid == log.newest && log.keeps_newest);
+            if gap.from_eid != after + 1 || gap.to_eid < gap.from_eid || past_newest {
                 return nonsense(format!(
                     "gap {}..={} does not start after the cursor {after} or covers the newest event",
                     gap.from_eid, gap.to_eid
