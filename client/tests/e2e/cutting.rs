@@ -242,3 +242,92 @@ async fn execdctl_run_cut_before_init_runs_once() {
     assert_eq!(proxy.cuts(), 1);
     assert_eq!(runs(&file), 1, "the command ran once");
 }
+
+/// One HTTP/1.1 exchange over a fresh connection to `addr` (host:port):
+/// the raw bytes of the answer until the peer closes or cuts it.
+async fn raw_exchange(addr: &str, key: &str, body: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST /command HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Idempotency-Key: {key}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(harness::PATIENCE, async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await.expect("the answer ends in time");
+    answer
+}
+
+/// The body of a chunked HTTP answer, whole; `None` if it is cut short.
+fn dechunked(answer: &[u8]) -> Option<(String, Vec<u8>)> {
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..head_end]).to_string();
+    let mut rest = &answer[head_end + 4..];
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some((head, body));
+        }
+        body.extend_from_slice(rest.get(..size)?);
+        rest = rest.get(size + 2..)?;
+    }
+}
+
+/// A raw HTTP client, no library: the first `POST /command` is cut inside
+/// its answer's head, so it never learns the id; the same request again,
+/// with the same `Idempotency-Key`, gets the command that first one
+/// started, from `init` to its end, and the command ran once.
+#[tokio::test]
+async fn raw_http_cut_before_init_runs_once_with_a_key() {
+    let dir = harness::TempDir::new("raw-cut-before-init");
+    let file = dir.0.join("ran");
+    let host = Host::start(&[]).await;
+    let proxy = cut_before_init(&host).await;
+    let addr = proxy.url.trim_start_matches("http://").to_string();
+    let body = serde_json::json!({ "command": counted(&file) }).to_string();
+    let key = "raw-cut-before-init-1";
+
+    let first = raw_exchange(&addr, key, &body).await;
+    assert_eq!(proxy.cuts(), 1, "the proxy cut the first answer");
+    assert!(
+        !String::from_utf8_lossy(&first).contains("\"init\""),
+        "the cut came before init: {}",
+        String::from_utf8_lossy(&first)
+    );
+
+    let second = raw_exchange(&addr, key, &body).await;
+    let (head, body) = dechunked(&second).expect("a whole chunked answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("an event"))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"init"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "init").count(), 1);
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "stdout")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    let want: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
+    assert_eq!(lines, want, "every line once");
+    assert_eq!(kinds.last(), Some(&"execution_complete"), "{kinds:?}");
+    assert_eq!(runs(&file), 1, "the command ran once");
+}
