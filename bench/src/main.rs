@@ -30,7 +30,7 @@ use figures::{Ctx, Row, Verdict};
 const USAGE: &str = "usage: execd-bench [--quick] [--runs N] [--only FIGURE[,FIGURE...]] [--limit SECS] [--wait-idle SECS] [--host PATH]
   --quick        smaller sizes, one run: a smoke check
   --runs N       runs per figure (default 5; 1 with --quick); medians are quoted
-  --only F       figures to run: 1, 2, 2a, 2b, 3, 3a, 3b, 4, 5, 6, 6a, 6b, 6c, 7, 7a, 7b, 8
+  --only F       figures to run: 1, 2, 2a, 2b, 3, 3a, 3b, 4, 5, 6, 6a, 6b, 6c, 7, 7a, 7b, 8, 9
   --limit SECS   time limit of each figure (default 120)
   --wait-idle S  before each figure, wait up to S seconds for the machine to be idle (default 60; 0: don't)
   --host PATH    the execd-host binary (default: beside this executable)";

@@ -15,6 +15,18 @@ use axum::routing::get;
 use execd_host::{Framing, Host, KILL_GRACE};
 use tokio::signal::unix::{SignalKind, signal};
 
+const USAGE: &str = "\
+An axum app that embeds the execd-host API at its root, beside GET /healthz.
+
+Usage: embed [--listen ADDR] [--sse-framing standard|legacy] [--access-token TOKEN]
+
+  --listen ADDR         where to listen (default 127.0.0.1:44772; port 0 picks one,
+                        printed as `listening on ADDR`)
+  --sse-framing F       the default event framing: standard or legacy
+  --access-token TOKEN  the token every request must carry (needed for uid/gid)
+  -h, --help            this text
+";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut listen: SocketAddr = "127.0.0.1:44772".parse()?;
@@ -34,7 +46,14 @@ async fn main() -> anyhow::Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("unknown framing {given:?}"))?;
             }
             "--access-token" => token = Some(value()?),
-            other => anyhow::bail!("unknown argument {other:?}"),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => {
+                eprint!("embed: unknown argument {other:?}\n\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     let mut builder = Host::builder().framing(framing);

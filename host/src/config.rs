@@ -358,7 +358,11 @@ impl HostBuilder {
         )?;
         setting(
             MAX_LINE_BYTES_RANGE.contains(&self.max_line_bytes),
-            "max_line_bytes must be between 4 and 16777216",
+            &format!(
+                "max_line_bytes must be between {} and {}",
+                MAX_LINE_BYTES_RANGE.start(),
+                MAX_LINE_BYTES_RANGE.end()
+            ),
         )?;
         setting(
             self.request_timeout >= Duration::from_millis(1),

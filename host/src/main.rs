@@ -7,7 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use execd_host::{Framing, Host, HostBuilder, KILL_GRACE, Probes, process};
+use execd_host::{
+    DEFAULT_COMMAND_DISK_BUDGET, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_COMMANDS,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_READERS, DEFAULT_POLICY,
+    DEFAULT_POLICY_CALL_TIMEOUT, DEFAULT_POLICY_MEMORY_MB, DEFAULT_REQUEST_TIMEOUT, Framing, Host,
+    HostBuilder, KILL_GRACE, MAX_LINE_BYTES_RANGE, Probes, process,
+};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -46,7 +51,7 @@ struct Config {
     /// memory only; `exclusive`; `spill`), a path to a `.wasm` component
     /// built against `wit/`, or `native-disk` / `native-ring` (the same
     /// policy compiled in, unsandboxed: for measuring the sandbox's cost).
-    #[arg(long, env = "EXECD_POLICY", default_value = "disk")]
+    #[arg(long, env = "EXECD_POLICY", default_value = DEFAULT_POLICY)]
     policy: String,
 
     /// A setting handed to the policy, `KEY=VALUE`; repeatable. The policy
@@ -59,12 +64,12 @@ struct Config {
     policy_config: Vec<(String, String)>,
 
     /// Memory cap of each policy instance, in MiB.
-    #[arg(long, env = "EXECD_POLICY_MEMORY_MB", default_value_t = 256)]
+    #[arg(long, env = "EXECD_POLICY_MEMORY_MB", default_value_t = DEFAULT_POLICY_MEMORY_MB)]
     policy_memory_mb: u64,
 
     /// Wall-clock deadline of one policy call, in milliseconds (epoch
     /// interruption, 5 ms ticks).
-    #[arg(long, env = "EXECD_POLICY_CALL_MS", default_value_t = 1000)]
+    #[arg(long, env = "EXECD_POLICY_CALL_MS", default_value_t = millis(DEFAULT_POLICY_CALL_TIMEOUT))]
     policy_call_ms: u64,
 
     /// Default event framing; a request may choose with `?framing=`.
@@ -72,23 +77,23 @@ struct Config {
     sse_framing: Framing,
 
     /// Largest request body accepted, in bytes (413 beyond).
-    #[arg(long, env = "EXECD_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "EXECD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
 
     /// Time a client has to send a request's head, and again its body, in
     /// milliseconds. A head not complete in time closes the connection (so
     /// does a keep-alive connection idle this long); a body not complete in
     /// time is answered with 408 REQUEST_TIMEOUT.
-    #[arg(long, env = "EXECD_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "EXECD_REQUEST_TIMEOUT_MS", default_value_t = millis(DEFAULT_REQUEST_TIMEOUT), value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
 
     /// Most commands running at once (503 TOO_MANY_COMMANDS beyond).
-    #[arg(long, env = "EXECD_MAX_COMMANDS", default_value_t = 1024)]
+    #[arg(long, env = "EXECD_MAX_COMMANDS", default_value_t = DEFAULT_MAX_COMMANDS)]
     max_commands: usize,
 
     /// Most readers following one command at once (503 TOO_MANY_READERS
     /// beyond), the first `POST /command` stream included.
-    #[arg(long, env = "EXECD_MAX_READERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "EXECD_MAX_READERS", default_value_t = DEFAULT_MAX_READERS as u32, value_parser = clap::value_parser!(u32).range(1..))]
     max_readers: u32,
 
     /// Each command in a cgroup (v2) of its own, where the host may create
@@ -100,19 +105,19 @@ struct Config {
 
     /// Most connections open at once; more are closed as soon as they are
     /// accepted (logged at most once a minute).
-    #[arg(long, env = "EXECD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "EXECD_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
 
     /// Longest line sent as one event, in bytes; longer lines arrive in
     /// pieces of this size (cut at a UTF-8 character boundary).
-    #[arg(long, env = "EXECD_MAX_LINE_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(4..=16 * 1024 * 1024))]
+    #[arg(long, env = "EXECD_MAX_LINE_BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES as u32, value_parser = clap::value_parser!(u32).range(*MAX_LINE_BYTES_RANGE.start() as i64..=*MAX_LINE_BYTES_RANGE.end() as i64))]
     max_line_bytes: u32,
 
     /// Most bytes of disk one command may take: its event log and, for a
     /// background command, the raw output kept for /logs (half each). Over
     /// it, the oldest output goes (a `gap` with reason `budget`; /logs
     /// answers from its head cursor). Suffixes K, M, G, T (binary).
-    #[arg(long, env = "EXECD_COMMAND_DISK_BUDGET", value_name = "BYTES", default_value = "1GiB", value_parser = execd_host::parse_size)]
+    #[arg(long, env = "EXECD_COMMAND_DISK_BUDGET", value_name = "BYTES", default_value_t = DEFAULT_COMMAND_DISK_BUDGET, value_parser = execd_host::parse_size)]
     command_disk_budget: u64,
 
     /// Most bytes of disk all commands may take under --state-dir; over it,
@@ -253,6 +258,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     host.serve(listener).with_graceful_shutdown(stop).await;
     host.shutdown(KILL_GRACE).await;
     Ok(())
+}
+
+/// A default duration as a flag's milliseconds.
+const fn millis(duration: Duration) -> u64 {
+    duration.as_millis() as u64
 }
 
 /// `--cgroups`.

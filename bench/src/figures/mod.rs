@@ -19,6 +19,7 @@ mod memory;
 mod replay;
 mod restart;
 mod scale;
+mod starts;
 mod throughput;
 
 /// What every figure gets.
@@ -156,6 +157,11 @@ pub fn all() -> Vec<Entry> {
             id: "8",
             title: "start-up with 1,000 retained logs",
             run: |c| Box::pin(restart::startup(c)),
+        },
+        Entry {
+            id: "9",
+            title: "command starts, with and without cgroups",
+            run: |c| Box::pin(starts::starts(c)),
         },
     ]
 }

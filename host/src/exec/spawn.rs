@@ -71,16 +71,30 @@ static SPAWNER: OnceLock<std::sync::mpsc::Sender<SpawnJob>> = OnceLock::new();
 /// spawned from one thread started here, which keeps the process's umask.
 pub fn private_umask() -> std::io::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
-    std::thread::Builder::new()
-        .name("command-spawner".into())
-        .spawn(move || {
-            while let Ok(job) = rx.recv() {
-                job();
-            }
-        })?;
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    // Several: a spawn waits for the child's exec, and a child that joins
+    // its cgroup first waits on the kernel's migration lock for some
+    // milliseconds; migrations that overlap share that wait.
+    for n in 0..SPAWNERS {
+        let rx = std::sync::Arc::clone(&rx);
+        std::thread::Builder::new()
+            .name(format!("command-spawner-{n}"))
+            .spawn(move || {
+                loop {
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })?;
+    }
     let _ = SPAWNER.set(tx);
     Ok(())
 }
+
+/// Threads that spawn commands (see [`private_umask`]).
+const SPAWNERS: usize = 4;
 
 /// Gives the calling thread a umask of its own, 077 (see [`private_umask`]).
 pub fn private_thread_umask() {
