@@ -56,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    // Before the host starts: a SIGTERM from then on stops it in order.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let mut builder = Host::builder().framing(framing);
     if let Some(token) = token {
         builder = builder.access_token(token);
@@ -68,8 +71,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("listening on {}", listener.local_addr()?);
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     let stopping = host.clone();
     let stop = async move {
         tokio::select! {

@@ -223,6 +223,12 @@ fn two_token_sources(matches: &clap::ArgMatches) -> Option<String> {
 async fn run(config: Config) -> anyhow::Result<()> {
     // Every running command holds pipes, and every stream a socket.
     process::raise_fd_limit();
+    // Before anything else: a SIGTERM while the host starts (a recovery
+    // can take seconds) or right after `listening on` must stop it in
+    // order, never by the signal's default action, which would leave its
+    // commands running and its files behind.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     // Bound before the host starts, so a port in use leaves nothing behind.
     let listener = bind(&config.listen).await?;
     let addr = listener.local_addr()?;
@@ -247,8 +253,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // The one line on stdout: where to connect (port 0 picks one).
     println!("listening on {addr}");
 
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     let stop = async move {
         tokio::select! {
             _ = terminate.recv() => {},

@@ -223,6 +223,7 @@ fn sweep_stale(parent: &Path) {
             continue;
         }
         if let Some(_held) = take_abandoned_lock(&path) {
+            crate::exec::cgroup::Cgroups::clear_abandoned(&path);
             // Held while removing, so no other host's sweep races this one.
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => {

@@ -171,7 +171,7 @@ async fn shutdown_and_a_restart_reach_a_process_that_left_the_group() {
     let _reap = Reap(pid);
     let cgroup = command_cgroup(&mount, pid, &id);
     let hosts = cgroup.parent().expect("the host's cgroup").to_path_buf();
-    assert!(host.terminate().await.success());
+    host.stop().await;
     assert!(!alive(pid), "shutdown ended the escaped process");
     assert!(!hosts.exists(), "the host removed its cgroups at shutdown");
 
@@ -191,7 +191,7 @@ async fn shutdown_and_a_restart_reach_a_process_that_left_the_group() {
     let host = Host::start(&["--state-dir", &state_s]).await;
     until("the next host to end the escaped process", || !alive(pid)).await;
     assert!(!cgroup.exists(), "and removed its cgroup");
-    assert!(host.terminate().await.success());
+    host.stop().await;
 }
 
 /// Commands by the hundred, some leaving a process behind in their cgroup
@@ -247,6 +247,40 @@ async fn commands_leave_no_cgroup_behind() {
         })
     })
     .await;
-    assert!(host.terminate().await.success());
+    host.stop().await;
     assert!(!hosts.exists(), "the host removed its own directory");
+}
+
+/// A host on a fresh temporary state dir, SIGKILLed: no host will open
+/// that dir again, so the next host's sweep of dead hosts' dirs ends what
+/// its commands left in their cgroups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_hosts_temporary_dir_is_swept_with_its_cgroups() {
+    let mount = need_cgroups!();
+    let dir = TempDir::new("cgroup-sweep");
+    let tmp = dir.0.join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let tmp_s = tmp.to_str().expect("utf-8").to_string();
+    let host = Host::try_start_env(&[], &[("TMPDIR", &tmp_s)])
+        .await
+        .expect("the first host");
+    let pidfile = dir.0.join("sweep.pid");
+    let mut stream = host
+        .run(json!({"command": escaping(&pidfile, "sleep 30"), "background": true}))
+        .await;
+    let id = init_id(&mut stream).await;
+    let pid = escaped(&pidfile).await;
+    let _reap = Reap(pid);
+    let cgroup = command_cgroup(&mount, pid, &id);
+    host.kill().await;
+    assert!(alive(pid), "nothing ended it with the host");
+    let host = Host::try_start_env(&[], &[("TMPDIR", &tmp_s)])
+        .await
+        .expect("the second host");
+    until("the sweep to end the escaped process", || !alive(pid)).await;
+    until("and to remove its cgroups", || {
+        !cgroup.parent().expect("the dead host's").exists()
+    })
+    .await;
+    host.stop().await;
 }

@@ -30,11 +30,7 @@ impl Cgroups {
     /// why there is none. What a previous host on the same state dir left
     /// there is killed and removed.
     pub fn open(state_dir: &Path) -> Result<Cgroups, String> {
-        let own = own_cgroup().ok_or("the host is not in a cgroup v2 hierarchy")?;
-        let mount = cgroup2_mount().ok_or("no cgroup2 file system is mounted")?;
-        let base = mount.join(own.trim_start_matches('/'));
-        let root = base.join(format!("execd-host-{:016x}", fnv1a(state_dir)));
-        let cgroups = Cgroups { root };
+        let cgroups = Cgroups::of(state_dir)?;
         match std::fs::create_dir(&cgroups.root) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => cgroups.clear_leftovers(),
@@ -45,6 +41,27 @@ impl Cgroups {
             return Err(format!("cannot move a new process into a cgroup: {e}"));
         }
         Ok(cgroups)
+    }
+
+    /// Where the commands' cgroups of a host on `state_dir` are.
+    fn of(state_dir: &Path) -> Result<Cgroups, String> {
+        let own = own_cgroup().ok_or("the host is not in a cgroup v2 hierarchy")?;
+        let mount = cgroup2_mount().ok_or("no cgroup2 file system is mounted")?;
+        let base = mount.join(own.trim_start_matches('/'));
+        let root = base.join(format!("execd-host-{:016x}", fnv1a(state_dir)));
+        Ok(Cgroups { root })
+    }
+
+    /// Kills and removes what a host that is gone left in the cgroups of
+    /// `state_dir`, a fresh temporary directory no host will open again
+    /// (see `state_dir`'s sweep): nothing else would ever end it.
+    pub fn clear_abandoned(state_dir: &Path) {
+        if let Ok(cgroups) = Cgroups::of(state_dir)
+            && cgroups.root.is_dir()
+        {
+            cgroups.clear_leftovers();
+            cgroups.close();
+        }
     }
 
     /// Whether a child can join a cgroup between its fork and its exec, as

@@ -165,6 +165,20 @@ impl Host {
         self.signal_and_wait(libc::SIGTERM, "SIGTERM").await
     }
 
+    /// Sends SIGTERM and checks that the host exits 0, with its log in the
+    /// message if not.
+    pub async fn stop(self) {
+        let log = Arc::clone(&self.stderr);
+        let status = self.terminate().await;
+        // Give the drain task the last lines.
+        tokio::task::yield_now().await;
+        let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert!(
+            status.success(),
+            "the host exited {status:?} on SIGTERM:\n{log}"
+        );
+    }
+
     async fn signal_and_wait(mut self, signal: i32, name: &str) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
             // SAFETY: signalling the child we spawned, by its pid.
