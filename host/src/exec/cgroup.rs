@@ -172,22 +172,24 @@ impl Cgroup {
             .open(self.dir.join("cgroup.kill"))
             .and_then(|mut f| f.write_all(b"1"));
         if killed.is_err() {
-            self.signal_each(libc::SIGKILL);
+            self.signal_each(libc::SIGKILL, None);
         }
         true
     }
 
     /// Sends `signal` to each process in it (as systemd does for a unit's
-    /// SIGTERM). True if it held any.
-    pub fn signal_each(&self, signal: i32) -> bool {
+    /// SIGTERM), except those in the process group `signalled` (which just
+    /// got it as a group: a second SIGTERM makes some programs skip their
+    /// orderly exit). True if it held any.
+    pub fn signal_each(&self, signal: i32, signalled: Option<i32>) -> bool {
         let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) else {
             return false;
         };
         let mut any = false;
         for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            if pid > 1 {
-                // SAFETY: kill(2) has no memory-safety preconditions; the
-                // pid was a member of this command's cgroup just now.
+            // SAFETY: getpgid(2) and kill(2) have no memory-safety
+            // preconditions; the pid was a member of this cgroup just now.
+            if pid > 1 && signalled.is_none_or(|g| unsafe { libc::getpgid(pid) } != g) {
                 any |= unsafe { libc::kill(pid, signal) } == 0;
             }
         }

@@ -77,7 +77,7 @@ impl ProcessGroup {
             if signal == libc::SIGKILL {
                 cgroup.kill()
             } else {
-                cgroup.signal_each(signal)
+                cgroup.signal_each(signal, to_group.then_some(self.pgid))
             }
         });
         to_group || to_cgroup
