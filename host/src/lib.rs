@@ -84,8 +84,11 @@ mod time;
 pub use budget::parse_size;
 pub use command::{KILL_GRACE, Status};
 pub use config::*;
-pub use error::{AttachError, LoadError, PolicyError, RunError, StartError};
-pub use host::{Execution, Host, Run};
+pub use ending::Ending;
+pub use error::{
+    AttachError, LoadError, LogsError, PolicyError, RunError, SessionError, StartError,
+};
+pub use host::{Execution, Host, Logs, Run};
 pub use http::probes::Probes;
 pub use http::server::Serve;
 pub use http::service::{ApiBody, ApiFuture, ApiService};
