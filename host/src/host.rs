@@ -25,6 +25,8 @@ use crate::stream::reader::Cursor;
 use crate::tasks::Tasks;
 use crate::telemetry::{Metrics, OtlpConfig};
 
+pub mod session;
+
 /// A running host: its policy compiled, its state directory in place, its
 /// commands' registry. Cheap to clone; every clone is the same host.
 ///
@@ -381,7 +383,8 @@ impl Run {
         self
     }
 
-    /// SIGTERM (then SIGKILL) to the command after this long. Default: none.
+    /// SIGKILL to the command's process group after this long (its
+    /// ending: [`Ending::TimedOut`]). Default: none.
     pub fn timeout(mut self, timeout: Duration) -> Run {
         self.timeout = Some(timeout).filter(|t| !t.is_zero());
         self

@@ -88,11 +88,13 @@ pub use ending::Ending;
 pub use error::{
     AttachError, LoadError, LogsError, PolicyError, RunError, SessionError, StartError,
 };
+pub use host::session::Session;
 pub use host::{Execution, Host, Logs, Run};
 pub use http::probes::Probes;
 pub use http::server::Serve;
 pub use http::service::{ApiBody, ApiFuture, ApiService};
 pub use policy::EpochTicker;
+pub use session::{NewSession, SessionRun};
 pub use stream::events::{Channel, End, Event, Events, Gap, Line, Outcome};
 pub use stream::sse::Framing;
 pub use telemetry::OtlpConfig;
