@@ -11,7 +11,13 @@
 //!   `tower::Service`, to mount in a server of your own beside your routes.
 //! - [`Host::run`] starts a command directly; its [`Execution`] gives the
 //!   id, the status, interrupt, and [`Execution::events`]: a `Stream` of
-//!   typed [`Event`]s read by the same cursor as `/resume`.
+//!   typed [`Event`]s read by the same cursor as `/resume`;
+//!   [`Execution::wait`], how it ended as an [`Ending`] (the terminal
+//!   event's `reason` and `signal`, typed); and [`Execution::logs`], a
+//!   background command's raw output from a byte cursor, as `/logs`.
+//! - [`Host::commands`] lists the commands the host knows, oldest first,
+//!   as `GET /command`; [`Host::session`] makes a bash [`Session`] that
+//!   runs commands as the `/session` routes do.
 //! - [`Host::shutdown`] stops the commands (SIGTERM, then SIGKILL), lets
 //!   readers get their terminal events, removes the host's files, and
 //!   leaves no task or thread behind.
@@ -39,7 +45,7 @@
 //!     match event {
 //!         Event::Lines(batch) => lines.extend(batch.into_iter().map(|l| l.text)),
 //!         Event::Gap(gap) => println!("missed eids {}..={}", gap.from_eid, gap.to_eid),
-//!         Event::End(end) => println!("ended: {:?}", end.outcome),
+//!         Event::End(end) => println!("ended: {}", end.ending),
 //!     }
 //! }
 //! assert_eq!(lines, ["hello", "world"]);
