@@ -116,6 +116,9 @@ pub enum SessionError {
     /// Sessions need bash, and this host has none (501).
     #[error("sessions need bash, and this host has none")]
     NoBash,
+    /// The host is shutting down (503).
+    #[error("the host is shutting down")]
+    ShuttingDown,
     /// As many sessions exist as the host allows (503).
     #[error("{0} sessions exist, the most this host allows; delete one")]
     TooMany(usize),

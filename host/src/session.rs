@@ -83,6 +83,10 @@ pub struct Sessions {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// The next session's place in the listing.
     next_seq: std::sync::atomic::AtomicU64,
+    /// Set, with the map locked, when the host removes every session at
+    /// its end: a session made after that would leave its directory
+    /// behind.
+    closed: std::sync::atomic::AtomicBool,
     /// `<state dir>/sessions`, holding one directory per session.
     root: PathBuf,
     /// bash, if there is one: sessions need it.
@@ -232,6 +236,7 @@ impl Sessions {
         Sessions {
             sessions: Mutex::default(),
             next_seq: std::sync::atomic::AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
             root,
             bash,
         }
@@ -256,6 +261,9 @@ impl Sessions {
             return Err(SessionError::NoBash);
         }
         let mut sessions = self.map();
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(SessionError::ShuttingDown);
+        }
         if sessions.len() >= MAX_SESSIONS {
             return Err(SessionError::TooMany(MAX_SESSIONS));
         }
@@ -395,11 +403,15 @@ impl Sessions {
 
     /// Removes every session's files (at host exit).
     pub fn remove_all(&self) {
-        for session in self.map().drain().map(|(_, s)| s) {
+        let mut sessions = self.map();
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for session in sessions.drain().map(|(_, s)| s) {
             if !session.dir.starts_with(&self.root) {
                 let _ = std::fs::remove_dir_all(&session.dir);
             }
         }
+        drop(sessions);
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }

@@ -165,6 +165,9 @@ async fn a_kept_state_dir_keeps_commands_for_the_next_host() {
         .await
         .expect("the next host starts");
     let recovered = second.command(&id).expect("the next host knows it");
+    // How it ended, as the first host logged it.
+    assert_eq!(recovered.wait().await, Ending::Exited(0));
+    assert_eq!(recovered.status().ending, Some(Ending::Exited(0)));
     let events = collect(recovered.events(0).await.unwrap()).await;
     assert_eq!(
         lines(&events)
@@ -461,8 +464,19 @@ async fn a_session_keeps_its_state_between_runs_as_the_session_routes_do() {
         Err(SessionError::NotFound(_))
     ));
     assert!(matches!(session.delete(), Err(SessionError::NotFound(_))));
+    let left = host.session(NewSession::default()).unwrap();
     host.shutdown(Duration::from_secs(3)).await;
     serving.await.unwrap();
+    // The shutdown removed the session left; none is made after it.
+    assert!(matches!(
+        left.run("true").await,
+        Err(SessionError::NotFound(_))
+    ));
+    assert!(matches!(
+        host.session(NewSession::default()),
+        Err(SessionError::ShuttingDown)
+    ));
+    assert!(!host.state_dir().exists(), "nothing made again");
 }
 
 /// Run in a process of its own by [`shutdown_leaves_no_task_thread_or_file`],

@@ -29,7 +29,8 @@ impl std::fmt::Debug for Session {
 
 impl Host {
     /// Creates a bash session, as `POST /session` does (the host needs
-    /// bash: [`SessionError::NoBash`] otherwise).
+    /// bash: [`SessionError::NoBash`] otherwise;
+    /// [`SessionError::ShuttingDown`] once [`Host::shutdown`] has begun).
     ///
     /// ```
     /// use execd_host::{Ending, Event, Host, NewSession};
@@ -57,6 +58,9 @@ impl Host {
     /// # Ok(()) }
     /// ```
     pub fn session(&self, new: NewSession) -> Result<Session, SessionError> {
+        if !self.is_accepting() {
+            return Err(SessionError::ShuttingDown);
+        }
         if let Some(cwd) = &new.cwd
             && !cwd.is_dir()
         {

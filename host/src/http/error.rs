@@ -116,6 +116,7 @@ impl From<SessionError> for ApiError {
             SessionError::Busy(_) => (StatusCode::CONFLICT, "SESSION_BUSY"),
             SessionError::NoBash => (StatusCode::NOT_IMPLEMENTED, "NOT_SUPPORTED"),
             SessionError::TooMany(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_SESSIONS"),
+            SessionError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
             SessionError::Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY"),
             SessionError::Directory(_) | SessionError::Chown { .. } | SessionError::Run(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "RUNTIME_ERROR")
