@@ -7,8 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::ending::reason_word;
+use crate::error::LogsError;
 use crate::exec::group::ProcessGroup;
-use crate::exec::output::OutputFile;
+use crate::exec::output::{OutputFile, ReadPlan};
 use crate::log::Log;
 use crate::policy::wit::{Ending, Outcome, Reason};
 use crate::record::RecordFile;
@@ -31,6 +32,8 @@ pub struct Status {
     pub reason: Option<&'static str>,
     /// The signal that ended it, if one did (whoever sent it).
     pub signal: Option<u8>,
+    /// How it ended, once it did: `reason` and `signal` as one value.
+    pub ending: Option<crate::ending::Ending>,
     /// When it ended.
     pub finished_at: Option<SystemTime>,
 }
@@ -163,6 +166,7 @@ impl Command {
                 error,
                 reason: Some(reason_word(ending.reason)),
                 signal: ending.signal,
+                ending: Some(crate::ending::Ending::of(ending)),
                 finished_at: Some(finished_at),
             }),
             cause: Mutex::new(None),
@@ -187,6 +191,13 @@ impl Command {
             started_at: rfc3339(self.started_at),
             finished_at: status.finished_at.map(rfc3339),
         }
+    }
+
+    /// What to read of its raw output from byte `from` (see
+    /// [`OutputFile::plan`]); only a background command keeps it.
+    pub fn output_plan(&self, from: u64) -> Result<ReadPlan, LogsError> {
+        let output = self.output.as_ref().ok_or(LogsError::NotKept)?;
+        output.plan(from).map_err(LogsError::Io)
     }
 
     /// Notes what the host does to end the command, before it does it;

@@ -86,3 +86,58 @@ pub enum AttachError {
     #[error("{0} readers follow this command already, the most this host allows (--max-readers)")]
     TooMany(usize),
 }
+
+/// Why [`Execution::logs`](crate::Execution::logs) has no bytes to give
+/// (and `GET /command/{id}/logs` answers 400 or 500).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogsError {
+    /// Only a background command keeps its raw output
+    /// ([`Run::background`](crate::Run::background)); read its events
+    /// instead.
+    #[error("logs are kept for background commands only; resume the stream instead")]
+    NotKept,
+    /// The kept output could not be read.
+    #[error("cannot read the output: {0}")]
+    Io(std::io::Error),
+}
+
+/// Why a session could not be made, used or deleted
+/// ([`Host::session`](crate::Host::session), and the `/session` routes).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// No session has this id: never created, or deleted (404).
+    #[error("no session `{0}` (never created, or deleted)")]
+    NotFound(String),
+    /// The session is running a command already: one at a time (409).
+    #[error("session `{0}` is running a command; one run at a time")]
+    Busy(String),
+    /// Sessions need bash, and this host has none (501).
+    #[error("sessions need bash, and this host has none")]
+    NoBash,
+    /// The host is shutting down (503).
+    #[error("the host is shutting down")]
+    ShuttingDown,
+    /// As many sessions exist as the host allows (503).
+    #[error("{0} sessions exist, the most this host allows; delete one")]
+    TooMany(usize),
+    /// The session or the run asked for is not one the host can make
+    /// (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The session's directory could not be made (500).
+    #[error("cannot create the session's directory: {0}")]
+    Directory(std::io::Error),
+    /// The session's directory could not be given to its user (500).
+    #[error("cannot give the session's directory to uid {uid}: {source}")]
+    Chown {
+        /// The session's user.
+        uid: u32,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The run's command did not start.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}

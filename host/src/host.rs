@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use crate::command::{Command, Status};
 use crate::config::HostBuilder;
-use crate::error::{AttachError, RunError, StartError};
+use crate::ending::Ending;
+use crate::error::{AttachError, LogsError, RunError, StartError};
 use crate::http::App;
 use crate::http::request::{self, RunRequest};
 use crate::http::server::{Connections, Serve};
@@ -23,6 +24,8 @@ use crate::stream::events::Events;
 use crate::stream::reader::Cursor;
 use crate::tasks::Tasks;
 use crate::telemetry::{Metrics, OtlpConfig};
+
+pub mod session;
 
 /// A running host: its policy compiled, its state directory in place, its
 /// commands' registry. Cheap to clone; every clone is the same host.
@@ -203,6 +206,36 @@ impl Host {
         self.shared.app.registry.get(id).map(|c| self.execution(c))
     }
 
+    /// Every command the host knows, as `GET /command` lists them:
+    /// running, and finished within their retention (those a previous
+    /// host on the state directory ran included), oldest first.
+    ///
+    /// ```
+    /// use execd_host::{Host, Run};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let host = Host::builder().policy("ring").build().await?;
+    /// let first = host.run(Run::shell("true")).await?;
+    /// let second = host.run(Run::shell("exec sleep 60")).await?;
+    /// first.wait().await;
+    ///
+    /// let listed = host.commands();
+    /// let ids: Vec<&str> = listed.iter().map(|c| c.id()).collect();
+    /// assert_eq!(ids, [first.id(), second.id()]);
+    /// assert!(!listed[0].status().running && listed[1].status().running);
+    ///
+    /// host.shutdown(std::time::Duration::from_secs(3)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn commands(&self) -> Vec<Execution> {
+        let registry = &self.shared.app.registry;
+        registry
+            .all()
+            .into_iter()
+            .map(|c| self.execution(c))
+            .collect()
+    }
+
     fn execution(&self, command: Arc<Command>) -> Execution {
         Execution {
             command,
@@ -350,7 +383,8 @@ impl Run {
         self
     }
 
-    /// SIGTERM (then SIGKILL) to the command after this long. Default: none.
+    /// SIGKILL to the command's process group after this long (its
+    /// ending: [`Ending::TimedOut`]). Default: none.
     pub fn timeout(mut self, timeout: Duration) -> Run {
         self.timeout = Some(timeout).filter(|t| !t.is_zero());
         self
@@ -402,8 +436,24 @@ impl Run {
     }
 }
 
-/// A command the host knows: started by [`Host::run`], or found by
-/// [`Host::command`].
+/// Raw output read by [`Execution::logs`]: the body and the cursor
+/// headers of `GET /command/{id}/logs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Logs {
+    /// The bytes from the cursor (or from `head_cursor`, if the cursor is
+    /// older than that) to the end of what the command has written.
+    pub bytes: Vec<u8>,
+    /// Where the next call starts to get only what came since
+    /// (`EXECD-COMMANDS-TAIL-CURSOR`).
+    pub next_cursor: u64,
+    /// The oldest byte still kept (`EXECD-COMMANDS-HEAD-CURSOR`): a cursor
+    /// before it lost the bytes in between to the disk budget.
+    pub head_cursor: u64,
+}
+
+/// A command the host knows: started by [`Host::run`] or in a session,
+/// or found by [`Host::command`] and [`Host::commands`].
 pub struct Execution {
     command: Arc<Command>,
     app: Arc<App>,
@@ -427,6 +477,93 @@ impl Execution {
     /// reports).
     pub fn status(&self) -> Status {
         self.command.status().clone()
+    }
+
+    /// When it started.
+    pub fn started_at(&self) -> std::time::SystemTime {
+        self.command.started_at
+    }
+
+    /// Waits until it has ended and says how. Cheap: it reads none of
+    /// the log, only waits for the terminal event to be logged, and
+    /// returns at once for a command that has ended.
+    ///
+    /// Should the host shut down without ending the command's log (a
+    /// process that even SIGKILL did not end), it returns
+    /// [`Ending::HostShutdown`] with no signal rather than wait forever.
+    ///
+    /// ```
+    /// use execd_host::{Ending, Host, Run};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let host = Host::builder().policy("ring").build().await?;
+    /// let failed = host.run(Run::shell("exit 3")).await?;
+    /// assert_eq!(failed.wait().await, Ending::Exited(3));
+    ///
+    /// let killed = host.run(Run::shell("kill -KILL $$")).await?;
+    /// assert_eq!(killed.wait().await, Ending::Signaled(9));
+    ///
+    /// let slow = host.run(Run::shell("exec sleep 60").timeout(Duration::from_millis(100))).await?;
+    /// assert_eq!(slow.wait().await, Ending::TimedOut { signal: Some(9) });
+    ///
+    /// host.shutdown(Duration::from_secs(3)).await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&self) -> Ending {
+        let mut progress = self.command.log.subscribe();
+        let mut streams_ended = self.app.shutdown.clone();
+        // Neither sender can go first: the log is ours, the app too.
+        tokio::select! {
+            _ = progress.wait_for(|p| p.finished) => {}
+            _ = streams_ended.wait_for(|ended| *ended) => {}
+        }
+        // The pump sets the status before it logs the terminal event.
+        let ending = self.command.status().ending.clone();
+        ending.unwrap_or(Ending::HostShutdown { signal: None })
+    }
+
+    /// Its raw combined output (both pipes, as the bytes came) from byte
+    /// `cursor` to now, as `GET /command/{id}/logs?cursor=` gives it:
+    /// kept for a [background](Run::background) command only, within its
+    /// disk budget. All of it is read into memory; pass the
+    /// [`Logs::next_cursor`] of one call to the next for only what came
+    /// since.
+    ///
+    /// ```
+    /// use execd_host::{Host, Run};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let host = Host::builder().policy("ring").build().await?;
+    /// let command = host.run(Run::shell("printf 'a\rb\n'; printf 'no newline'").background(true)).await?;
+    /// command.wait().await;
+    ///
+    /// let logs = command.logs(0).await?;
+    /// assert_eq!(logs.bytes, b"a\rb\nno newline");
+    /// assert_eq!(logs.next_cursor, 14);
+    /// let rest = command.logs(logs.next_cursor).await?;
+    /// assert!(rest.bytes.is_empty());
+    ///
+    /// host.shutdown(std::time::Duration::from_secs(3)).await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn logs(&self, cursor: u64) -> Result<Logs, LogsError> {
+        // The chunks are opened now: what is dropped meanwhile stays readable.
+        let plan = self.command.output_plan(cursor)?;
+        let head_cursor = plan.head;
+        let start = cursor.max(head_cursor);
+        let bytes = self
+            .app
+            .tasks
+            .spawn_blocking(move || plan.read_all())
+            .await
+            .map_err(|e| LogsError::Io(std::io::Error::other(e)))?
+            .map_err(LogsError::Io)?;
+        Ok(Logs {
+            next_cursor: start + bytes.len() as u64,
+            head_cursor,
+            bytes,
+        })
     }
 
     /// SIGTERM to its process group now, SIGKILL after 3 s, as

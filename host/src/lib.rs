@@ -11,7 +11,13 @@
 //!   `tower::Service`, to mount in a server of your own beside your routes.
 //! - [`Host::run`] starts a command directly; its [`Execution`] gives the
 //!   id, the status, interrupt, and [`Execution::events`]: a `Stream` of
-//!   typed [`Event`]s read by the same cursor as `/resume`.
+//!   typed [`Event`]s read by the same cursor as `/resume`;
+//!   [`Execution::wait`], how it ended as an [`Ending`] (the terminal
+//!   event's `reason` and `signal`, typed); and [`Execution::logs`], a
+//!   background command's raw output from a byte cursor, as `/logs`.
+//! - [`Host::commands`] lists the commands the host knows, oldest first,
+//!   as `GET /command`; [`Host::session`] makes a bash [`Session`] that
+//!   runs commands as the `/session` routes do.
 //! - [`Host::shutdown`] stops the commands (SIGTERM, then SIGKILL), lets
 //!   readers get their terminal events, removes the host's files, and
 //!   leaves no task or thread behind.
@@ -39,7 +45,7 @@
 //!     match event {
 //!         Event::Lines(batch) => lines.extend(batch.into_iter().map(|l| l.text)),
 //!         Event::Gap(gap) => println!("missed eids {}..={}", gap.from_eid, gap.to_eid),
-//!         Event::End(end) => println!("ended: {:?}", end.outcome),
+//!         Event::End(end) => println!("ended: {}", end.ending),
 //!     }
 //! }
 //! assert_eq!(lines, ["hello", "world"]);
@@ -84,12 +90,17 @@ mod time;
 pub use budget::parse_size;
 pub use command::{KILL_GRACE, Status};
 pub use config::*;
-pub use error::{AttachError, LoadError, PolicyError, RunError, StartError};
-pub use host::{Execution, Host, Run};
+pub use ending::Ending;
+pub use error::{
+    AttachError, LoadError, LogsError, PolicyError, RunError, SessionError, StartError,
+};
+pub use host::session::Session;
+pub use host::{Execution, Host, Logs, Run};
 pub use http::probes::Probes;
 pub use http::server::Serve;
 pub use http::service::{ApiBody, ApiFuture, ApiService};
 pub use policy::EpochTicker;
+pub use session::{NewSession, SessionRun};
 pub use stream::events::{Channel, End, Event, Events, Gap, Line, Outcome};
 pub use stream::sse::Framing;
 pub use telemetry::OtlpConfig;

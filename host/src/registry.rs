@@ -673,7 +673,8 @@ impl Registry {
     }
 
     /// Every command still known (running, or finished within its
-    /// retention), oldest first.
+    /// retention), oldest first; two started at the same instant by id,
+    /// so that a listing does not follow the map's order.
     pub fn all(&self) -> Vec<Arc<Command>> {
         let mut all: Vec<Arc<Command>> = self
             .commands
@@ -682,7 +683,7 @@ impl Registry {
             .values()
             .cloned()
             .collect();
-        all.sort_by_key(|c| c.started_at);
+        all.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
         all
     }
 }

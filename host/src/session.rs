@@ -18,17 +18,20 @@
 //! only): it is a fresh directory of unpredictable name in the system's
 //! temp dir, 0700 and owned by that user, so its runs can save their
 //! state and no other user's session can read it.
+//!
+//! This is the domain, typed: [`NewSession`] and [`SessionRun`] in,
+//! [`SessionError`] out. The `/session` routes (`http/sessions.rs`) parse
+//! their JSON bodies into these; a program that embeds the host builds
+//! them ([`Host::session`](crate::Host::session)).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-use hyper::StatusCode;
-use serde::Deserialize;
+use std::time::Duration;
 
 use crate::command::Command;
+use crate::error::SessionError;
 use crate::exec;
-use crate::http::error::ApiError;
 use crate::http::request::{self, RunRequest};
 use crate::registry::Registry;
 use crate::state_dir::private_dir_builder;
@@ -80,6 +83,10 @@ pub struct Sessions {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// The next session's place in the listing.
     next_seq: std::sync::atomic::AtomicU64,
+    /// Set, with the map locked, when the host removes every session at
+    /// its end: a session made after that would leave its directory
+    /// behind.
+    closed: std::sync::atomic::AtomicBool,
     /// `<state dir>/sessions`, holding one directory per session.
     root: PathBuf,
     /// bash, if there is one: sessions need it.
@@ -124,57 +131,99 @@ pub struct SessionInfo {
     pub running: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct CreateBody {
-    cwd: Option<String>,
-    uid: Option<u32>,
-    gid: Option<u32>,
+/// A session to create, as `POST /session {cwd?, uid?, gid?}` asks for
+/// one.
+///
+/// ```
+/// let new = execd_host::NewSession::default().cwd("/tmp");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct NewSession {
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
 }
 
-#[derive(Deserialize)]
-struct RunBody {
-    command: Option<String>,
-    cwd: Option<String>,
-    timeout: Option<i64>,
-    uid: Option<u32>,
-    gid: Option<u32>,
-}
-
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "SESSION_NOT_FOUND",
-        format!("no session `{id}` (never created, or deleted)"),
-    )
-}
-
-fn internal(message: String) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "RUNTIME_ERROR", message)
-}
-
-/// A JSON object (or nothing at all, for an optional body).
-fn object<T: for<'de> Deserialize<'de>>(bytes: &[u8], optional: bool) -> Result<T, ApiError> {
-    let bytes = if optional && bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        bytes
-    };
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_body(format!("the body must be a JSON object: {e}")))?;
-    T::deserialize(serde_json::Value::Object(object))
-        .map_err(|e| ApiError::bad_body(format!("invalid request: {e}")))
-}
-
-/// A `cwd` field: `~` and `$NAME` expanded from the environment a command
-/// would get now; empty is none.
-fn cwd(raw: Option<&str>) -> Result<Option<PathBuf>, ApiError> {
-    match raw {
-        None | Some("") => Ok(None),
-        Some(raw) => Ok(Some(request::resolve_cwd(
-            raw,
-            &request::command_env(HashMap::new()),
-        )?)),
+impl NewSession {
+    /// Where its first run starts (taken as it is: no `~` or `$NAME`
+    /// expansion); a run that moves elsewhere takes the session with it.
+    /// Default: the host's working directory.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> NewSession {
+        self.cwd = Some(dir.into());
+        self
     }
+
+    /// Its runs run as this user (and group; default: the user's primary
+    /// group), its state in a directory of theirs.
+    pub fn user(mut self, uid: u32, gid: Option<u32>) -> NewSession {
+        self.uid = Some(uid);
+        self.gid = gid;
+        self
+    }
+}
+
+/// A command to run in a session, as `POST /session/{id}/run
+/// {command, cwd?, timeout?}` asks: shell text, run by the session's
+/// bash as its user. `From` a string for a run with no options.
+///
+/// ```
+/// use std::time::Duration;
+/// let run = execd_host::SessionRun::new("make test").timeout(Duration::from_secs(60));
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionRun {
+    pub(crate) command: String,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) timeout: Option<Duration>,
+    /// Only a body may name a user, which must be the session's own.
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
+}
+
+impl SessionRun {
+    /// Shell text, run with the state the session's previous run left.
+    pub fn new(command: impl Into<String>) -> SessionRun {
+        SessionRun {
+            command: command.into(),
+            cwd: None,
+            timeout: None,
+            uid: None,
+            gid: None,
+        }
+    }
+
+    /// Runs in this directory (taken as it is), for this run only unless
+    /// the command moves on from it.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> SessionRun {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// SIGKILL to the run after this long. Default: none.
+    pub fn timeout(mut self, timeout: Duration) -> SessionRun {
+        self.timeout = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+}
+
+impl From<&str> for SessionRun {
+    fn from(command: &str) -> SessionRun {
+        SessionRun::new(command)
+    }
+}
+
+impl From<String> for SessionRun {
+    fn from(command: String) -> SessionRun {
+        SessionRun::new(command)
+    }
+}
+
+fn not_found(id: &str) -> SessionError {
+    SessionError::NotFound(id.to_string())
+}
+
+fn busy(id: &str) -> SessionError {
+    SessionError::Busy(id.to_string())
 }
 
 impl Sessions {
@@ -187,6 +236,7 @@ impl Sessions {
         Sessions {
             sessions: Mutex::default(),
             next_seq: std::sync::atomic::AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
             root,
             bash,
         }
@@ -196,46 +246,36 @@ impl Sessions {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, id: &str) -> Result<Arc<Session>, ApiError> {
+    fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
         self.map().get(id).cloned().ok_or_else(|| not_found(id))
     }
 
-    /// 404 `SESSION_NOT_FOUND` unless the session exists.
-    pub fn check(&self, id: &str) -> Result<(), ApiError> {
+    /// [`SessionError::NotFound`] unless the session exists.
+    pub fn check(&self, id: &str) -> Result<(), SessionError> {
         self.get(id).map(drop)
     }
 
-    /// `POST /session`: a new session, its id.
-    pub fn create(&self, body: &[u8]) -> Result<String, ApiError> {
-        let body: CreateBody = object(body, true)?;
-        if body.gid.is_some() && body.uid.is_none() {
-            return Err(ApiError::bad_body("`gid` needs `uid`"));
-        }
-        let cwd = cwd(body.cwd.as_deref())?;
+    /// `POST /session`: a new session, its id. Its `cwd` has been checked.
+    pub fn create(&self, new: NewSession) -> Result<String, SessionError> {
         if self.bash.is_none() {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "NOT_SUPPORTED",
-                "sessions need bash, and this host has none",
-            ));
+            return Err(SessionError::NoBash);
         }
         let mut sessions = self.map();
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(SessionError::ShuttingDown);
+        }
         if sessions.len() >= MAX_SESSIONS {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TOO_MANY_SESSIONS",
-                format!("{MAX_SESSIONS} sessions exist, the most this host allows; delete one"),
-            ));
+            return Err(SessionError::TooMany(MAX_SESSIONS));
         }
         let id = new_id();
         // The group a uid session runs as, settled now: a run may name it.
-        let gid = body.uid.map(|uid| exec::run_gid(uid, body.gid));
-        let dir = match body.uid.zip(gid) {
+        let gid = new.uid.map(|uid| exec::run_gid(uid, new.gid));
+        let dir = match new.uid.zip(gid) {
             None => {
                 let dir = self.root.join(&id);
                 private_dir_builder(true)
                     .create(&dir)
-                    .map_err(|e| internal(format!("cannot create the session's directory: {e}")))?;
+                    .map_err(SessionError::Directory)?;
                 dir
             }
             Some((uid, gid)) => user_dir(uid, gid)?,
@@ -248,8 +288,8 @@ impl Sessions {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 created_at: std::time::SystemTime::now(),
                 dir,
-                cwd,
-                uid: body.uid,
+                cwd: new.cwd,
+                uid: new.uid,
                 gid,
                 run: Mutex::new(Run::Idle),
             }),
@@ -286,7 +326,7 @@ impl Sessions {
 
     /// `DELETE /session/{id}`: ends its running run (SIGTERM, then SIGKILL,
     /// as `DELETE /command`) and removes its directory.
-    pub fn delete(&self, id: &str, registry: &Registry) -> Result<(), ApiError> {
+    pub fn delete(&self, id: &str, registry: &Registry) -> Result<(), SessionError> {
         let session = self.map().remove(id).ok_or_else(|| not_found(id))?;
         let previous = std::mem::replace(&mut *session.lock(), Run::Deleted);
         if let Run::Running(command) = previous {
@@ -303,36 +343,30 @@ impl Sessions {
     }
 
     /// `POST /session/{id}/run`, up to the command's start: checks the
-    /// body, claims the session (409 `SESSION_BUSY` while a run is on),
-    /// and hands back the command to start and the claim, which
-    /// [`Claim::started`] completes.
-    pub fn prepare(&self, id: &str, body: &[u8]) -> Result<(RunRequest, Claim), ApiError> {
+    /// run (its `cwd` has been checked), claims the session
+    /// ([`SessionError::Busy`] while a run is on), and hands back the
+    /// command to start and the claim, which [`Claim::started`] completes.
+    pub fn prepare(&self, id: &str, run: SessionRun) -> Result<(RunRequest, Claim), SessionError> {
         let session = self.get(id)?;
-        let body: RunBody = object(body, false)?;
-        let command = match body.command {
-            Some(command) => request::check_command(command)?,
-            None => return Err(ApiError::bad_body("`command` is required")),
-        };
-        let timeout = request::timeout(body.timeout)?;
+        let command = request::check_command(run.command)?;
         // A run is its session's user: a session's state is that user's,
         // and one user's state must not be sourced by another's bash.
-        if body.uid.is_some_and(|uid| Some(uid) != session.uid)
-            || body.gid.is_some_and(|gid| Some(gid) != session.gid)
+        if run.uid.is_some_and(|uid| Some(uid) != session.uid)
+            || run.gid.is_some_and(|gid| Some(gid) != session.gid)
         {
-            return Err(ApiError::bad_body(format!(
+            return Err(SessionError::Invalid(format!(
                 "a session's runs run as its own user ({}); this run asks for uid {} gid {}",
                 match session.uid {
                     Some(uid) => format!("uid {uid}"),
                     None => "the host's".to_string(),
                 },
-                body.uid.map_or("none".to_string(), |u| u.to_string()),
-                body.gid.map_or("none".to_string(), |g| g.to_string()),
+                run.uid.map_or("none".to_string(), |u| u.to_string()),
+                run.gid.map_or("none".to_string(), |g| g.to_string()),
             )));
         }
-        let run_cwd = cwd(body.cwd.as_deref())?;
-        let bash = self.bash.clone().ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_IMPLEMENTED, "NOT_SUPPORTED", "no bash")
-        })?;
+        let run_cwd = run.cwd;
+        let timeout = run.timeout;
+        let bash = self.bash.clone().ok_or(SessionError::NoBash)?;
         {
             let mut run = session.lock();
             match &*run {
@@ -369,21 +403,17 @@ impl Sessions {
 
     /// Removes every session's files (at host exit).
     pub fn remove_all(&self) {
-        for session in self.map().drain().map(|(_, s)| s) {
+        let mut sessions = self.map();
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for session in sessions.drain().map(|(_, s)| s) {
             if !session.dir.starts_with(&self.root) {
                 let _ = std::fs::remove_dir_all(&session.dir);
             }
         }
+        drop(sessions);
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn busy(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "SESSION_BUSY",
-        format!("session `{id}` is running a command; one run at a time"),
-    )
 }
 
 impl Session {
@@ -426,17 +456,15 @@ impl Drop for Claim {
 /// A fresh directory for a session run as `uid`:`gid`, in the system's
 /// temp dir (which every user can reach), 0700 and theirs. An existing
 /// one is never reused: someone else may have made it.
-fn user_dir(uid: u32, gid: u32) -> Result<PathBuf, ApiError> {
+fn user_dir(uid: u32, gid: u32) -> Result<PathBuf, SessionError> {
     let parent = std::env::temp_dir();
     let dir = parent.join(format!("execd-session-{}", crate::registry::new_id()));
     private_dir_builder(false)
         .create(&dir)
-        .map_err(|e| internal(format!("cannot create the session's directory: {e}")))?;
-    if let Err(e) = std::os::unix::fs::chown(&dir, Some(uid), Some(gid)) {
+        .map_err(SessionError::Directory)?;
+    if let Err(source) = std::os::unix::fs::chown(&dir, Some(uid), Some(gid)) {
         let _ = std::fs::remove_dir(&dir);
-        return Err(internal(format!(
-            "cannot give the session's directory to uid {uid}: {e}"
-        )));
+        return Err(SessionError::Chown { uid, source });
     }
     Ok(dir)
 }

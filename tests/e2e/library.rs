@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use execd_host::{Channel, Event, Host, Outcome, Run, RunError};
+use execd_host::{
+    Channel, Ending, Event, Execution, Host, LogsError, NewSession, Outcome, Run, RunError,
+    SessionError, SessionRun,
+};
 use futures_util::StreamExt;
 
 use crate::harness::{TempDir, try_request};
@@ -162,6 +165,9 @@ async fn a_kept_state_dir_keeps_commands_for_the_next_host() {
         .await
         .expect("the next host starts");
     let recovered = second.command(&id).expect("the next host knows it");
+    // How it ended, as the first host logged it.
+    assert_eq!(recovered.wait().await, Ending::Exited(0));
+    assert_eq!(recovered.status().ending, Some(Ending::Exited(0)));
     let events = collect(recovered.events(0).await.unwrap()).await;
     assert_eq!(
         lines(&events)
@@ -171,6 +177,306 @@ async fn a_kept_state_dir_keeps_commands_for_the_next_host() {
         ["kept"]
     );
     second.shutdown(Duration::from_secs(3)).await;
+}
+
+/// Waits for the first line of `command`'s output: the command has
+/// started, and wrote it.
+async fn first_line(command: &Execution) -> String {
+    let mut events = command.events(0).await.expect("a reader");
+    let next = tokio::time::timeout(Duration::from_secs(20), events.next()).await;
+    match next.expect("a line in time") {
+        Some(Event::Lines(lines)) => lines[0].text.clone(),
+        other => panic!("expected a line first: {other:?}"),
+    }
+}
+
+async fn wait(command: &Execution) -> Ending {
+    tokio::time::timeout(Duration::from_secs(20), command.wait())
+        .await
+        .expect("it ends in time")
+}
+
+/// The terminal event, as the typed stream gives it.
+async fn end_of(command: &Execution) -> execd_host::End {
+    match collect(command.events(0).await.expect("a reader"))
+        .await
+        .pop()
+    {
+        Some(Event::End(end)) => end,
+        other => panic!("the last event is the terminal one: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_says_how_each_command_ended_as_the_wire_does() {
+    let host = ring_host().await;
+    let cases = [
+        (Run::shell("true"), Ending::Exited(0)),
+        (Run::shell("exit 3"), Ending::Exited(3)),
+        (Run::shell("kill -KILL $$"), Ending::Signaled(9)),
+        (
+            Run::shell("exec sleep 60").timeout(Duration::from_millis(200)),
+            Ending::TimedOut { signal: Some(9) },
+        ),
+    ];
+    for (run, want) in cases {
+        let command = host.run(run.clone()).await.expect("it starts");
+        assert_eq!(wait(&command).await, want, "{run:?}");
+        // Again, once ended: at once, the same.
+        assert_eq!(command.wait().await, want);
+        // The status and the terminal event say the same, in the wire's words.
+        let status = command.status();
+        assert_eq!(status.ending.as_ref(), Some(&want));
+        assert_eq!(status.reason, Some(want.reason()));
+        assert_eq!(status.signal, want.signal());
+        let end = end_of(&command).await;
+        assert_eq!(end.ending, want);
+        assert_eq!((end.reason, end.signal), (want.reason(), want.signal()));
+    }
+
+    // An interrupt: SIGTERM to a command that is running (its line is out).
+    let running = host
+        .run(Run::shell("echo ready; exec sleep 60"))
+        .await
+        .unwrap();
+    assert_eq!(first_line(&running).await, "ready");
+    let waiter = tokio::spawn({
+        let host = host.clone();
+        let id = running.id().to_string();
+        async move { host.command(&id).unwrap().wait().await }
+    });
+    running.interrupt();
+    let want = Ending::Interrupted { signal: Some(15) };
+    assert_eq!(waiter.await.unwrap(), want, "a wait under way sees the end");
+    assert_eq!(end_of(&running).await.ending, want);
+    assert!(!want.is_success() && want.reason() == "interrupted");
+
+    // The host's shutdown ends what still runs: a wait under way returns.
+    let last = host
+        .run(Run::shell("echo up; exec sleep 60"))
+        .await
+        .unwrap();
+    assert_eq!(first_line(&last).await, "up");
+    let waiter = tokio::spawn(async move { last.wait().await });
+    host.shutdown(Duration::from_secs(3)).await;
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the wait ends with the host")
+            .unwrap(),
+        Ending::HostShutdown { signal: Some(15) }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_lists_what_get_command_lists_oldest_first() {
+    let host = ring_host().await;
+    assert!(host.commands().is_empty());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let serving = tokio::spawn(host.serve(listener).into_future());
+    let done = host.run(Run::shell("exit 2")).await.unwrap();
+    wait(&done).await;
+    let running = host
+        .run(Run::shell("echo on; exec sleep 60"))
+        .await
+        .unwrap();
+    assert_eq!(first_line(&running).await, "on");
+    let third = host.run(Run::shell("true").background(true)).await.unwrap();
+    wait(&third).await;
+
+    let listed = host.commands();
+    let ids: Vec<&str> = listed.iter().map(|c| c.id()).collect();
+    assert_eq!(ids, [done.id(), running.id(), third.id()]);
+    let started: Vec<_> = listed.iter().map(|c| c.started_at()).collect();
+    assert!(started.is_sorted(), "oldest first: {started:?}");
+    assert_eq!(listed[0].status().ending, Some(Ending::Exited(2)));
+    assert!(listed[1].status().running && listed[1].status().ending.is_none());
+    assert_eq!(listed[2].status().ending, Some(Ending::Exited(0)));
+    // The same list, in the same order, over HTTP.
+    let over_http = try_request(&addr, "GET", "/command", &[])
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .json();
+    let http_ids: Vec<&str> = over_http["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(http_ids, ids);
+    host.shutdown(Duration::from_secs(3)).await;
+    serving.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_gives_the_raw_bytes_from_a_cursor_as_get_logs_does() {
+    let host = ring_host().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let serving = tokio::spawn(host.serve(listener).into_future());
+    // Bytes the events cannot keep: a CR, invalid UTF-8, no last newline.
+    let raw: &[u8] = b"one\r\xff\ntwo";
+    let command = host
+        .run(Run::shell(r"printf 'one\r\377\ntwo'").background(true))
+        .await
+        .unwrap();
+    assert_eq!(wait(&command).await, Ending::Exited(0));
+    let all = command.logs(0).await.expect("kept");
+    assert_eq!(all.bytes, raw);
+    assert_eq!((all.next_cursor, all.head_cursor), (raw.len() as u64, 0));
+    let rest = command.logs(4).await.unwrap();
+    assert_eq!(rest.bytes, &raw[4..]);
+    assert_eq!(rest.next_cursor, raw.len() as u64);
+    let none = command.logs(all.next_cursor).await.unwrap();
+    assert!(none.bytes.is_empty() && none.next_cursor == all.next_cursor);
+    // Past the end: nothing, and the cursor stays, as the header does.
+    assert_eq!(command.logs(100).await.unwrap().next_cursor, 100);
+    // The same bytes and cursors as GET /command/{id}/logs.
+    let http = try_request(
+        &addr,
+        "GET",
+        &format!("/command/{}/logs?cursor=4", command.id()),
+        &[],
+    )
+    .await
+    .unwrap()
+    .finish()
+    .await;
+    assert_eq!(http.body, rest.bytes);
+    assert_eq!(
+        http.header("EXECD-COMMANDS-TAIL-CURSOR"),
+        Some(rest.next_cursor.to_string().as_str())
+    );
+
+    // While it runs: what it wrote so far (its line has been logged, so
+    // its bytes are kept), then only what came since.
+    let live = host
+        .run(Run::shell("echo first; echo second >&2; exec sleep 60").background(true))
+        .await
+        .unwrap();
+    let mut events = live.events(0).await.unwrap();
+    let mut seen = 0;
+    while seen < 2 {
+        match events.next().await {
+            Some(Event::Lines(lines)) => seen += lines.len(),
+            other => panic!("two lines first: {other:?}"),
+        }
+    }
+    let so_far = live.logs(0).await.unwrap();
+    let mut lines: Vec<&[u8]> = so_far.bytes.split_inclusive(|&b| b == b'\n').collect();
+    lines.sort();
+    assert_eq!(lines, [b"first\n".as_slice(), b"second\n"], "both pipes");
+    live.interrupt();
+    wait(&live).await;
+    let after = live.logs(so_far.next_cursor).await.unwrap();
+    assert!(after.bytes.is_empty(), "{:?}", after.bytes);
+
+    // A foreground command keeps no raw bytes.
+    let foreground = host.run(Run::shell("echo hi")).await.unwrap();
+    wait(&foreground).await;
+    assert!(matches!(foreground.logs(0).await, Err(LogsError::NotKept)));
+    host.shutdown(Duration::from_secs(3)).await;
+    serving.await.unwrap();
+}
+
+/// `printed` (what `pwd` said) is the directory `dir`, whichever path
+/// names it.
+fn assert_same_dir(printed: &str, dir: &std::path::Path) {
+    let printed = std::path::Path::new(printed).canonicalize().unwrap();
+    assert_eq!(printed, dir.canonicalize().unwrap());
+}
+
+/// The lines of a run, to its end.
+async fn texts(command: &Execution) -> Vec<String> {
+    let events = collect(command.events(0).await.expect("a reader")).await;
+    lines(&events).into_iter().map(|l| l.2).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_keeps_its_state_between_runs_as_the_session_routes_do() {
+    let dir = TempDir::new("library-session");
+    std::fs::create_dir(dir.0.join("sub")).unwrap();
+    let host = ring_host().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let serving = tokio::spawn(host.serve(listener).into_future());
+    let session = host
+        .session(NewSession::default().cwd(&dir.0))
+        .expect("a session");
+    assert!(session.id().starts_with("session-"));
+
+    let first = session
+        .run("export KEPT=yes; cd sub; exit 4")
+        .await
+        .unwrap();
+    assert_eq!(wait(&first).await, Ending::Exited(4));
+    let second = session.run(r#"echo "$KEPT"; pwd"#).await.unwrap();
+    let sub = dir.0.join("sub");
+    let second_lines = texts(&second).await;
+    assert_eq!(second_lines[0], "yes");
+    assert_same_dir(&second_lines[1], &sub);
+    // A cwd for one run only.
+    let elsewhere = session
+        .run(SessionRun::new("pwd").cwd(&dir.0))
+        .await
+        .unwrap();
+    assert_same_dir(&texts(&elsewhere).await[0], &dir.0);
+    let back = session.run("pwd").await.unwrap();
+    assert_same_dir(&texts(&back).await[0], &sub);
+    // Runs are commands like any other.
+    let ids: Vec<String> = host.commands().iter().map(|c| c.id().to_string()).collect();
+    assert_eq!(ids, [first.id(), second.id(), elsewhere.id(), back.id()]);
+
+    // One run at a time.
+    let long = session.run("echo started; exec sleep 60").await.unwrap();
+    assert_eq!(first_line(&long).await, "started");
+    assert!(matches!(
+        session.run("true").await,
+        Err(SessionError::Busy(_))
+    ));
+    // What the routes see is the same session.
+    let listed = try_request(&addr, "GET", "/session", &[])
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .json();
+    assert_eq!(listed["sessions"][0]["session_id"], session.id());
+    assert_eq!(listed["sessions"][0]["running"], long.id());
+    // What the routes refuse, it refuses.
+    assert!(matches!(
+        session.run("   ").await,
+        Err(SessionError::Run(RunError::Invalid(_)))
+    ));
+    assert!(matches!(
+        host.session(NewSession::default().cwd("/no/such/dir")),
+        Err(SessionError::Invalid(_))
+    ));
+
+    // Deleting it interrupts its run, and it is gone.
+    session.delete().unwrap();
+    assert_eq!(wait(&long).await, Ending::Interrupted { signal: Some(15) });
+    assert!(matches!(
+        session.run("true").await,
+        Err(SessionError::NotFound(_))
+    ));
+    assert!(matches!(session.delete(), Err(SessionError::NotFound(_))));
+    let left = host.session(NewSession::default()).unwrap();
+    host.shutdown(Duration::from_secs(3)).await;
+    serving.await.unwrap();
+    // The shutdown removed the session left; none is made after it.
+    assert!(matches!(
+        left.run("true").await,
+        Err(SessionError::NotFound(_))
+    ));
+    assert!(matches!(
+        host.session(NewSession::default()),
+        Err(SessionError::ShuttingDown)
+    ));
+    assert!(!host.state_dir().exists(), "nothing made again");
 }
 
 /// Run in a process of its own by [`shutdown_leaves_no_task_thread_or_file`],

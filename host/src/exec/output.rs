@@ -94,6 +94,32 @@ impl ReadPlan {
     }
 }
 
+impl ReadPlan {
+    /// The pieces' bytes in one buffer, blocking (run it on a blocking
+    /// thread). A chunk cut short (the disk lost it) ends the bytes there:
+    /// what comes back is contiguous from the plan's start.
+    pub fn read_all(self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let total: u64 = self.pieces.iter().map(|(_, _, len)| len).sum();
+        let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        for (file, offset, len) in self.pieces {
+            let start = out.len();
+            out.resize(start + len as usize, 0);
+            let mut read = 0;
+            while read < len as usize {
+                match file.read_at(&mut out[start + read..], offset + read as u64)? {
+                    0 => {
+                        out.truncate(start + read);
+                        return Ok(out);
+                    }
+                    n => read += n,
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl OutputFile {
     /// A store at `dir` (created here, 0700) keeping at most `limit` bytes.
     pub fn create(dir: PathBuf, limit: u64, share: Share) -> std::io::Result<OutputFile> {
@@ -409,6 +435,20 @@ mod tests {
         drop(out);
         assert!(!dir.exists());
         assert_eq!(usage.used(), 0);
+    }
+
+    #[test]
+    fn read_all_gives_what_the_plan_covers() {
+        let dir = std::env::temp_dir().join(format!("execd-output-all-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let usage = DiskUsage::new(u64::MAX);
+        let (out, all) = filled(&dir, &usage);
+        let plan = out.plan(0).unwrap();
+        let head = plan.head as usize;
+        assert_eq!(plan.read_all().unwrap(), all[head..]);
+        let from = head as u64 + 7;
+        assert_eq!(out.plan(from).unwrap().read_all().unwrap(), all[head + 7..]);
+        drop(out);
     }
 
     #[test]

@@ -180,6 +180,13 @@ pub async fn pump(
     let (outcome, reason, signal) = describe(status, command.cause());
     let (exit_code, error) = status_of(&outcome);
     let finished_at = std::time::SystemTime::now();
+    let ending = Ending {
+        outcome,
+        reason,
+        signal,
+        execution_ms: command.started.elapsed().as_millis() as u64,
+        timestamp_ms: unix_ms(finished_at),
+    };
     {
         let mut s = command.status();
         s.running = false;
@@ -187,18 +194,11 @@ pub async fn pump(
         s.error = error;
         s.reason = Some(crate::ending::reason_word(reason));
         s.signal = signal;
+        s.ending = Some(crate::ending::Ending::of(&ending));
         // The same instant as the terminal event's, which is what a
         // restarted host reports.
         s.finished_at = Some(finished_at);
     }
-    let execution_ms = command.started.elapsed().as_millis() as u64;
-    let ending = Ending {
-        outcome,
-        reason,
-        signal,
-        execution_ms,
-        timestamp_ms: unix_ms(finished_at),
-    };
     command.log.finish(ending.clone()).await;
     if let (Some(record), Some(eid)) = (&command.record, command.log.terminal().await) {
         record.set_ending(eid, &ending);

@@ -4,7 +4,7 @@
 use hyper::StatusCode;
 use serde::Serialize;
 
-use crate::error::{AttachError, RunError};
+use crate::error::{AttachError, LogsError, RunError, SessionError};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -88,6 +88,37 @@ impl From<RunError> for ApiError {
             RunError::Policy(_) => (StatusCode::SERVICE_UNAVAILABLE, "POLICY_FAILED"),
             RunError::Exhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "RESOURCE_EXHAUSTED"),
             RunError::Storage { .. } | RunError::NoProcessId => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "RUNTIME_ERROR")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<LogsError> for ApiError {
+    fn from(e: LogsError) -> ApiError {
+        let (status, code) = match &e {
+            LogsError::NotKept => (StatusCode::BAD_REQUEST, "NOT_SUPPORTED"),
+            LogsError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "RUNTIME_ERROR"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> ApiError {
+        let e = match e {
+            SessionError::Run(e) => return e.into(),
+            e => e,
+        };
+        let (status, code) = match &e {
+            SessionError::NotFound(_) => (StatusCode::NOT_FOUND, "SESSION_NOT_FOUND"),
+            SessionError::Busy(_) => (StatusCode::CONFLICT, "SESSION_BUSY"),
+            SessionError::NoBash => (StatusCode::NOT_IMPLEMENTED, "NOT_SUPPORTED"),
+            SessionError::TooMany(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_SESSIONS"),
+            SessionError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
+            SessionError::Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY"),
+            SessionError::Directory(_) | SessionError::Chown { .. } | SessionError::Run(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "RUNTIME_ERROR")
             }
         };

@@ -518,21 +518,8 @@ fn logs(
         .registry
         .get(id)
         .ok_or_else(|| ApiError::not_found(id))?;
-    let Some(output) = &command.output else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "NOT_SUPPORTED",
-            "logs are kept for background commands only; resume the stream instead",
-        ));
-    };
     // The chunks are opened now: what is dropped meanwhile stays readable.
-    let plan = output.plan(from).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "RUNTIME_ERROR",
-            format!("cannot read the output: {e}"),
-        )
-    })?;
+    let plan = command.output_plan(from)?;
     let tail = plan.tail.max(from);
     let head = plan.head;
     let (tx, body) = body::channel();

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::reader::{Cursor, Step, Wake};
+use crate::ending::Ending;
 use crate::policy::wit;
 
 /// The pipe a line was read from.
@@ -76,7 +77,9 @@ pub enum Outcome {
 pub struct End {
     /// Its eid, one past the last line's.
     pub eid: u64,
-    /// How the command ended.
+    /// How the command ended, typed: what to match on.
+    pub ending: Ending,
+    /// How the command ended, in execd's terms (what its clients see).
     pub outcome: Outcome,
     /// Why: `exit`, `signal`, `timeout`, `interrupted`, `host-shutdown`,
     /// `host-restarted` or `spawn-failed`, as the wire's `reason`.
@@ -192,6 +195,7 @@ fn decode(events: &wit::Events) -> Vec<Event> {
     if let Some(ending) = &events.ending {
         out.push(Event::End(End {
             eid,
+            ending: Ending::of(ending),
             outcome: match &ending.outcome {
                 wit::Outcome::Completed => Outcome::Completed,
                 wit::Outcome::Failed(f) => Outcome::Failed {
