@@ -34,6 +34,11 @@ pub const ENDING_SUFFIX: &str = ".end";
 /// The size of the ending slot: room for any ending the host logs (the
 /// message of a failure is a short text of the host's own, cut to fit).
 const ENDING_SLOT_BYTES: usize = 512;
+/// After it, the high-water mark: 8 bytes, little-endian (see
+/// [`HighWater`]).
+const HIGH_WATER_BYTES: usize = 8;
+/// The whole `<id>.end` file.
+const SLOT_FILE_BYTES: usize = ENDING_SLOT_BYTES + HIGH_WATER_BYTES;
 
 /// One command, as a later host needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +149,7 @@ impl RecordFile {
             .truncate(true)
             .mode(0o600)
             .open(&file.ending)?
-            .write_all(&[0; ENDING_SLOT_BYTES])?;
+            .write_all(&[0; SLOT_FILE_BYTES])?;
         std::fs::rename(&partial, &file.path)?;
         Ok(file)
     }
@@ -165,6 +170,11 @@ impl RecordFile {
     /// is then all a restarted host has.
     pub fn set_ending(&self, eid: u64, ending: &Ending) {
         write_ending(&self.path, eid, ending);
+    }
+
+    /// The command's high-water mark, for its log to raise.
+    pub fn high_water(&self) -> std::io::Result<HighWater> {
+        HighWater::open(&self.path)
     }
 
     /// Leave the file when this value is dropped (the host is stopping).
@@ -191,8 +201,16 @@ impl Drop for RecordFile {
 /// Writes the terminal event of the command whose record is at `record`
 /// into its ending slot (see [`RecordFile::set_ending`]).
 pub fn write_ending(record: &Path, eid: u64, ending: &Ending) {
+    write_ending_after_loss(record, eid, ending, None);
+}
+
+/// [`write_ending`], with the reason of the `gap` a restored log serves
+/// before it (see `log::restored`), so that every later host says the same.
+pub fn write_ending_after_loss(record: &Path, eid: u64, ending: &Ending, lost: Option<&str>) {
     let path = ending_path(record);
-    let mut bytes = LoggedEnding::new(eid, ending).to_slot();
+    let mut logged = LoggedEnding::new(eid, ending);
+    logged.lost = lost.map(str::to_string);
+    let mut bytes = logged.to_slot();
     bytes.resize(ENDING_SLOT_BYTES, 0);
     let written = std::fs::File::options()
         .write(true)
@@ -213,9 +231,69 @@ pub fn write_ending(record: &Path, eid: u64, ending: &Ending) {
     }
 }
 
+/// Where a running command's eids may have reached: the host raises it in
+/// `<id>.end` before it lets readers see eids past it, a block of
+/// [`HighWater::AHEAD`] at a time. A restarted host that finds the log's
+/// last records damaged ends it after this mark rather than after what
+/// survived, so that its terminal event never takes an eid a reader of
+/// the dead host may have seen.
+pub struct HighWater {
+    file: std::fs::File,
+}
+
+impl HighWater {
+    /// Eids reserved by one raise: one small write per this many events.
+    pub const AHEAD: u64 = 4096;
+
+    /// The mark of the record at `record`, for writing.
+    pub fn open(record: &Path) -> std::io::Result<HighWater> {
+        let file = std::fs::File::options()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(ending_path(record))?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        Ok(HighWater { file })
+    }
+
+    /// Writes down that eids up to `eid` may be served.
+    pub fn raise(&self, eid: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(&eid.to_le_bytes(), ENDING_SLOT_BYTES as u64)
+    }
+
+    /// The mark the record at `record` holds, if any (a slot of an older
+    /// host, or none, has none).
+    pub fn read(record: &Path) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(ending_path(record))
+            .ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut bytes = [0u8; HIGH_WATER_BYTES];
+        file.read_exact_at(&mut bytes, ENDING_SLOT_BYTES as u64)
+            .ok()?;
+        Some(u64::from_le_bytes(bytes)).filter(|&eid| eid > 0)
+    }
+}
+
 /// `<id>.end` beside `<id>.json`.
 fn ending_path(record: &Path) -> PathBuf {
     record.with_extension(ENDING_SUFFIX.trim_start_matches('.'))
+}
+
+/// What an ending slot holds, read back.
+pub struct Written {
+    pub eid: u64,
+    pub ending: Ending,
+    /// The reason of the gap before it, once a host restored the log.
+    pub lost: Option<String>,
 }
 
 /// A terminal event as the ending slot holds it.
@@ -236,6 +314,9 @@ pub struct LoggedEnding {
     pub signal: Option<u8>,
     pub execution_ms: u64,
     pub timestamp_ms: u64,
+    /// Where the policy lost events before it: the reason of that gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
 }
 
 /// The longest failure message the slot keeps.
@@ -268,6 +349,7 @@ impl LoggedEnding {
             signal: ending.signal,
             execution_ms: ending.execution_ms,
             timestamp_ms: ending.timestamp_ms,
+            lost: None,
         }
     }
 
@@ -308,7 +390,7 @@ impl LoggedEnding {
     /// command had not ended (the slot is zeros, or there is none), `Err`
     /// when the slot holds something this host never wrote. Never blocks
     /// on a FIFO or follows a link put there, and reads at most the slot.
-    pub fn read(record: &Path) -> Result<Option<(u64, Ending)>, String> {
+    pub fn read(record: &Path) -> Result<Option<Written>, String> {
         use std::io::Read;
         let path = ending_path(record);
         let file = match std::fs::File::options()
@@ -324,19 +406,25 @@ impl LoggedEnding {
             return Err("not a regular file".into());
         }
         let mut bytes = Vec::new();
-        file.take(ENDING_SLOT_BYTES as u64 + 1)
+        file.take(SLOT_FILE_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| e.to_string())?;
-        if bytes.len() > ENDING_SLOT_BYTES {
-            return Err(format!("larger than {ENDING_SLOT_BYTES} bytes"));
+        if bytes.len() > SLOT_FILE_BYTES {
+            return Err(format!("larger than {SLOT_FILE_BYTES} bytes"));
         }
+        bytes.truncate(ENDING_SLOT_BYTES);
         let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
         if end == 0 {
             return Ok(None);
         }
         let logged: LoggedEnding =
             serde_json::from_slice(&bytes[..end]).map_err(|e| format!("not an ending: {e}"))?;
-        logged.ending().map(Some)
+        let (eid, ending) = logged.ending()?;
+        Ok(Some(Written {
+            eid,
+            ending,
+            lost: logged.lost,
+        }))
     }
 }
 
@@ -397,8 +485,12 @@ mod tests {
             std::fs::metadata(dir.join(format!("{id}.end")))
                 .unwrap()
                 .len(),
-            512
+            520
         );
+        assert_eq!(HighWater::read(&path), None);
+        let mark = file.high_water().unwrap();
+        mark.raise(4096).unwrap();
+        assert_eq!(HighWater::read(&path), Some(4096));
         assert!(matches!(LoggedEnding::read(&path), Ok(None)));
         let endings = [
             (Outcome::Completed, Reason::Exit, None),
@@ -422,7 +514,9 @@ mod tests {
                 timestamp_ms: 8,
             };
             file.set_ending(100 + n as u64, &ending);
-            let (eid, read) = LoggedEnding::read(&path).unwrap().unwrap();
+            let Written {
+                eid, ending: read, ..
+            } = LoggedEnding::read(&path).unwrap().unwrap();
             assert_eq!(eid, 100 + n as u64);
             let want = match ending.outcome {
                 // Cut to fit the slot.

@@ -26,7 +26,7 @@ use crate::command::{Command, Files};
 use crate::exec::output::OutputFile;
 use crate::log::Log;
 use crate::policy::wit::{Ending, Outcome, Reason};
-use crate::record::{self, CommandRecord, LoggedEnding, RecordFile};
+use crate::record::{self, CommandRecord, HighWater, LoggedEnding, RecordFile};
 use crate::registry::{Registry, is_id, split_budget};
 use crate::scratch::ScratchDir;
 use crate::time::now_ms;
@@ -158,12 +158,30 @@ async fn adopt(
     for damage in &reopened.damage {
         tracing::warn!(command = %record.id, "the log was damaged: {damage}; readers get a gap with reason damaged");
     }
-    let logged = match LoggedEnding::read(&paths.record) {
-        Ok(logged) => logged,
+    let (logged, lost) = match LoggedEnding::read(&paths.record) {
+        Ok(Some(written)) => (Some((written.eid, written.ending)), written.lost),
+        Ok(None) => (None, None),
         Err(why) => {
             tracing::warn!(command = %record.id, "cannot read how the command ended ({why}), the policy's terminal event is all there is");
-            None
+            (None, None)
         }
+    };
+    // A command that was running, whose log's last records were damaged:
+    // readers of the dead host may have seen eids up to its high-water
+    // mark, so its ending goes after the mark, past what was lost.
+    let (logged, after_mark) = match (logged, HighWater::read(&paths.record)) {
+        (None, Some(mark))
+            if reopened.ending.is_none()
+                && !reopened.damage.is_empty()
+                && mark > reopened.last_eid =>
+        {
+            tracing::warn!(command = %record.id, last_eid = reopened.last_eid, high_water = mark, "the log of a command that was running lost its last records: it ends after its high-water mark");
+            (
+                Some((mark + 1, restarted_ending(record.started_at_ms))),
+                true,
+            )
+        }
+        (logged, _) => (logged, false),
     };
     let (log_budget, output_budget) =
         split_budget(registry.bounds().command_disk_budget, record.background);
@@ -174,24 +192,29 @@ async fn adopt(
         std::sync::Arc::clone(registry.metrics()),
         reopened,
         logged,
+        lost.as_deref(),
     )
     .map_err(|e| e.to_string())?;
     log.set_disk_budget(log_budget).await;
-    let interrupted = log.ending().await.is_none();
-    if interrupted {
-        let execution_ms = now_ms().saturating_sub(record.started_at_ms);
-        let ending = Ending {
-            outcome: Outcome::HostRestarted,
-            reason: Reason::HostRestarted,
-            signal: None,
-            execution_ms,
-            timestamp_ms: now_ms(),
-        };
-        log.finish(ending.clone()).await;
-        if let Some(eid) = log.terminal().await {
-            record::write_ending(&paths.record, eid, &ending);
+    let interrupted = match log.ending().await {
+        None => {
+            let ending = restarted_ending(record.started_at_ms);
+            log.finish(ending.clone()).await;
+            if let Some(eid) = log.terminal().await {
+                record::write_ending(&paths.record, eid, &ending);
+            }
+            true
         }
-    }
+        Some(ending) => {
+            let said = log.restored_reason().await;
+            if (after_mark || (said.is_some() && lost.as_deref() != said))
+                && let Some(eid) = log.terminal().await
+            {
+                record::write_ending_after_loss(&paths.record, eid, &ending, said);
+            }
+            after_mark
+        }
+    };
     if let Some(failure) = log.failure().await {
         return Err(failure.to_string());
     }
@@ -239,6 +262,17 @@ async fn adopt(
     }
     registry.adopt(command, left);
     Ok(Adopted::Served { interrupted })
+}
+
+/// The ending a host gives a command that a host which died left running.
+fn restarted_ending(started_at_ms: u64) -> Ending {
+    Ending {
+        outcome: Outcome::HostRestarted,
+        reason: Reason::HostRestarted,
+        signal: None,
+        execution_ms: now_ms().saturating_sub(started_at_ms),
+        timestamp_ms: now_ms(),
+    }
 }
 
 /// Bytes of the files in `dir` (a policy's directory holds only files).

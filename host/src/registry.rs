@@ -286,7 +286,15 @@ impl Registry {
             );
             record.idempotency = key.cloned();
             match RecordFile::write(&self.state_dir, &record) {
-                Ok(file) => Some(file),
+                Ok(file) => {
+                    match file.high_water() {
+                        Ok(mark) => log.keep_high_water(mark),
+                        Err(e) => {
+                            tracing::warn!(id = %id, "cannot open the command's high-water mark: {e}")
+                        }
+                    }
+                    Some(file)
+                }
                 Err(e) => {
                     // The command runs, and is served; only a restart
                     // would lose it.

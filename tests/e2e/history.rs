@@ -265,3 +265,84 @@ async fn an_ending_delivered_on_a_full_disk_survives_a_restart() {
         assert!(host.terminate().await.success());
     }
 }
+
+/// A command still running when its host was SIGKILLed, whose log's last
+/// record is then damaged: its `HostRestarted` ending takes an eid after
+/// every eid a reader of the dead host saw (the host's high-water mark),
+/// never one of them, and the lost eids are one `damaged` gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_commands_ending_never_takes_an_eid_a_reader_saw() {
+    let dir = TempDir::new("history-running");
+    let state = dir.0.join("state");
+    let state_s = state.to_str().expect("utf-8");
+    let lines = 50_000u64;
+    let host = Host::start(&state_args(state_s, &[])).await;
+    let mut stream = host
+        .run(json!({ "command": format!("seq 1 {lines}; sleep 60") }))
+        .await;
+    let id = init_id(&mut stream).await;
+    let mut before = Vec::new();
+    while (before.len() as u64) < lines {
+        let event = stream.next_event().await.expect("the lines");
+        if event.eid().is_some() {
+            before.push(event.data);
+        }
+    }
+    host.kill().await;
+
+    // The last record: 16 bytes flipped a little before the file's end.
+    let files = segments(&state, &id);
+    let last = files.last().expect("a segment");
+    let mut bytes = std::fs::read(last).expect("the segment");
+    let at = bytes.len() - 64;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0xff;
+    }
+    std::fs::write(last, bytes).expect("damaged");
+
+    let mut first_end = None;
+    for _ in 0..2 {
+        let host = Host::start(&state_args(state_s, &[])).await;
+        let events = resumed(&host, &id, 0).await;
+        let mut next = 1u64;
+        let mut gaps = 0;
+        for event in &events {
+            if event.kind() == "gap" {
+                assert_eq!(event.data["from_eid"], next, "{:?}", event.data);
+                assert_eq!(event.data["reason"], "damaged", "{:?}", event.data);
+                next = event.data["to_eid"].as_u64().expect("to_eid") + 1;
+                gaps += 1;
+                continue;
+            }
+            let Some(eid) = event.eid() else { continue };
+            assert_eq!(eid, next, "eids in order");
+            next += 1;
+            if event.is_terminal() {
+                break;
+            }
+            assert_eq!(
+                &event.data,
+                &before[eid as usize - 1],
+                "eid {eid} names what it named before"
+            );
+        }
+        assert_eq!(gaps, 1, "the damaged record is said");
+        let end = events.last().expect("events");
+        assert!(end.is_terminal(), "{:?}", end.data);
+        assert_eq!(
+            end.data["error"]["ename"], "HostRestarted",
+            "{:?}",
+            end.data
+        );
+        let end_eid = end.eid().expect("its eid");
+        assert!(
+            end_eid > lines,
+            "the ending takes eid {end_eid}, which a reader saw naming a line"
+        );
+        if let Some(first) = first_end {
+            assert_eq!(end_eid, first, "the same ending on the next restart");
+        }
+        first_end = Some(end_eid);
+        host.stop().await;
+    }
+}

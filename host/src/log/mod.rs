@@ -22,6 +22,7 @@ use crate::budget::Share;
 pub use crate::error::AttachError;
 use crate::policy::wit::{self, Admission, ReadResult};
 use crate::policy::{PolicyError, PolicyInstance};
+use crate::record::HighWater;
 use crate::telemetry::{Call, Metrics};
 use fallback::Fallback;
 use restored::Restored;
@@ -53,6 +54,10 @@ pub struct Log {
     text_bytes: AtomicU64,
     /// Gaps sent to this log's readers, for the same line.
     gaps_sent: AtomicU64,
+    /// The command's high-water mark in a kept state directory, and the
+    /// eid it stands at (see `record::HighWater`).
+    high_water: std::sync::Mutex<Option<HighWater>>,
+    reserved: AtomicU64,
 }
 
 /// What a log saw, for the line the host logs when its command ends.
@@ -122,6 +127,8 @@ impl Log {
             metrics,
             text_bytes: AtomicU64::new(0),
             gaps_sent: AtomicU64::new(0),
+            high_water: std::sync::Mutex::new(None),
+            reserved: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -138,6 +145,7 @@ impl Log {
         metrics: Arc<Metrics>,
         reopened: wit::Reopened,
         logged: Option<(u64, wit::Ending)>,
+        lost: Option<&str>,
     ) -> Result<Arc<Log>, PolicyError> {
         if reopened.ending.is_some() && reopened.last_eid == 0 {
             return Err(PolicyError::Nonsense(
@@ -145,7 +153,7 @@ impl Log {
                 "reopen",
             ));
         }
-        let restored = Restored::check(&reopened, logged.as_ref())
+        let restored = Restored::check(&reopened, logged.as_ref(), lost)
             .map_err(|why| PolicyError::Nonsense(why, "reopen"))?;
         disk.set(reopened.disk_bytes);
         let (newest, ending) = match (&restored, logged) {
@@ -176,8 +184,21 @@ impl Log {
             metrics,
             text_bytes: AtomicU64::new(0),
             gaps_sent: AtomicU64::new(0),
+            high_water: std::sync::Mutex::new(None),
+            reserved: AtomicU64::new(u64::MAX),
         });
         Ok(log)
+    }
+
+    /// The reason of the gap the host serves before the terminal event of
+    /// a restored log (see `restored`); `None` for any other log.
+    pub async fn restored_reason(&self) -> Option<&'static str> {
+        self.state
+            .lock()
+            .await
+            .restored
+            .as_ref()
+            .map(Restored::reason)
     }
 
     /// The terminal event, once logged.
@@ -233,6 +254,9 @@ impl Log {
                 Ok(stored) if stored.last_eid == expected => {
                     state.newest = expected;
                     drop(state);
+                    if expected > self.reserved.load(Ordering::Acquire) {
+                        self.raise_high_water(expected);
+                    }
                     self.disk.set(stored.disk_bytes);
                     self.progress.send_modify(|p| p.newest = expected);
                     return;
@@ -263,6 +287,31 @@ impl Log {
         }
         drop(state);
         self.progress.send_modify(|p| p.newest = expected);
+    }
+
+    /// Keeps `mark` ahead of the eids readers may see, from now on.
+    pub fn keep_high_water(&self, mark: HighWater) {
+        *self.high_water.lock().unwrap_or_else(|p| p.into_inner()) = Some(mark);
+        self.raise_high_water(self.progress().newest);
+    }
+
+    /// Raises the mark past `newest` before readers see it; a mark that
+    /// cannot be written is said once and left (a restart then ends a
+    /// damaged log after what survived, as it would without one).
+    fn raise_high_water(&self, newest: u64) {
+        let mut mark = self.high_water.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(high_water) = mark.as_ref() else {
+            return;
+        };
+        let reserved = newest + HighWater::AHEAD;
+        match high_water.raise(reserved) {
+            Ok(()) => self.reserved.store(reserved, Ordering::Release),
+            Err(e) => {
+                tracing::warn!(command = %self.command, "cannot write down the command's high-water mark: {e}");
+                *mark = None;
+                self.reserved.store(u64::MAX, Ordering::Release);
+            }
+        }
     }
 
     /// Logs the terminal event. The pump calls it once, last.

@@ -25,9 +25,11 @@ impl Restored {
     /// What `reopen` found, against the terminal event written down:
     /// `None` when the policy has it where it was, `Err` when the policy's
     /// log runs past it (files that are not this command's).
+    /// `lost`: the reason a previous host gave the gap, if one did.
     pub fn check(
         reopened: &wit::Reopened,
         logged: Option<&(u64, wit::Ending)>,
+        lost: Option<&str>,
     ) -> Result<Option<Restored>, String> {
         let Some(&(terminal, _)) = logged else {
             return Ok(None);
@@ -49,12 +51,20 @@ impl Restored {
             } else {
                 last
             },
-            reason: if reopened.damage.is_empty() {
-                NOT_STORED
-            } else {
-                DAMAGED
+            // Once said, said again: a reopen that cut a damaged tail
+            // finds no damage the next time.
+            reason: match lost {
+                Some(DAMAGED) => DAMAGED,
+                Some(NOT_STORED) => NOT_STORED,
+                _ if reopened.damage.is_empty() => NOT_STORED,
+                _ => DAMAGED,
             },
         }))
+    }
+
+    /// The reason of the gap it serves.
+    pub fn reason(&self) -> &'static str {
+        self.reason
     }
 
     /// The answer to a read after `after` (at or past `policy_newest`).
