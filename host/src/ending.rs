@@ -163,19 +163,22 @@ pub fn reason_word(reason: Reason) -> &'static str {
     }
 }
 
+/// Every reason (the bindings' enum cannot list itself).
+pub const REASONS: [Reason; 7] = [
+    Reason::Exit,
+    Reason::Signal,
+    Reason::Timeout,
+    Reason::Interrupted,
+    Reason::HostShutdown,
+    Reason::HostRestarted,
+    Reason::SpawnFailed,
+];
+
 /// The reason a wire word names, as [`reason_word`] writes it.
 pub fn reason_from_word(word: &str) -> Option<Reason> {
-    [
-        Reason::Exit,
-        Reason::Signal,
-        Reason::Timeout,
-        Reason::Interrupted,
-        Reason::HostShutdown,
-        Reason::HostRestarted,
-        Reason::SpawnFailed,
-    ]
-    .into_iter()
-    .find(|&reason| reason_word(reason) == word)
+    REASONS
+        .into_iter()
+        .find(|&reason| reason_word(reason) == word)
 }
 
 /// Go's names for signals, as execd reports them.
@@ -257,15 +260,7 @@ mod tests {
             assert_eq!(got, want);
         }
         // The wire's words, the same as the SSE encoder writes.
-        for reason in [
-            Reason::Exit,
-            Reason::Signal,
-            Reason::Timeout,
-            Reason::Interrupted,
-            Reason::HostShutdown,
-            Reason::HostRestarted,
-            Reason::SpawnFailed,
-        ] {
+        for reason in REASONS {
             let wire = Wire {
                 outcome: Outcome::Failed(Failure {
                     exit_code: -1,

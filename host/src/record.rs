@@ -212,20 +212,15 @@ pub fn write_ending_after_loss(record: &Path, eid: u64, ending: &Ending, lost: O
     logged.lost = lost.map(str::to_string);
     let mut bytes = logged.to_slot();
     bytes.resize(ENDING_SLOT_BYTES, 0);
-    let written = std::fs::File::options()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-        .and_then(|mut file| {
-            if file.metadata()?.is_file() {
-                file.write_all(&bytes)
-            } else {
-                Err(std::io::Error::other("not a regular file"))
-            }
-        });
+    let written = open_slot(
+        std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600),
+        &path,
+    )
+    .and_then(|mut file| file.write_all(&bytes));
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), "cannot write down how the command ended: {e}");
     }
@@ -247,13 +242,7 @@ impl HighWater {
 
     /// The mark of the record at `record`, for writing.
     pub fn open(record: &Path) -> std::io::Result<HighWater> {
-        let file = std::fs::File::options()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(ending_path(record))?;
-        if !file.metadata()?.is_file() {
-            return Err(std::io::Error::other("not a regular file"));
-        }
+        let file = open_slot(std::fs::File::options().write(true), &ending_path(record))?;
         Ok(HighWater { file })
     }
 
@@ -268,19 +257,24 @@ impl HighWater {
     /// host, or none, has none).
     pub fn read(record: &Path) -> Option<u64> {
         use std::os::unix::fs::FileExt;
-        let file = std::fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(ending_path(record))
-            .ok()?;
-        if !file.metadata().ok()?.is_file() {
-            return None;
-        }
+        let file = open_slot(std::fs::File::options().read(true), &ending_path(record)).ok()?;
         let mut bytes = [0u8; HIGH_WATER_BYTES];
         file.read_exact_at(&mut bytes, ENDING_SLOT_BYTES as u64)
             .ok()?;
         Some(u64::from_le_bytes(bytes)).filter(|&eid| eid > 0)
     }
+}
+
+/// Opens an ending slot as `options` say, never through a link nor
+/// blocking on a FIFO put there, and only if it is a regular file.
+fn open_slot(options: &mut std::fs::OpenOptions, path: &Path) -> std::io::Result<std::fs::File> {
+    let file = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
 /// `<id>.end` beside `<id>.json`.
@@ -392,19 +386,11 @@ impl LoggedEnding {
     /// on a FIFO or follows a link put there, and reads at most the slot.
     pub fn read(record: &Path) -> Result<Option<Written>, String> {
         use std::io::Read;
-        let path = ending_path(record);
-        let file = match std::fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-        {
+        let file = match open_slot(std::fs::File::options().read(true), &ending_path(record)) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.to_string()),
         };
-        if !file.metadata().map_err(|e| e.to_string())?.is_file() {
-            return Err("not a regular file".into());
-        }
         let mut bytes = Vec::new();
         file.take(SLOT_FILE_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
