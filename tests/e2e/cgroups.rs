@@ -107,6 +107,42 @@ fn command_cgroup(mount: &Path, pid: i32, id: &str) -> PathBuf {
     mount.join(path.trim_start_matches('/'))
 }
 
+/// A command that left a process outside its process group, running.
+struct Escaped {
+    id: String,
+    /// The escaped process.
+    pid: i32,
+    /// The command's cgroup, which holds it.
+    cgroup: PathBuf,
+    stream: Stream,
+    _reap: Reap,
+}
+
+/// Starts [`escaping`] (its pid written to `pidfile`, then `then`) with
+/// the request fields `more`, and waits for it to escape: it sits in its
+/// command's cgroup, outside its group.
+async fn escape(
+    host: &Host,
+    mount: &Path,
+    pidfile: &Path,
+    then: &str,
+    mut more: serde_json::Value,
+) -> Escaped {
+    more["command"] = escaping(pidfile, then).into();
+    let mut stream = host.run(more).await;
+    let id = init_id(&mut stream).await;
+    let pid = escaped(pidfile).await;
+    let _reap = Reap(pid);
+    let cgroup = command_cgroup(mount, pid, &id);
+    Escaped {
+        id,
+        pid,
+        cgroup,
+        stream,
+        _reap,
+    }
+}
+
 /// Kills what a failed test leaves running.
 struct Reap(i32);
 
@@ -127,13 +163,20 @@ async fn delete_and_timeout_reach_a_process_that_left_the_group() {
 
     // DELETE of a running background command.
     let pidfile = dir.0.join("delete.pid");
-    let mut stream = host
-        .run(json!({"command": escaping(&pidfile, "sleep 30"), "background": true}))
-        .await;
-    let id = init_id(&mut stream).await;
-    let pid = escaped(&pidfile).await;
-    let _reap = Reap(pid);
-    let cgroup = command_cgroup(&mount, pid, &id);
+    let Escaped {
+        id,
+        pid,
+        cgroup,
+        stream: _stream,
+        _reap,
+    } = escape(
+        &host,
+        &mount,
+        &pidfile,
+        "sleep 30",
+        json!({"background": true}),
+    )
+    .await;
     let deleted = host.call("DELETE", &format!("/command?id={id}"), "").await;
     assert_eq!(deleted.status, 200, "{}", deleted.text());
     until("DELETE to end the escaped process", || !alive(pid)).await;
@@ -141,13 +184,13 @@ async fn delete_and_timeout_reach_a_process_that_left_the_group() {
 
     // A timeout, after the command itself ended at once.
     let pidfile = dir.0.join("timeout.pid");
-    let mut stream = host
-        .run(json!({"command": escaping(&pidfile, "true"), "timeout": 1500}))
-        .await;
-    let id = init_id(&mut stream).await;
-    let pid = escaped(&pidfile).await;
-    let _reap = Reap(pid);
-    let cgroup = command_cgroup(&mount, pid, &id);
+    let Escaped {
+        id: _,
+        pid,
+        cgroup,
+        mut stream,
+        _reap,
+    } = escape(&host, &mount, &pidfile, "true", json!({"timeout": 1500})).await;
     stream.events().await;
     until("the timeout to end the escaped process", || !alive(pid)).await;
     until("the command's cgroup to be removed", || !cgroup.exists()).await;
@@ -163,13 +206,13 @@ async fn shutdown_and_a_restart_reach_a_process_that_left_the_group() {
     // An orderly shutdown ends it, and leaves no cgroup behind.
     let host = Host::start(&["--state-dir", &state_s]).await;
     let pidfile = dir.0.join("shutdown.pid");
-    let mut stream = host
-        .run(json!({"command": escaping(&pidfile, "true"), "background": true}))
-        .await;
-    let id = init_id(&mut stream).await;
-    let pid = escaped(&pidfile).await;
-    let _reap = Reap(pid);
-    let cgroup = command_cgroup(&mount, pid, &id);
+    let Escaped {
+        id: _,
+        pid,
+        cgroup,
+        stream: _stream,
+        _reap,
+    } = escape(&host, &mount, &pidfile, "true", json!({"background": true})).await;
     let hosts = cgroup.parent().expect("the host's cgroup").to_path_buf();
     host.stop().await;
     assert!(!alive(pid), "shutdown ended the escaped process");
@@ -179,13 +222,20 @@ async fn shutdown_and_a_restart_reach_a_process_that_left_the_group() {
     // dir ends it.
     let host = Host::start(&["--state-dir", &state_s]).await;
     let pidfile = dir.0.join("restart.pid");
-    let mut stream = host
-        .run(json!({"command": escaping(&pidfile, "sleep 30"), "background": true}))
-        .await;
-    let id = init_id(&mut stream).await;
-    let pid = escaped(&pidfile).await;
-    let _reap = Reap(pid);
-    let cgroup = command_cgroup(&mount, pid, &id);
+    let Escaped {
+        id: _,
+        pid,
+        cgroup,
+        stream: _stream,
+        _reap,
+    } = escape(
+        &host,
+        &mount,
+        &pidfile,
+        "sleep 30",
+        json!({"background": true}),
+    )
+    .await;
     host.kill().await;
     assert!(alive(pid), "nothing ended it with the host");
     let host = Host::start(&["--state-dir", &state_s]).await;
@@ -265,13 +315,20 @@ async fn a_dead_hosts_temporary_dir_is_swept_with_its_cgroups() {
         .await
         .expect("the first host");
     let pidfile = dir.0.join("sweep.pid");
-    let mut stream = host
-        .run(json!({"command": escaping(&pidfile, "sleep 30"), "background": true}))
-        .await;
-    let id = init_id(&mut stream).await;
-    let pid = escaped(&pidfile).await;
-    let _reap = Reap(pid);
-    let cgroup = command_cgroup(&mount, pid, &id);
+    let Escaped {
+        id: _,
+        pid,
+        cgroup,
+        stream: _stream,
+        _reap,
+    } = escape(
+        &host,
+        &mount,
+        &pidfile,
+        "sleep 30",
+        json!({"background": true}),
+    )
+    .await;
     host.kill().await;
     assert!(alive(pid), "nothing ended it with the host");
     let host = Host::try_start_env(&[], &[("TMPDIR", &tmp_s)])
